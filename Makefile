@@ -1,0 +1,37 @@
+# orderflow — `make run` starts everything, `make test` tests everything.
+GO          ?= go
+SQLC        := $(GO) tool -modfile=tools/go.mod sqlc
+BIN         := bin/orderflow
+TEST_FLAGS  ?= -count=1 -timeout 20m
+
+.PHONY: run build test unit generate check-generated vet clean
+
+## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker and the API in one process
+run: build
+	./$(BIN) dev
+
+## build: compile bin/orderflow
+build:
+	$(GO) build -o $(BIN) ./cmd/orderflow
+
+## test: vet, check generated code is current, run every test (unit, integration, end-to-end)
+test: vet check-generated
+	$(GO) test $(TEST_FLAGS) ./...
+
+## unit: the fast tests only (no embedded stack)
+unit:
+	$(GO) test -count=1 -short ./...
+
+## generate: regenerate the sqlc code from db/queries and db/migrations
+generate:
+	cd db && $(SQLC) generate
+
+## check-generated: fail when the committed sqlc code is stale
+check-generated:
+	@cd db && $(SQLC) diff || { echo "db: generated code is stale: run 'make generate' and commit the result" >&2; exit 1; }
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/devstack"
+	"github.com/orderflow/orderflow/temporal"
+)
+
+// deps are the connections every service part shares, made once.
+type deps struct {
+	store    *db.Store
+	nc       *nats.Conn
+	temporal client.Client
+}
+
+func (d *deps) Close() {
+	if d.temporal != nil {
+		d.temporal.Close()
+	}
+	if d.nc != nil {
+		d.nc.Close()
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
+}
+
+// connect dials whichever of PostgreSQL, NATS and Temporal the caller needs.
+func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needNATS, needTemporal bool) (*deps, error) {
+	d := &deps{}
+	var err error
+	if needDB {
+		if cfg.DatabaseURL == "" {
+			return nil, errors.New("DATABASE_URL is not set (orderflow dev starts a private PostgreSQL; the other commands need one)")
+		}
+		if d.store, err = db.Open(ctx, cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+	}
+	if needNATS {
+		if cfg.NATSURL == "" {
+			d.Close()
+			return nil, errors.New("NATS_URL is not set (orderflow dev starts an embedded NATS; the other commands need one)")
+		}
+		if d.nc, err = nats.Connect(cfg.NATSURL, nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)); err != nil {
+			d.Close()
+			return nil, fmt.Errorf("connect to nats at %s: %w", cfg.NATSURL, err)
+		}
+	}
+	if needTemporal {
+		if d.temporal, err = temporal.Dial(ctx, cfg.Temporal, logger); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// readiness lists the checks /readyz runs over the connections d holds.
+func (d *deps) readiness() []api.Check {
+	var checks []api.Check
+	if d.temporal != nil {
+		checks = append(checks, api.Check{Name: "temporal", Check: func(ctx context.Context) error {
+			_, err := d.temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}})
+	}
+	if d.store != nil {
+		checks = append(checks, api.Check{Name: "postgres", Check: d.store.DB.PingContext})
+	}
+	if d.nc != nil {
+		checks = append(checks, api.Check{Name: "nats", Check: func(ctx context.Context) error {
+			if !d.nc.IsConnected() {
+				return fmt.Errorf("nats: %s", d.nc.Status())
+			}
+			return d.nc.FlushWithContext(ctx)
+		}})
+	}
+	return checks
+}
+
+func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
+	began := time.Now()
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	logger.Info("starting orderflow dev", "data_dir", dataDir)
+	// Claim the API port before anything starts, so a second `make run` on
+	// the same machine fails at once instead of half-way.
+	apiListener, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http api: %w (set ORDERFLOW_HTTP_ADDR to another address)", err)
+	}
+	defer apiListener.Close()
+	stack, err := devstack.Start(ctx, devstack.Config{
+		DataDir:     dataDir,
+		DatabaseURL: cfg.DatabaseURL, PGAddr: cfg.PGAddr, PGDurable: true,
+		NATSURL: cfg.NATSURL, NATSAddr: cfg.NATSAddr,
+		TemporalExternal: cfg.TemporalExternal, TemporalAddr: cfg.TemporalAddr, UIAddr: cfg.UIAddr,
+		TemporalLogLevel: slog.LevelWarn,
+		Logger:           logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	cfg.DatabaseURL, cfg.NATSURL = stack.DatabaseURL, stack.NATSURL
+
+	d, err := connect(ctx, cfg, logger, true, true, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.store.Migrate(ctx, logger); err != nil {
+		return err
+	}
+	return serve(ctx, logger, d, apiListener, func() {
+		printReady(cfg, stack, apiListener.Addr().String(), time.Since(began))
+	})
+}
+
+// serve runs the service parts under one errgroup until ctx is done or one
+// of them fails; ready is called once they all run.
+func serve(ctx context.Context, logger *slog.Logger, d *deps, apiListener net.Listener, ready func()) error {
+	g, ctx := errgroup.WithContext(ctx)
+	if apiListener != nil {
+		srv := api.New(api.Config{Logger: logger, Readiness: d.readiness()})
+		g.Go(func() error { return srv.Serve(ctx, apiListener) })
+	}
+	if ready != nil {
+		ready()
+	}
+	err := g.Wait()
+	logger.Info("shutting down")
+	return err
+}
+
+func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Duration) {
+	fmt.Printf("\norderflow is ready (%s)\n", took.Round(100*time.Millisecond))
+	fmt.Printf("  API          http://%s   (readiness: /readyz)\n", apiAddr)
+	if stack.UIURL != "" {
+		fmt.Printf("  Temporal UI  %s/namespaces/%s/workflows\n", stack.UIURL, cfg.Temporal.Namespace)
+	}
+	fmt.Printf("  Temporal     %s   (namespace %s)\n", cfg.Temporal.HostPort, cfg.Temporal.Namespace)
+	fmt.Printf("  NATS         %s\n", stack.NATSURL)
+	fmt.Printf("  PostgreSQL   %s\n", stack.DatabaseURL)
+	fmt.Printf("Press Ctrl-C to stop.\n\n")
+}
+
+func runAPI(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
+	d, err := connect(ctx, cfg, logger, true, true, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	l, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http api: %w", err)
+	}
+	logger.Info("serving API", "addr", l.Addr().String())
+	return serve(ctx, logger, d, l, nil)
+}
+
+func runWorker(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
+	d, err := connect(ctx, cfg, logger, true, false, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return serve(ctx, logger, d, nil, nil)
+}
+
+func runMigrate(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
+	if cfg.DatabaseURL == "" {
+		return errors.New("DATABASE_URL is not set (orderflow dev migrates its private PostgreSQL on start)")
+	}
+	d, err := connect(ctx, cfg, logger, true, false, false)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.store.Migrate(ctx, logger)
+}

@@ -1,0 +1,296 @@
+// Package pgdev runs a private PostgreSQL cluster from the machine's own
+// server binaries (initdb, postgres), for `orderflow dev` and the tests when
+// no DATABASE_URL is given. The cluster lives in a directory of its own, is
+// created on first start and reused after, listens on loopback only, and
+// trusts local connections: it is for development, never production.
+package pgdev
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+)
+
+// Database and User name the database and role created in the cluster.
+const (
+	Database = "orderflow"
+	User     = "orderflow"
+)
+
+// Config describes one private cluster.
+type Config struct {
+	// Dir holds the cluster (created by initdb when empty) and its log.
+	Dir string
+	// Addr is the loopback host:port the server listens on.
+	Addr string
+	// Durable=false turns fsync off: for throwaway test clusters only.
+	Durable bool
+	// Logger receives progress messages.
+	Logger *slog.Logger
+}
+
+// Server is a running private PostgreSQL server.
+type Server struct {
+	cfg    Config
+	bin    string
+	cred   *syscall.Credential
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// Start initialises the cluster if needed, starts the server and creates the
+// orderflow database. It returns once the database accepts connections.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("postgres address %q: %w", cfg.Addr, err)
+	}
+	bin, err := FindBinaries()
+	if err != nil {
+		return nil, err
+	}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, bin: bin, cred: cred}
+	if err := s.initdb(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.Restart(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// URL is the connection string for the orderflow database.
+func (s *Server) URL() string {
+	u := url.URL{Scheme: "postgres", User: url.User(User), Host: s.cfg.Addr, Path: "/" + Database, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// FindBinaries returns the directory holding initdb and postgres: from PATH
+// first, then the newest /usr/lib/postgresql/*/bin.
+func FindBinaries() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		dir := filepath.Dir(p)
+		if _, err := os.Stat(filepath.Join(dir, "postgres")); err == nil {
+			return dir, nil
+		}
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return pgMajor(dirs[i]) > pgMajor(dirs[j]) })
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "initdb")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", errors.New("PostgreSQL server binaries (initdb, postgres) not found on PATH or in /usr/lib/postgresql/*/bin: " +
+		"install them (Debian/Ubuntu: apt-get install postgresql) or set DATABASE_URL to an existing database")
+}
+
+func pgMajor(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
+}
+
+// serverCredential picks the user the server runs as. PostgreSQL refuses to
+// run as root, so when we are root it runs as "postgres" (or "nobody").
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("running as root and neither a postgres nor a nobody user exists: PostgreSQL refuses to run as root; run as another user or set DATABASE_URL")
+}
+
+func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: s.cred,
+		// Own process group, so a Ctrl-C on the terminal reaches only us and
+		// we shut the server down in order.
+		Setpgid: true,
+	}
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+	return cmd
+}
+
+func (s *Server) initdb(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(s.cfg.Dir, "PG_VERSION")); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("create postgres dir: %w", err)
+	}
+	if s.cred != nil {
+		if err := os.Chown(s.cfg.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return fmt.Errorf("hand postgres dir to uid %d: %w", s.cred.Uid, err)
+		}
+		if err := reachable(s.cfg.Dir); err != nil {
+			return err
+		}
+	}
+	s.cfg.Logger.Info("creating private postgres cluster", "dir", s.cfg.Dir)
+	out, err := s.command(ctx, "initdb", "-D", s.cfg.Dir, "-U", User, "-A", "trust", "-E", "UTF8", "--no-instructions").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// reachable checks that every parent of dir can be entered by others, since
+// the server runs as another user than ours.
+func reachable(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("postgres runs as an unprivileged user and cannot enter %s (mode %v): chmod o+x it or choose another ORDERFLOW_DATA_DIR", p, fi.Mode().Perm())
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+// Restart starts the server if it is not running; Start calls it, and tests
+// call it after Stop.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return nil
+	}
+	host, port, _ := net.SplitHostPort(s.cfg.Addr)
+	logFile, err := os.OpenFile(filepath.Join(filepath.Dir(s.cfg.Dir), filepath.Base(s.cfg.Dir)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("open postgres log: %w", err)
+	}
+	args := []string{"-D", s.cfg.Dir,
+		"-c", "listen_addresses=" + host, "-p", port,
+		"-c", "unix_socket_directories=", // TCP on loopback only
+		"-c", "max_connections=200",
+	}
+	if !s.cfg.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	// postgres runs as our child, not daemonised by pg_ctl: with a
+	// parent-death signal it stops (fast shutdown) even when we are killed.
+	cmd := s.command(context.Background(), "postgres", args...)
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGINT
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	s.cmd, s.exited = cmd, exited
+	if err := s.waitReady(ctx, exited); err != nil {
+		s.stopLocked()
+		return err
+	}
+	s.cfg.Logger.Info("postgres ready", "addr", s.cfg.Addr, "pid", cmd.Process.Pid)
+	return nil
+}
+
+func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
+	admin := url.URL{Scheme: "postgres", User: url.User(User), Host: s.cfg.Addr, Path: "/postgres", RawQuery: "sslmode=disable&connect_timeout=2"}
+	conn, err := sql.Open("pgx", admin.String())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err = conn.PingContext(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("postgres exited during start-up; see %s.log", s.cfg.Dir)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("postgres not ready after 60s: %w; see %s.log", err, s.cfg.Dir)
+		}
+	}
+	var exists bool
+	if err := conn.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", Database).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database: %w", err)
+	}
+	if !exists {
+		if _, err := conn.ExecContext(ctx, "CREATE DATABASE "+Database); err != nil {
+			return fmt.Errorf("create database: %w", err)
+		}
+	}
+	return nil
+}
+
+// Stop shuts the server down (fast shutdown: open transactions roll back)
+// and waits for it to exit. It is safe to call more than once.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopLocked()
+}
+
+func (s *Server) stopLocked() error {
+	if s.cmd == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+	s.cmd = nil
+	s.cfg.Logger.Info("postgres stopped", "addr", s.cfg.Addr)
+	return nil
+}

@@ -1,0 +1,28 @@
+-- name: GetSandboxAuthorizationByKey :one
+SELECT * FROM sandbox_authorizations WHERE idempotency_key = $1;
+
+-- name: GetSandboxAuthorization :one
+SELECT * FROM sandbox_authorizations WHERE id = $1 FOR UPDATE;
+
+-- name: InsertSandboxAuthorization :exec
+INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
+VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: SetSandboxAuthorizationStatus :exec
+UPDATE sandbox_authorizations SET status = $2, updated_at = now() WHERE id = $1;
+
+-- name: CountSandboxAttempt :one
+INSERT INTO sandbox_attempts (idempotency_key, attempts) VALUES ($1, 1)
+ON CONFLICT (idempotency_key) DO UPDATE SET attempts = sandbox_attempts.attempts + 1
+RETURNING attempts;
+
+-- name: InsertSandboxLedgerEntry :exec
+INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
+VALUES ($1, $2, $3)
+ON CONFLICT (authorization_id, entry) DO NOTHING;
+
+-- name: SandboxNetCharged :one
+-- Money taken from the customer for one idempotency key: captures less refunds.
+SELECT COALESCE(SUM(CASE l.entry WHEN 'capture' THEN l.amount_cents WHEN 'refund' THEN -l.amount_cents ELSE 0 END), 0)::bigint
+FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
+WHERE a.idempotency_key = $1;

@@ -1,0 +1,151 @@
+// Package devstack brings up the components orderflow runs on — Temporal
+// (with its Web UI), PostgreSQL and NATS JetStream — embedded in this
+// process or started from the machine's binaries, unless the configuration
+// names an external one. `orderflow dev`, the benchmarks and the tests share
+// it, so all of them run on the same real components.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/orderflow/orderflow/db/pgdev"
+	"github.com/orderflow/orderflow/events/natsdev"
+	"github.com/orderflow/orderflow/temporal/devserver"
+)
+
+// Config chooses, per component, the embedded default or an external one.
+type Config struct {
+	// DataDir holds everything the embedded components persist.
+	DataDir string
+
+	// DatabaseURL, when set, is used instead of a private PostgreSQL on PGAddr.
+	DatabaseURL string
+	PGAddr      string
+	// PGDurable=false runs the private PostgreSQL without fsync (tests).
+	PGDurable bool
+
+	// NATSURL, when set, is used instead of an embedded NATS on NATSAddr.
+	NATSURL  string
+	NATSAddr string
+
+	// TemporalExternal, when true, skips the embedded Temporal server
+	// (TEMPORAL_ADDRESS is set); otherwise it listens on TemporalAddr with
+	// its Web UI on UIAddr ("" for none).
+	TemporalExternal bool
+	TemporalAddr     string
+	UIAddr           string
+	// TemporalLogLevel filters the embedded server's own logs.
+	TemporalLogLevel slog.Level
+
+	Logger *slog.Logger
+}
+
+// Stack is the set of running components, with the addresses to reach them.
+type Stack struct {
+	DatabaseURL  string
+	NATSURL      string
+	TemporalAddr string // "" when Temporal is external
+	UIURL        string // "" when there is no embedded Web UI
+
+	// Postgres is the private PostgreSQL, nil when DatabaseURL was given.
+	Postgres *pgdev.Server
+	nats     *natsdev.Server
+	temporal *devserver.Server
+	logger   *slog.Logger
+}
+
+// Start starts every embedded component the configuration asks for, in
+// parallel, and returns once all accept connections. On error it stops what
+// it started.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Stack{DatabaseURL: cfg.DatabaseURL, NATSURL: cfg.NATSURL, logger: cfg.Logger}
+	// 0755: the private PostgreSQL runs as another user when we are root and
+	// must be able to enter this directory to reach its own.
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	began := time.Now()
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, 3)
+	n := 0
+	if cfg.DatabaseURL == "" {
+		n++
+		go func() {
+			pg, err := pgdev.Start(ctx, pgdev.Config{
+				Dir: filepath.Join(cfg.DataDir, "postgres"), Addr: cfg.PGAddr, Durable: cfg.PGDurable,
+				Logger: cfg.Logger.With("component", "postgres"),
+			})
+			if err == nil {
+				s.Postgres, s.DatabaseURL = pg, pg.URL()
+			}
+			results <- result{"postgres", err}
+		}()
+	}
+	if cfg.NATSURL == "" {
+		n++
+		go func() {
+			ns, err := natsdev.Start(natsdev.Config{StoreDir: filepath.Join(cfg.DataDir, "nats"), Addr: cfg.NATSAddr, Logger: cfg.Logger})
+			if err == nil {
+				s.nats, s.NATSURL = ns, ns.URL()
+			}
+			results <- result{"nats", err}
+		}()
+	}
+	if !cfg.TemporalExternal {
+		n++
+		go func() {
+			ts, err := devserver.Start(ctx, devserver.Config{
+				DataDir: filepath.Join(cfg.DataDir, "temporal"), FrontendAddr: cfg.TemporalAddr, UIAddr: cfg.UIAddr,
+				Logger: cfg.Logger, ServerLogLevel: cfg.TemporalLogLevel,
+			})
+			if err == nil {
+				s.temporal, s.TemporalAddr, s.UIURL = ts, ts.FrontendAddr(), ts.UIURL()
+			}
+			results <- result{"temporal", err}
+		}()
+	}
+	var errs []error
+	for range n {
+		r := <-results
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("start %s: %w", r.name, r.err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.Close()
+		return nil, err
+	}
+	cfg.Logger.Info("embedded components ready", "took", time.Since(began).Round(time.Millisecond))
+	return s, nil
+}
+
+// Close stops every embedded component. Callers stop the services that use
+// them (worker, relay, API) first.
+func (s *Stack) Close() {
+	if s.temporal != nil {
+		s.temporal.Stop()
+		s.temporal = nil
+	}
+	if s.nats != nil {
+		s.nats.Stop()
+		s.nats = nil
+	}
+	if s.Postgres != nil {
+		if err := s.Postgres.Stop(); err != nil {
+			s.logger.Warn("stop postgres", "err", err)
+		}
+		s.Postgres = nil
+	}
+}

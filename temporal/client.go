@@ -1,0 +1,51 @@
+// Package temporal connects orderflow to a Temporal service: client options
+// from the SDK's standard TEMPORAL_* environment (address, namespace, TLS,
+// API key, profiles in the client config file), logging through slog. The
+// embedded development server lives in the devserver subpackage so that
+// nothing else links the Temporal server.
+package temporal
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	sdklog "go.temporal.io/sdk/log"
+)
+
+// DefaultTaskQueue is the task queue the order worker polls.
+const DefaultTaskQueue = "orderflow-orders"
+
+// LoadClientOptions reads the client options the way the Temporal SDKs and
+// CLI do (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+// TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE), through env.
+func LoadClientOptions(env envconfig.EnvLookup) (client.Options, error) {
+	opts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
+	if err != nil {
+		return client.Options{}, fmt.Errorf("temporal client options: %w", err)
+	}
+	return opts, nil
+}
+
+// Dial connects with opts, logging through logger, and checks the server
+// answers before it returns.
+func Dial(ctx context.Context, opts client.Options, logger *slog.Logger) (client.Client, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = client.DefaultNamespace
+	}
+	opts.Logger = sdklog.NewStructuredLogger(logger.With("component", "temporal-sdk"))
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to temporal at %s: %w", opts.HostPort, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.CheckHealth(hctx, &client.CheckHealthRequest{}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("temporal at %s does not answer: %w", opts.HostPort, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,362 @@
+// Package devserver runs a Temporal server and its Web UI inside the current
+// process, persisting to a SQLite file, so that `orderflow dev` and the tests
+// need nothing but this binary. It is the embedded default only: production
+// points TEMPORAL_ADDRESS at a real cluster and never links this package.
+//
+// The wiring follows the Temporal CLI's own dev server (temporal server
+// start-dev): one process hosts frontend, history, matching and worker
+// services on loopback, with static membership.
+package devserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	uiserver "github.com/temporalio/ui-server/v2/server"
+	uiconfig "github.com/temporalio/ui-server/v2/server/config"
+	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+)
+
+// DatabaseFile is the name of the SQLite file under Config.DataDir.
+const DatabaseFile = "temporal.db"
+
+const clusterName = "active"
+
+// Config describes one embedded Temporal server.
+type Config struct {
+	// DataDir holds the SQLite file; it is created when missing. A restart on
+	// the same DataDir keeps every workflow and its history.
+	DataDir string
+	// FrontendAddr is the gRPC frontend address (host:port) clients and
+	// workers dial.
+	FrontendAddr string
+	// UIAddr is where the Temporal Web UI listens (host:port); empty
+	// disables the UI.
+	UIAddr string
+	// Namespace is registered on start if it does not exist yet.
+	Namespace string
+	// SQLitePragmas are passed to every SQLite connection (e.g.
+	// journal_mode, synchronous). Nil keeps SQLite's own defaults.
+	SQLitePragmas map[string]string
+	// NumHistoryShards is fixed for the life of a data dir; 0 means 1.
+	NumHistoryShards int32
+	// Logger receives the server's logs at ServerLogLevel and above.
+	Logger *slog.Logger
+	// ServerLogLevel filters the server's own (very chatty) logs.
+	ServerLogLevel slog.Level
+}
+
+// Server is a running embedded Temporal server.
+type Server struct {
+	cfg    Config
+	server temporal.Server
+	ui     *uiserver.Server
+	uiDone chan struct{}
+	// logLevel is raised on Stop: a stopping server logs every cancelled
+	// poll as an error, which tells the user nothing.
+	logLevel *slog.LevelVar
+}
+
+// Start brings the server up and returns once its frontend accepts
+// connections. The caller must call Stop.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	if cfg.NumHistoryShards == 0 {
+		cfg.NumHistoryShards = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, port, err := splitHostPort(cfg.FrontendAddr)
+	if err != nil {
+		return nil, fmt.Errorf("temporal frontend address %q: %w", cfg.FrontendAddr, err)
+	}
+	// Fail with a clear message instead of deep inside the server (or, for
+	// the UI, with os.Exit) when a port is taken.
+	if err := checkFree(cfg.FrontendAddr); err != nil {
+		return nil, fmt.Errorf("temporal frontend: %w (set ORDERFLOW_TEMPORAL_ADDR to another address)", err)
+	}
+	if cfg.UIAddr != "" {
+		if err := checkFree(cfg.UIAddr); err != nil {
+			return nil, fmt.Errorf("temporal web ui: %w (set ORDERFLOW_UI_ADDR to another address)", err)
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create temporal data dir: %w", err)
+	}
+
+	sqlConf, err := sqliteConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conf, err := serverConfig(cfg, host, port, sqlConf)
+	if err != nil {
+		return nil, err
+	}
+	level := new(slog.LevelVar)
+	level.Set(cfg.ServerLogLevel)
+	logger := slogAdapter{log: cfg.Logger.With("component", "temporal"), level: level}
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return nil, fmt.Errorf("temporal authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
+	if err != nil {
+		return nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for _, svc := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+		hosts[svc] = static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(conf.Services[string(svc)].RPC.GRPCPort)))
+	}
+	dyn := dynamicconfig.StaticClient{
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("build temporal server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("start temporal server: %w", err)
+	}
+	s := &Server{cfg: cfg, server: srv, logLevel: level}
+	if err := waitForDial(ctx, cfg.FrontendAddr); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("temporal frontend not reachable: %w", err)
+	}
+	if cfg.UIAddr != "" {
+		if err := s.startUI(ctx); err != nil {
+			s.Stop()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// FrontendAddr is the address clients dial.
+func (s *Server) FrontendAddr() string { return s.cfg.FrontendAddr }
+
+// Namespace is the namespace registered on start.
+func (s *Server) Namespace() string { return s.cfg.Namespace }
+
+// UIURL is the Web UI's base URL, or "" when the UI is disabled.
+func (s *Server) UIURL() string {
+	if s.cfg.UIAddr == "" {
+		return ""
+	}
+	return "http://" + s.cfg.UIAddr
+}
+
+// Stop shuts the UI and the server down; it is safe to call more than once.
+func (s *Server) Stop() {
+	s.logLevel.Set(slog.LevelError + 4)
+	if s.ui != nil {
+		s.ui.Stop()
+		<-s.uiDone
+		s.ui = nil
+	}
+	if s.server != nil {
+		if err := s.server.Stop(); err != nil {
+			s.cfg.Logger.Warn("stop temporal server", "err", err)
+		}
+		s.server = nil
+	}
+}
+
+func (s *Server) startUI(ctx context.Context) error {
+	host, port, err := splitHostPort(s.cfg.UIAddr)
+	if err != nil {
+		return fmt.Errorf("temporal web ui address %q: %w", s.cfg.UIAddr, err)
+	}
+	s.ui = uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
+		Host:                host,
+		Port:                port,
+		TemporalGRPCAddress: s.cfg.FrontendAddr,
+		EnableUI:            true,
+		DefaultNamespace:    s.cfg.Namespace,
+		CORS:                uiconfig.CORS{CookieInsecure: true},
+		HideLogs:            true,
+		DisableNewsFetch:    true, // nothing is fetched from the internet at run time
+	}))
+	s.uiDone = make(chan struct{})
+	go func() {
+		defer close(s.uiDone)
+		if err := s.ui.Start(); err != nil {
+			s.cfg.Logger.Error("temporal web ui stopped", "err", err)
+		}
+	}()
+	return waitForHTTP(ctx, "http://"+s.cfg.UIAddr+"/")
+}
+
+func sqliteConfig(cfg Config) (*config.SQL, error) {
+	file := filepath.Join(cfg.DataDir, DatabaseFile)
+	conf := &config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      file,
+		ConnectAttributes: map[string]string{"mode": "rwc"},
+	}
+	for k, v := range cfg.SQLitePragmas {
+		conf.ConnectAttributes[k] = v
+	}
+	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+		if err := sqliteschema.SetupSchema(conf); err != nil {
+			return nil, fmt.Errorf("set up temporal sqlite schema: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("stat temporal database: %w", err)
+	}
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, cfg.Namespace, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("temporal namespace config: %w", err)
+	}
+	if err := sqliteschema.CreateNamespaces(conf, ns); err != nil {
+		return nil, fmt.Errorf("register temporal namespace %q: %w", cfg.Namespace, err)
+	}
+	return conf, nil
+}
+
+func serverConfig(cfg Config, host string, port int, sqlConf *config.SQL) (*config.Config, error) {
+	httpPort, err := freePort(host)
+	if err != nil {
+		return nil, err
+	}
+	var conf config.Config
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = host
+	conf.Persistence.DefaultStore = "sqlite"
+	conf.Persistence.VisibilityStore = "sqlite"
+	conf.Persistence.NumHistoryShards = cfg.NumHistoryShards
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite": {SQL: sqlConf}}
+	conf.ClusterMetadata = &cluster.Config{
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {
+				Enabled:                true,
+				InitialFailoverVersion: 1,
+				RPCAddress:             cfg.FrontendAddr,
+				HTTPAddress:            net.JoinHostPort(host, strconv.Itoa(httpPort)),
+				ClusterID:              "orderflow-dev",
+			},
+		},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	for _, name := range []string{"frontend", "history", "matching", "worker"} {
+		var svc config.Service
+		svc.RPC.BindOnIP = host
+		if name == "frontend" {
+			svc.RPC.GRPCPort = port
+			svc.RPC.HTTPPort = httpPort
+		} else if svc.RPC.GRPCPort, err = freePort(host); err != nil {
+			return nil, err
+		}
+		conf.Services[name] = svc
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = cfg.FrontendAddr
+	return &conf, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port <= 0 {
+		return "", 0, fmt.Errorf("port must be a number above 0")
+	}
+	return host, port, nil
+}
+
+func checkFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is not free: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// freePort asks the kernel for an unused port. Another process could take
+// it before the server binds; on loopback in a dev setup that is rare.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitForDial(ctx context.Context, addr string) error {
+	return poll(ctx, 30*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+func waitForHTTP(ctx context.Context, url string) error {
+	return poll(ctx, 30*time.Second, func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+}
+
+func poll(ctx context.Context, limit time.Duration, try func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
