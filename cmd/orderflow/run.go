@@ -73,21 +73,13 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needN
 func (d *deps) readiness() []api.Check {
 	var checks []api.Check
 	if d.temporal != nil {
-		checks = append(checks, api.Check{Name: "temporal", Check: func(ctx context.Context) error {
-			_, err := d.temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
-			return err
-		}})
+		checks = append(checks, api.TemporalCheck(d.temporal))
 	}
 	if d.store != nil {
-		checks = append(checks, api.Check{Name: "postgres", Check: d.store.DB.PingContext})
+		checks = append(checks, api.PostgresCheck(d.store.DB))
 	}
 	if d.nc != nil {
-		checks = append(checks, api.Check{Name: "nats", Check: func(ctx context.Context) error {
-			if !d.nc.IsConnected() {
-				return fmt.Errorf("nats: %s", d.nc.Status())
-			}
-			return d.nc.FlushWithContext(ctx)
-		}})
+		checks = append(checks, api.NATSCheck(d.nc))
 	}
 	return checks
 }

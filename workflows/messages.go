@@ -1,0 +1,73 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/orderflow/orderflow/activities"
+)
+
+// Names of the order workflow's type, updates and query. They are part of
+// the workflow's public contract: never rename one.
+const (
+	OrderWorkflowName = "Order"
+
+	UpdateAccept    = "accept"
+	UpdateReject    = "reject"
+	UpdateCancel    = "cancel"
+	UpdateDelivered = "delivered"
+
+	QueryStatus = "status"
+)
+
+// Defaults used when the input leaves a duration zero.
+const (
+	DefaultAcceptTimeout = 10 * time.Minute
+	DefaultDeliverySLA   = 45 * time.Minute
+)
+
+// OrderInput starts one order. The API prices the order from the menu
+// before it starts the workflow; the workflow never trusts a client price.
+type OrderInput struct {
+	Order        activities.NewOrder `json:"order"`
+	PaymentToken string              `json:"payment_token"`
+	// AcceptTimeout is how long the restaurant has to decide, counted from
+	// Order.PlacedAt (so Order.AcceptBy = PlacedAt + AcceptTimeout).
+	AcceptTimeout time.Duration `json:"accept_timeout"`
+	// DeliverySLA is how long after acceptance delivery may take before the
+	// order is escalated (it is not cancelled).
+	DeliverySLA time.Duration `json:"delivery_sla"`
+}
+
+// OrderResult is how an order ended.
+type OrderResult struct {
+	OrderID       string `json:"order_id"`
+	Status        string `json:"status"`
+	Reason        string `json:"reason,omitempty"`
+	PaymentStatus string `json:"payment_status"`
+}
+
+// RejectInput is the restaurant's rejection.
+type RejectInput struct {
+	Reason string `json:"reason"`
+}
+
+// CancelInput is the customer's cancellation.
+type CancelInput struct {
+	Reason string `json:"reason"`
+}
+
+// DecisionResult answers an update: the order's status once the decision
+// has been taken.
+type DecisionResult struct {
+	Status string `json:"status"`
+}
+
+// StatusView answers the status query.
+type StatusView struct {
+	OrderID       string    `json:"order_id"`
+	Status        string    `json:"status"`
+	Reason        string    `json:"reason,omitempty"`
+	PaymentStatus string    `json:"payment_status"`
+	AcceptBy      time.Time `json:"accept_by"`
+	Escalated     bool      `json:"escalated"`
+}
