@@ -28,7 +28,6 @@ const (
 	OrderPaymentRefunded    = "order.payment_refunded"
 	OrderUserNotified       = "order.user_notified"
 	OrderDeliveryEscalated  = "order.delivery_escalated"
-	OrderDelivered          = "order.delivered"
 	OrderCompleted          = "order.completed"
 	OrderFailed             = "order.failed"
 )
@@ -38,7 +37,7 @@ var OrderEventTypes = []string{
 	OrderPlaced, OrderPaymentAuthorized, OrderRestaurantNotified, OrderAccepted,
 	OrderRejected, OrderTimedOut, OrderCancelled, OrderPaymentCaptured,
 	OrderPaymentVoided, OrderPaymentRefunded, OrderUserNotified,
-	OrderDeliveryEscalated, OrderDelivered, OrderCompleted, OrderFailed,
+	OrderDeliveryEscalated, OrderCompleted, OrderFailed,
 }
 
 // CEType is the CloudEvents type of an event type, e.g.

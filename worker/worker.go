@@ -1,0 +1,38 @@
+// Package worker runs the order context's Temporal worker: it registers the
+// order workflow and its activities and polls the task queue.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+// Register registers the order workflow under its stable name and every
+// activity method of acts on r.
+func Register(r sdkworker.Registry, acts *activities.Activities) {
+	r.RegisterWorkflowWithOptions(workflows.Order, workflow.RegisterOptions{Name: workflows.OrderWorkflowName})
+	r.RegisterActivity(acts)
+}
+
+// Run polls taskQueue until ctx is done, then stops the worker, letting
+// running activities finish within the SDK's stop timeout.
+func Run(ctx context.Context, c client.Client, taskQueue string, acts *activities.Activities, logger *slog.Logger) error {
+	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
+	Register(w, acts)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	logger.Info("worker polling", "task_queue", taskQueue)
+	<-ctx.Done()
+	w.Stop()
+	logger.Info("worker stopped", "task_queue", taskQueue)
+	return nil
+}

@@ -1,0 +1,400 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/events"
+)
+
+// a is the typed nil through which the workflow names its activities.
+var a *activities.Activities
+
+// Change IDs for workflow.GetVersion. Never reuse or remove one while
+// workflows that may have recorded it are open.
+const (
+	// changeEscalationNotice: an escalated delivery also tells the customer.
+	changeEscalationNotice = "escalation-customer-notice"
+)
+
+// decision is the restaurant's or the customer's answer while the order
+// awaits acceptance.
+type decision struct {
+	update string // UpdateAccept, UpdateReject or UpdateCancel
+	reason string
+}
+
+// order is the state of one order workflow.
+type order struct {
+	in        OrderInput
+	status    orderflow.OrderStatus
+	reason    string
+	payment   orderflow.PaymentStatus
+	authID    string
+	decision  *decision
+	delivered bool
+	escalated bool
+	logger    log.Logger
+}
+
+// Order runs one order from placement to completion, or to compensation
+// when it is rejected, times out, is cancelled or fails.
+func Order(ctx workflow.Context, in OrderInput) (OrderResult, error) {
+	if in.AcceptTimeout <= 0 {
+		in.AcceptTimeout = DefaultAcceptTimeout
+	}
+	if in.DeliverySLA <= 0 {
+		in.DeliverySLA = DefaultDeliverySLA
+	}
+	o := &order{in: in, status: orderflow.StatusPlaced, payment: orderflow.PaymentPending, logger: workflow.GetLogger(ctx)}
+	if err := o.setup(ctx); err != nil {
+		return OrderResult{}, err
+	}
+	err := o.run(ctx)
+	// Let update handlers return their answers before the workflow closes;
+	// on a disconnected context so this also holds after cancellation.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
+	return o.result(), err
+}
+
+func (o *order) result() OrderResult {
+	return OrderResult{OrderID: o.in.Order.OrderID, Status: string(o.status), Reason: o.reason, PaymentStatus: string(o.payment)}
+}
+
+// setup registers the status query and the decision updates. Validators
+// reject a decision the order can no longer take, so the caller gets an
+// immediate, synchronous refusal (409 over HTTP) and the history records
+// nothing.
+func (o *order) setup(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
+		return StatusView{
+			OrderID: o.in.Order.OrderID, Status: string(o.status), Reason: o.reason,
+			PaymentStatus: string(o.payment), AcceptBy: o.in.Order.AcceptBy, Escalated: o.escalated,
+		}, nil
+	}); err != nil {
+		return err
+	}
+	// A decision's update returns once the workflow has recorded its
+	// outcome, so the caller's next read sees it.
+	decide := func(ctx workflow.Context, update string, reason string) (DecisionResult, error) {
+		o.decision = &decision{update: update, reason: reason}
+		err := workflow.Await(ctx, func() bool {
+			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance
+		})
+		return DecisionResult{Status: string(o.status)}, err
+	}
+	handlers := []struct {
+		name      string
+		handler   any
+		validator any
+	}{
+		{UpdateAccept,
+			func(ctx workflow.Context) (DecisionResult, error) { return decide(ctx, UpdateAccept, "") },
+			func(ctx workflow.Context) error { return o.canDecide("accept", orderflow.StatusAwaitingAcceptance) }},
+		{UpdateReject,
+			func(ctx workflow.Context, in RejectInput) (DecisionResult, error) {
+				return decide(ctx, UpdateReject, reasonOr(in.Reason, "rejected by restaurant"))
+			},
+			func(ctx workflow.Context, in RejectInput) error {
+				if len(in.Reason) > 500 {
+					return errors.New("reason is longer than 500 characters")
+				}
+				return o.canDecide("reject", orderflow.StatusAwaitingAcceptance)
+			}},
+		{UpdateCancel,
+			func(ctx workflow.Context, in CancelInput) (DecisionResult, error) {
+				return decide(ctx, UpdateCancel, reasonOr(in.Reason, "cancelled by customer"))
+			},
+			func(ctx workflow.Context, in CancelInput) error {
+				if len(in.Reason) > 500 {
+					return errors.New("reason is longer than 500 characters")
+				}
+				return o.canDecide("cancel", orderflow.StatusPlaced, orderflow.StatusAwaitingAcceptance)
+			}},
+		{UpdateDelivered,
+			func(ctx workflow.Context) (DecisionResult, error) {
+				o.delivered = true
+				err := workflow.Await(ctx, func() bool { return o.status != orderflow.StatusAccepted })
+				return DecisionResult{Status: string(o.status)}, err
+			},
+			func(ctx workflow.Context) error {
+				if o.status != orderflow.StatusAccepted {
+					return fmt.Errorf("order is %s: only an accepted order can be delivered", o.status)
+				}
+				if o.delivered {
+					return errors.New("order is already marked delivered")
+				}
+				return nil
+			}},
+	}
+	for _, h := range handlers {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, h.name, h.handler, workflow.UpdateHandlerOptions{Validator: h.validator}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// canDecide tells whether a decision may be taken now: the order must be in
+// one of the given statuses and not already decided.
+func (o *order) canDecide(what string, allowed ...orderflow.OrderStatus) error {
+	for _, s := range allowed {
+		if o.status != s {
+			continue
+		}
+		if o.decision != nil {
+			return fmt.Errorf("order is %s: it was already decided (%s)", o.status, o.decision.update)
+		}
+		return nil
+	}
+	if o.status == orderflow.StatusPlaced {
+		return fmt.Errorf("order is %s: the restaurant has not been notified yet, cannot %s", o.status, what)
+	}
+	return fmt.Errorf("order is %s: cannot %s", o.status, what)
+}
+
+func reasonOr(reason, def string) string {
+	if reason == "" {
+		return def
+	}
+	return reason
+}
+
+// run is the order process. Every return path leaves the order in a final
+// status with its compensations done.
+func (o *order) run(ctx workflow.Context) (err error) {
+	defer func() {
+		// Cancellation of the workflow itself: compensate, then end as
+		// cancelled. Compensations run on a disconnected context inside
+		// compensate, so they run although ctx is done.
+		if err != nil && temporal.IsCanceledError(err) && !o.status.Final() {
+			o.compensate(ctx, orderflow.StatusCancelled, events.OrderCancelled, "order workflow cancelled")
+		}
+	}()
+	order := o.in.Order
+	if err := o.do(ctx, "record order", a.RecordPlaced, order); err != nil {
+		return o.failed(ctx, err, "could not record the order")
+	}
+	if o.decision != nil { // cancelled while the order was being recorded
+		return o.decide(ctx)
+	}
+
+	var auth activities.Authorization
+	err = o.call(ctx, fmt.Sprintf("authorize payment (%s)", formatCents(order.TotalCents)), a.AuthorizePayment,
+		activities.AuthorizeInput{OrderID: order.OrderID, PaymentToken: o.in.PaymentToken, AmountCents: order.TotalCents}, &auth)
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &appErr) && appErr.Type() == activities.ErrTypePaymentDeclined:
+		o.payment = orderflow.PaymentDeclined
+		return o.compensate(ctx, orderflow.StatusRejected, events.OrderRejected, "payment declined: "+appErr.Message())
+	case err != nil:
+		return o.failed(ctx, err, "payment authorization failed")
+	}
+	o.authID, o.payment = auth.AuthorizationID, orderflow.PaymentAuthorized
+	if o.decision != nil { // cancelled while the payment was being authorized
+		return o.decide(ctx)
+	}
+
+	if err := o.do(ctx, "notify restaurant", a.NotifyRestaurant, order.OrderID); err != nil {
+		return o.failed(ctx, err, "could not notify the restaurant")
+	}
+	o.status = orderflow.StatusAwaitingAcceptance
+
+	// The restaurant's deadline counts from placement, as the API promised
+	// the customer in accept_by.
+	remaining := order.AcceptBy.Sub(workflow.Now(ctx))
+	if remaining > 0 && o.decision == nil {
+		if _, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      remaining,
+			TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("wait for restaurant (%s)", o.in.AcceptTimeout)},
+		}, func() bool { return o.decision != nil }); err != nil {
+			return err
+		}
+	}
+	if o.decision == nil {
+		return o.compensate(ctx, orderflow.StatusTimedOut, events.OrderTimedOut,
+			fmt.Sprintf("restaurant did not answer within %s", o.in.AcceptTimeout))
+	}
+	return o.decide(ctx)
+}
+
+// decide carries out the decision taken while the order awaited acceptance.
+func (o *order) decide(ctx workflow.Context) error {
+	switch o.decision.update {
+	case UpdateReject:
+		return o.compensate(ctx, orderflow.StatusRejected, events.OrderRejected, o.decision.reason)
+	case UpdateCancel:
+		return o.compensate(ctx, orderflow.StatusCancelled, events.OrderCancelled, o.decision.reason)
+	}
+	return o.fulfil(ctx)
+}
+
+// fulfil runs an accepted order to completion.
+func (o *order) fulfil(ctx workflow.Context) error {
+	id := o.in.Order.OrderID
+	if err := o.transition(ctx, orderflow.StatusAccepted, events.OrderAccepted, ""); err != nil {
+		return o.failed(ctx, err, "could not record the acceptance")
+	}
+	o.status = orderflow.StatusAccepted
+	if err := o.do(ctx, "capture payment", a.CapturePayment, activities.PaymentInput{OrderID: id, AuthorizationID: o.authID}); err != nil {
+		return o.failed(ctx, err, "payment capture failed")
+	}
+	o.payment = orderflow.PaymentCaptured
+	if err := o.do(ctx, "notify customer: accepted", a.NotifyCustomer, activities.CustomerNotice{
+		OrderID: id, Kind: "accepted", Message: "Your order was accepted and is being prepared.",
+	}); err != nil {
+		return o.failed(ctx, err, "could not notify the customer")
+	}
+
+	// Wait for delivery. Past the SLA the order is escalated once — someone
+	// must look at it — and the wait goes on: a late order is not cancelled.
+	delivered := func() bool { return o.delivered }
+	ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      o.in.DeliverySLA,
+		TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("wait for delivery (SLA %s)", o.in.DeliverySLA)},
+	}, delivered)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		o.escalated = true
+		if err := o.escalate(ctx); err != nil {
+			return o.failed(ctx, err, "could not escalate the late delivery")
+		}
+		if err := workflow.Await(ctx, delivered); err != nil {
+			return err
+		}
+	}
+	if err := o.transition(ctx, orderflow.StatusCompleted, events.OrderCompleted, ""); err != nil {
+		return o.failed(ctx, err, "could not record the completion")
+	}
+	o.status = orderflow.StatusCompleted
+	return nil
+}
+
+func (o *order) escalate(ctx workflow.Context) error {
+	id := o.in.Order.OrderID
+	reason := fmt.Sprintf("delivery exceeded its SLA of %s", o.in.DeliverySLA)
+	o.logger.Warn("delivery late: escalating", "OrderID", id, "SLA", o.in.DeliverySLA)
+	if err := o.transition(ctx, orderflow.StatusAccepted, events.OrderDeliveryEscalated, reason); err != nil {
+		return err
+	}
+	if workflow.GetVersion(ctx, changeEscalationNotice, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	return o.do(ctx, "notify customer: running late", a.NotifyCustomer, activities.CustomerNotice{
+		OrderID: id, Kind: "delivery_late", Message: "Your order is running late; we are on it.",
+	})
+}
+
+// compensate ends an order that will not be fulfilled: it records the final
+// status, releases or returns the money, and tells the customer. It runs on
+// a disconnected context, with activities retried until they succeed, so it
+// completes even when the workflow is being cancelled.
+func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, eventType, reason string) error {
+	id := o.in.Order.OrderID
+	o.logger.Info("compensating order", "OrderID", id, "Status", status, "Reason", reason)
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	dctx = workflow.WithActivityOptions(dctx, compensationOptions)
+
+	run := func(summary string, activity, arg any) {
+		opts := compensationOptions
+		opts.Summary = summary
+		// Retried until it succeeds: an error here can only be a
+		// non-retryable one, which would be a bug; it is logged, not hidden.
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), activity, arg).Get(dctx, nil); err != nil {
+			o.logger.Error("compensation step failed", "OrderID", id, "Step", summary, "Error", err)
+		}
+	}
+	run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason})
+	o.status, o.reason = status, reason
+	switch o.payment {
+	case orderflow.PaymentAuthorized:
+		run("void payment", a.VoidPayment, activities.PaymentInput{OrderID: id, AuthorizationID: o.authID})
+		o.payment = orderflow.PaymentVoided
+	case orderflow.PaymentCaptured:
+		run("refund payment", a.RefundPayment, activities.PaymentInput{OrderID: id, AuthorizationID: o.authID})
+		o.payment = orderflow.PaymentRefunded
+	}
+	kind := string(status)
+	if o.payment == orderflow.PaymentDeclined {
+		kind = "payment_declined"
+	}
+	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)})
+	return nil
+}
+
+// failed ends the order as failed after a forward step could not be done.
+// Cancellation is passed through so run's deferred compensation handles it.
+func (o *order) failed(ctx workflow.Context, err error, what string) error {
+	if temporal.IsCanceledError(err) {
+		return err
+	}
+	o.logger.Error("order failed", "OrderID", o.in.Order.OrderID, "Step", what, "Error", err)
+	return o.compensate(ctx, orderflow.StatusFailed, events.OrderFailed, what)
+}
+
+func customerMessage(status orderflow.OrderStatus, reason string) string {
+	switch status {
+	case orderflow.StatusRejected:
+		return "Sorry, your order was rejected (" + reason + "). You have not been charged."
+	case orderflow.StatusTimedOut:
+		return "Sorry, the restaurant did not confirm your order in time. You have not been charged."
+	case orderflow.StatusCancelled:
+		return "Your order was cancelled (" + reason + "). Any payment has been released."
+	default:
+		return "Sorry, something went wrong with your order (" + reason + "). Any payment has been released."
+	}
+}
+
+func (o *order) transition(ctx workflow.Context, status orderflow.OrderStatus, eventType, reason string) error {
+	return o.do(ctx, "record "+eventType, a.Transition, activities.TransitionInput{
+		OrderID: o.in.Order.OrderID, Status: string(status), EventType: eventType, Reason: reason,
+	})
+}
+
+// do runs a forward activity with no result.
+func (o *order) do(ctx workflow.Context, summary string, activity, arg any) error {
+	return o.call(ctx, summary, activity, arg, nil)
+}
+
+// call runs a forward activity. Forward steps are retried for a bounded
+// time; business rejections are non-retryable errors with a type.
+func (o *order) call(ctx workflow.Context, summary string, activity, arg, result any) error {
+	opts := forwardOptions
+	opts.Summary = summary
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activity, arg).Get(ctx, result)
+}
+
+var (
+	nonRetryable = []string{activities.ErrTypePaymentDeclined, activities.ErrTypeInvalid}
+
+	// forwardOptions: each attempt may take 10s; a step that has not
+	// succeeded within 5 minutes fails the order (and compensates).
+	forwardOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+	// compensationOptions: retried until done, however long that takes.
+	compensationOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalid},
+		},
+	}
+)
+
+func formatCents(c int64) string { return fmt.Sprintf("%d.%02d", c/100, c%100) }

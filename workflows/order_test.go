@@ -1,0 +1,410 @@
+package workflows_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+var start = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+// harness runs the order workflow in the SDK's test environment with every
+// activity mocked; it records the activity calls in order, with the
+// workflow time of each.
+type harness struct {
+	t     *testing.T
+	env   *testsuite.TestWorkflowEnvironment
+	mu    sync.Mutex
+	calls []string
+	times []time.Time
+	// authorize replaces the default (approving) payment authorization.
+	authorize func(activities.AuthorizeInput) (activities.Authorization, error)
+	// after delays the named activity's completion by workflow time.
+	after map[string]time.Duration
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetStartTime(start)
+	env.RegisterWorkflowWithOptions(workflows.Order, workflow.RegisterOptions{Name: workflows.OrderWorkflowName})
+	env.RegisterActivity(&activities.Activities{})
+	h := &harness{t: t, env: env, after: map[string]time.Duration{}}
+	h.authorize = func(activities.AuthorizeInput) (activities.Authorization, error) {
+		return activities.Authorization{AuthorizationID: "auth_1"}, nil
+	}
+	return h
+}
+
+// mock registers every activity's mock; run calls it so that tests can set
+// authorize and after first.
+func (h *harness) mock() {
+	acts := &activities.Activities{}
+	on := func(name string, fn, impl any) {
+		h.env.OnActivity(fn, mock.Anything, mock.Anything).After(h.after[name]).Return(impl).Maybe()
+	}
+	on("RecordPlaced", acts.RecordPlaced, func(_ context.Context, in activities.NewOrder) error {
+		h.record("RecordPlaced")
+		return nil
+	})
+	on("AuthorizePayment", acts.AuthorizePayment, func(_ context.Context, in activities.AuthorizeInput) (activities.Authorization, error) {
+		h.record("AuthorizePayment")
+		return h.authorize(in)
+	})
+	on("NotifyRestaurant", acts.NotifyRestaurant, func(_ context.Context, id string) error {
+		h.record("NotifyRestaurant")
+		return nil
+	})
+	on("Transition", acts.Transition, func(_ context.Context, in activities.TransitionInput) error {
+		h.record("Transition:" + in.EventType)
+		return nil
+	})
+	for name, fn := range map[string]any{"CapturePayment": acts.CapturePayment, "VoidPayment": acts.VoidPayment, "RefundPayment": acts.RefundPayment} {
+		on(name, fn, func(_ context.Context, in activities.PaymentInput) error {
+			if in.AuthorizationID != "auth_1" {
+				h.t.Errorf("%s got authorization %q, want auth_1", name, in.AuthorizationID)
+			}
+			h.record(name)
+			return nil
+		})
+	}
+	on("NotifyCustomer", acts.NotifyCustomer, func(_ context.Context, in activities.CustomerNotice) error {
+		h.record("NotifyCustomer:" + in.Kind)
+		return nil
+	})
+}
+
+func (h *harness) record(call string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.calls = append(h.calls, call)
+	h.times = append(h.times, h.env.Now())
+}
+
+// at returns the workflow time of the first call named call.
+func (h *harness) at(call string) time.Time {
+	for i, c := range h.calls {
+		if c == call {
+			return h.times[i]
+		}
+	}
+	h.t.Fatalf("no call %s in %v", call, h.calls)
+	return time.Time{}
+}
+
+func input() workflows.OrderInput {
+	return workflows.OrderInput{
+		Order: activities.NewOrder{
+			OrderID: "0b7c6a52-6f5e-4c8e-9a61-8c1f2d3e4f50", CustomerID: "c_ada", RestaurantID: "r_pizza",
+			DeliveryAddress: "1 Main St", TotalCents: 2450, PlacedAt: start, AcceptBy: start.Add(10 * time.Minute),
+			Items: []events.OrderItem{{MenuItemID: "m_margherita", Name: "Margherita", UnitPriceCents: 1225, Quantity: 2}},
+		},
+		PaymentToken:  "tok_visa",
+		AcceptTimeout: 10 * time.Minute,
+		DeliverySLA:   45 * time.Minute,
+	}
+}
+
+// update sends an update at virtual time `at` and records its outcome.
+type outcome struct {
+	rejected error
+	status   string
+	err      error
+	done     bool
+}
+
+func (h *harness) update(at time.Duration, name string, args ...any) *outcome {
+	o := &outcome{}
+	h.env.RegisterDelayedCallback(func() {
+		h.env.UpdateWorkflow(name, name+"@"+at.String(), &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { o.rejected, o.done = err, true },
+			OnComplete: func(v any, err error) {
+				o.done, o.err = true, err
+				if r, ok := v.(workflows.DecisionResult); ok {
+					o.status = r.Status
+				}
+			},
+		}, args...)
+	}, at)
+	return o
+}
+
+func (h *harness) run() workflows.OrderResult {
+	h.t.Helper()
+	h.mock()
+	h.env.ExecuteWorkflow(workflows.OrderWorkflowName, input())
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	var res workflows.OrderResult
+	if err := h.env.GetWorkflowError(); err == nil {
+		if err := h.env.GetWorkflowResult(&res); err != nil {
+			h.t.Fatalf("result: %v", err)
+		}
+	}
+	return res
+}
+
+func (h *harness) wantCalls(want ...string) {
+	h.t.Helper()
+	if strings.Join(h.calls, " ") != strings.Join(want, " ") {
+		h.t.Errorf("activity calls:\n got %v\nwant %v", h.calls, want)
+	}
+}
+
+func TestOrderAcceptedDeliveredCompletes(t *testing.T) {
+	h := newHarness(t)
+	accept := h.update(time.Minute, workflows.UpdateAccept)
+	delivered := h.update(30*time.Minute, workflows.UpdateDelivered)
+	res := h.run()
+
+	if res.Status != "completed" || res.PaymentStatus != "captured" {
+		t.Errorf("result = %+v, want completed with payment captured", res)
+	}
+	if accept.status != "accepted" || accept.err != nil || accept.rejected != nil {
+		t.Errorf("accept update = %+v, want status accepted", accept)
+	}
+	if delivered.status != "completed" || delivered.err != nil || delivered.rejected != nil {
+		t.Errorf("delivered update = %+v, want status completed", delivered)
+	}
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted",
+		"CapturePayment", "NotifyCustomer:accepted", "Transition:order.completed")
+}
+
+func TestOrderCompensations(t *testing.T) {
+	declined := func(activities.AuthorizeInput) (activities.Authorization, error) {
+		return activities.Authorization{}, temporal.NewNonRetryableApplicationError("card declined", activities.ErrTypePaymentDeclined, nil)
+	}
+	tests := []struct {
+		name        string
+		setup       func(h *harness)
+		wantStatus  string
+		wantPayment string
+		wantReason  string
+		wantCalls   []string
+	}{
+		{
+			name: "restaurant rejects",
+			setup: func(h *harness) {
+				h.update(2*time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "out of dough"})
+			},
+			wantStatus: "rejected", wantPayment: "voided", wantReason: "out of dough",
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.rejected", "VoidPayment", "NotifyCustomer:rejected"},
+		},
+		{
+			name:       "restaurant does not answer within 10 minutes",
+			setup:      func(h *harness) {},
+			wantStatus: "timed_out", wantPayment: "voided", wantReason: "restaurant did not answer within 10m0s",
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "VoidPayment", "NotifyCustomer:timed_out"},
+		},
+		{
+			name:       "customer cancels before acceptance",
+			setup:      func(h *harness) { h.update(3*time.Minute, workflows.UpdateCancel, workflows.CancelInput{}) },
+			wantStatus: "cancelled", wantPayment: "voided", wantReason: "cancelled by customer",
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.cancelled", "VoidPayment", "NotifyCustomer:cancelled"},
+		},
+		{
+			name:       "payment declined",
+			setup:      func(h *harness) { h.authorize = declined },
+			wantStatus: "rejected", wantPayment: "declined", wantReason: "payment declined: card declined",
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "Transition:order.rejected", "NotifyCustomer:payment_declined"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			tt.setup(h)
+			res := h.run()
+			if err := h.env.GetWorkflowError(); err != nil {
+				t.Fatalf("workflow error: %v", err)
+			}
+			if res.Status != tt.wantStatus || res.PaymentStatus != tt.wantPayment || res.Reason != tt.wantReason {
+				t.Errorf("result = %+v, want status %s, payment %s, reason %q", res, tt.wantStatus, tt.wantPayment, tt.wantReason)
+			}
+			h.wantCalls(tt.wantCalls...)
+		})
+	}
+}
+
+func TestAcceptTimerFiresAtTenMinutesWithoutWaitingTenMinutes(t *testing.T) {
+	h := newHarness(t)
+	began := time.Now()
+	res := h.run()
+	if res.Status != "timed_out" {
+		t.Fatalf("status = %s, want timed_out", res.Status)
+	}
+	if got := h.at("Transition:order.timed_out").Sub(start); got != 10*time.Minute {
+		t.Errorf("timed out after %s of workflow time, want exactly 10m0s (the accept deadline)", got)
+	}
+	if wall := time.Since(began); wall > time.Minute {
+		t.Errorf("test took %s of wall time: the timer was not skipped", wall)
+	}
+}
+
+func TestTransientPaymentFailuresAreRetried(t *testing.T) {
+	h := newHarness(t)
+	attempts := 0
+	h.authorize = func(activities.AuthorizeInput) (activities.Authorization, error) {
+		attempts++
+		if attempts <= 2 {
+			return activities.Authorization{}, errors.New("gateway timeout")
+		}
+		return activities.Authorization{AuthorizationID: "auth_1"}, nil
+	}
+	h.update(time.Minute, workflows.UpdateAccept)
+	h.update(10*time.Minute, workflows.UpdateDelivered)
+	res := h.run()
+	if res.Status != "completed" || res.PaymentStatus != "captured" {
+		t.Errorf("result = %+v, want completed and captured", res)
+	}
+	if attempts != 3 {
+		t.Errorf("authorize attempts = %d, want 3 (two transient failures, then success)", attempts)
+	}
+}
+
+func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
+	tests := []struct {
+		name string
+		// send issues the update under test (and whatever must precede it).
+		send func(h *harness) *outcome
+		// after delays activities, to hold the workflow in a state.
+		after      map[string]time.Duration
+		wantReject string
+	}{
+		{
+			name:       "accept before the restaurant is notified",
+			after:      map[string]time.Duration{"RecordPlaced": 2 * time.Minute},
+			send:       func(h *harness) *outcome { return h.update(time.Minute, workflows.UpdateAccept) },
+			wantReject: "has not been notified",
+		},
+		{
+			name: "accept after the timeout",
+			// Slow compensation keeps the workflow open after the timeout.
+			after:      map[string]time.Duration{"VoidPayment": 5 * time.Minute},
+			send:       func(h *harness) *outcome { return h.update(12*time.Minute, workflows.UpdateAccept) },
+			wantReject: "order is timed_out",
+		},
+		{
+			name: "second accept",
+			send: func(h *harness) *outcome {
+				h.update(time.Minute, workflows.UpdateAccept)
+				return h.update(2*time.Minute, workflows.UpdateAccept)
+			},
+			wantReject: "order is accepted: cannot accept",
+		},
+		{
+			name: "cancel after acceptance",
+			send: func(h *harness) *outcome {
+				h.update(time.Minute, workflows.UpdateAccept)
+				return h.update(2*time.Minute, workflows.UpdateCancel, workflows.CancelInput{})
+			},
+			wantReject: "order is accepted: cannot cancel",
+		},
+		{
+			name:       "delivered before acceptance",
+			send:       func(h *harness) *outcome { return h.update(time.Minute, workflows.UpdateDelivered) },
+			wantReject: "only an accepted order can be delivered",
+		},
+		{
+			name: "reject with an over-long reason",
+			send: func(h *harness) *outcome {
+				return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: strings.Repeat("x", 501)})
+			},
+			wantReject: "longer than 500",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			for name, d := range tt.after {
+				h.after[name] = d
+			}
+			got := tt.send(h)
+			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 3*time.Hour)
+			h.run()
+			if got.rejected == nil {
+				t.Fatalf("update was not rejected (outcome %+v)", got)
+			}
+			if !strings.Contains(got.rejected.Error(), tt.wantReject) {
+				t.Errorf("rejection = %q, want it to mention %q", got.rejected, tt.wantReject)
+			}
+		})
+	}
+}
+
+func TestCancelDuringCompensationStillCompensates(t *testing.T) {
+	h := newHarness(t)
+	h.after["VoidPayment"] = 2 * time.Minute
+	h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "closed"})
+	// The workflow is cancelled while VoidPayment (started at ~1m) runs.
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 90*time.Second)
+	res := h.run()
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.rejected", "VoidPayment", "NotifyCustomer:rejected")
+	if got := h.at("VoidPayment").Sub(start); got < 90*time.Second {
+		t.Errorf("VoidPayment completed at %s, before the cancellation at 1m30s: the test did not cancel during compensation", got)
+	}
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error = %v; want the rejection to complete normally", err)
+	}
+	if res.Status != "rejected" || res.PaymentStatus != "voided" {
+		t.Errorf("result = %+v, want rejected with payment voided", res)
+	}
+}
+
+func TestWorkflowCancelledAfterCaptureRefunds(t *testing.T) {
+	h := newHarness(t)
+	h.update(time.Minute, workflows.UpdateAccept)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 10*time.Minute)
+	h.run()
+	if err := h.env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Errorf("workflow error = %v, want cancelled", err)
+	}
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
+		"NotifyCustomer:accepted", "Transition:order.cancelled", "RefundPayment", "NotifyCustomer:cancelled")
+}
+
+func TestLateDeliveryEscalatesWithoutCancelling(t *testing.T) {
+	h := newHarness(t)
+	h.update(time.Minute, workflows.UpdateAccept)
+	h.update(2*time.Hour, workflows.UpdateDelivered)
+	res := h.run()
+	if res.Status != "completed" {
+		t.Errorf("status = %s, want completed", res.Status)
+	}
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
+		"NotifyCustomer:accepted", "Transition:order.delivery_escalated", "NotifyCustomer:delivery_late", "Transition:order.completed")
+}
+
+func TestStatusQuery(t *testing.T) {
+	h := newHarness(t)
+	var view workflows.StatusView
+	var qerr error
+	h.env.RegisterDelayedCallback(func() {
+		v, err := h.env.QueryWorkflow(workflows.QueryStatus)
+		if qerr = err; err == nil {
+			qerr = v.Get(&view)
+		}
+	}, time.Minute)
+	h.update(2*time.Minute, workflows.UpdateReject, workflows.RejectInput{})
+	h.run()
+	if qerr != nil {
+		t.Fatalf("query: %v", qerr)
+	}
+	if view.Status != "awaiting_acceptance" || view.PaymentStatus != "authorized" || !view.AcceptBy.Equal(start.Add(10*time.Minute)) {
+		t.Errorf("status view = %+v, want awaiting_acceptance, authorized, accept_by %s", view, start.Add(10*time.Minute))
+	}
+}
