@@ -1,10 +1,11 @@
 # orderflow — `make run` starts everything, `make test` tests everything.
 GO          ?= go
 SQLC        := $(GO) tool -modfile=tools/go.mod sqlc
+WORKFLOWCHECK := $(GO) tool -modfile=tools/go.mod workflowcheck
 BIN         := bin/orderflow
 TEST_FLAGS  ?= -count=1 -timeout 20m
 
-.PHONY: run build test unit generate check-generated vet clean
+.PHONY: run build test unit generate check-generated lint vet clean
 
 ## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker and the API in one process
 run: build
@@ -14,8 +15,8 @@ run: build
 build:
 	$(GO) build -o $(BIN) ./cmd/orderflow
 
-## test: vet, check generated code is current, run every test (unit, integration, end-to-end)
-test: vet check-generated
+## test: lint, check generated code is current, run every test (unit, integration, end-to-end)
+test: lint check-generated
 	$(GO) test $(TEST_FLAGS) ./...
 
 ## unit: the fast tests only (no embedded stack)
@@ -29,6 +30,10 @@ generate:
 ## check-generated: fail when the committed sqlc code is stale
 check-generated:
 	@cd db && $(SQLC) diff || { echo "db: generated code is stale: run 'make generate' and commit the result" >&2; exit 1; }
+
+## lint: go vet, and workflowcheck: workflow code must stay deterministic
+lint: vet
+	$(WORKFLOWCHECK) ./workflows/...
 
 vet:
 	$(GO) vet ./...
