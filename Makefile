@@ -1,7 +1,7 @@
 # orderflow — `make run` starts everything, `make test` tests everything.
 GO          ?= go
-SQLC        := $(GO) tool -modfile=tools/go.mod sqlc
-WORKFLOWCHECK := $(GO) tool -modfile=tools/go.mod workflowcheck
+SQLC        := $(GO) tool -modfile=$(CURDIR)/tools/go.mod sqlc
+WORKFLOWCHECK := $(GO) tool -modfile=$(CURDIR)/tools/go.mod workflowcheck
 BIN         := bin/orderflow
 TEST_FLAGS  ?= -count=1 -timeout 20m
 

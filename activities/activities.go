@@ -7,10 +7,17 @@ package activities
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/events"
 )
@@ -83,11 +90,69 @@ type CustomerNotice struct {
 	Message string `json:"message"`
 }
 
-var errNotImplemented = errors.New("not implemented")
-
 // RecordPlaced inserts the order, its items and order.placed.
 func (a *Activities) RecordPlaced(ctx context.Context, in NewOrder) error {
-	return errNotImplemented
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return err
+	}
+	if len(in.Items) == 0 {
+		return invalidf("order %s has no items", id)
+	}
+	if in.AcceptBy.IsZero() {
+		return invalidf("order %s has no accept_by deadline", id)
+	}
+	placedAt := a.now()
+	if !in.PlacedAt.IsZero() {
+		placedAt = dbTime(in.PlacedAt)
+	}
+	err = a.Store.InTx(ctx, func(q *db.Queries) error {
+		// A retry finds the order and its items in place: both inserts do
+		// nothing, and emit sees order.placed on the timeline.
+		if _, err := q.InsertOrder(ctx, db.InsertOrderParams{
+			ID:              id,
+			CustomerID:      in.CustomerID,
+			RestaurantID:    in.RestaurantID,
+			DeliveryAddress: in.DeliveryAddress,
+			Status:          string(orderflow.StatusPlaced),
+			TotalCents:      in.TotalCents,
+			AcceptBy:        dbTime(in.AcceptBy),
+			CreatedAt:       placedAt,
+		}); err != nil {
+			return constraintError("insert order", err)
+		}
+		for i, it := range in.Items {
+			if err := q.InsertOrderItem(ctx, db.InsertOrderItemParams{
+				OrderID:        id,
+				Line:           int32(i + 1),
+				MenuItemID:     it.MenuItemID,
+				Name:           it.Name,
+				UnitPriceCents: it.UnitPriceCents,
+				Quantity:       it.Quantity,
+			}); err != nil {
+				return constraintError(fmt.Sprintf("insert order item %d", i+1), err)
+			}
+		}
+		return a.emit(ctx, q, step{
+			orderID: id, eventType: events.OrderPlaced, status: orderflow.StatusPlaced, at: placedAt,
+			write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
+				// The event tells what was stored, not what was asked for.
+				rows, err := q.ListOrderItems(ctx, o.ID)
+				if err != nil {
+					return fmt.Errorf("list order items: %w", err)
+				}
+				for _, r := range rows {
+					ev.Items = append(ev.Items, events.OrderItem{
+						MenuItemID: r.MenuItemID, Name: r.Name, UnitPriceCents: r.UnitPriceCents, Quantity: r.Quantity,
+					})
+				}
+				acceptBy := o.AcceptBy.UTC()
+				ev.TotalCents, ev.DeliveryAddress, ev.AcceptBy = o.TotalCents, o.DeliveryAddress, &acceptBy
+				return nil
+			},
+		})
+	})
+	return surface(err)
 }
 
 // AuthorizePayment places a hold through the gateway (idempotency key: the
@@ -95,36 +160,206 @@ func (a *Activities) RecordPlaced(ctx context.Context, in NewOrder) error {
 // decline records the payment as declined and returns a non-retryable
 // ErrTypePaymentDeclined error whose message is the reason.
 func (a *Activities) AuthorizePayment(ctx context.Context, in AuthorizeInput) (Authorization, error) {
-	return Authorization{}, errNotImplemented
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return Authorization{}, err
+	}
+	if in.AmountCents < 0 {
+		return Authorization{}, invalidf("order %s: negative amount %d", id, in.AmountCents)
+	}
+	if _, err := a.getOrder(ctx, id); err != nil {
+		return Authorization{}, surface(err)
+	}
+	// The gateway answers a retry with the hold it already placed, so a
+	// crash between this call and the commit below costs nothing.
+	authID, err := a.Payments.Authorize(ctx, id.String(), in.PaymentToken, in.AmountCents)
+	if declined, ok := errors.AsType[*DeclinedError](err); ok {
+		if err := a.Store.InTx(ctx, func(q *db.Queries) error {
+			return q.UpsertPayment(ctx, db.UpsertPaymentParams{
+				OrderID: id, AmountCents: in.AmountCents, Status: string(orderflow.PaymentDeclined),
+				DeclineReason: declined.Reason, UpdatedAt: a.now(),
+			})
+		}); err != nil {
+			return Authorization{}, fmt.Errorf("record declined payment: %w", err)
+		}
+		return Authorization{}, temporal.NewNonRetryableApplicationError(declined.Reason, ErrTypePaymentDeclined, err)
+	}
+	if err != nil {
+		return Authorization{}, err // as the gateway said it: Temporal retries unless it is non-retryable
+	}
+	err = a.apply(ctx, step{
+		orderID: id, eventType: events.OrderPaymentAuthorized,
+		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
+			if err := q.UpsertPayment(ctx, db.UpsertPaymentParams{
+				OrderID: id, AuthorizationID: authID, AmountCents: in.AmountCents,
+				Status: string(orderflow.PaymentAuthorized), UpdatedAt: ev.OccurredAt,
+			}); err != nil {
+				return fmt.Errorf("upsert payment: %w", err)
+			}
+			ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(orderflow.PaymentAuthorized), authID, in.AmountCents
+			return nil
+		},
+	})
+	if err != nil {
+		return Authorization{}, surface(err)
+	}
+	return Authorization{AuthorizationID: authID}, nil
 }
 
 // NotifyRestaurant sends the order to the restaurant and moves it to
 // awaiting_acceptance, emitting order.restaurant_notified.
 func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error {
-	return errNotImplemented
+	id, err := parseOrderID(orderID)
+	if err != nil {
+		return err
+	}
+	o, err := a.getOrder(ctx, id)
+	if err != nil {
+		return surface(err)
+	}
+	items, err := a.Store.ListOrderItems(ctx, id)
+	if err != nil {
+		return fmt.Errorf("list order items: %w", err)
+	}
+	if err := a.Notifier.Notify(ctx, Notification{
+		Key:         id.String() + "/restaurant/new_order",
+		OrderID:     id.String(),
+		Recipient:   recipientRestaurant,
+		RecipientID: o.RestaurantID,
+		Kind:        "new_order",
+		Message:     restaurantMessage(o, items),
+	}); err != nil {
+		return surface(fmt.Errorf("notify restaurant: %w", err))
+	}
+	return surface(a.apply(ctx, step{
+		orderID: id, eventType: events.OrderRestaurantNotified, status: orderflow.StatusAwaitingAcceptance,
+	}))
+}
+
+// transitionEvents are the event types Transition may emit. Every other type
+// belongs to the activity that makes its change and fills its fields: sent
+// through Transition, it would take that step's event ID, and the real step
+// would later be skipped as already applied.
+var transitionEvents = []string{
+	events.OrderAccepted, events.OrderRejected, events.OrderTimedOut, events.OrderCancelled,
+	events.OrderDeliveryEscalated, events.OrderCompleted, events.OrderFailed,
 }
 
 // Transition moves the order to in.Status and emits in.EventType.
 func (a *Activities) Transition(ctx context.Context, in TransitionInput) error {
-	return errNotImplemented
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(orderflow.OrderStatuses, orderflow.OrderStatus(in.Status)) {
+		return invalidf("unknown order status %q", in.Status)
+	}
+	if !slices.Contains(transitionEvents, in.EventType) {
+		return invalidf("event type %q cannot be emitted by Transition", in.EventType)
+	}
+	return surface(a.apply(ctx, step{
+		orderID: id, eventType: in.EventType, status: orderflow.OrderStatus(in.Status), reason: in.Reason,
+	}))
 }
 
 // CapturePayment captures the hold and emits order.payment_captured.
 func (a *Activities) CapturePayment(ctx context.Context, in PaymentInput) error {
-	return errNotImplemented
+	return a.movePayment(ctx, in, a.Payments.Capture, orderflow.PaymentCaptured, events.OrderPaymentCaptured)
 }
 
 // VoidPayment releases the hold and emits order.payment_voided.
 func (a *Activities) VoidPayment(ctx context.Context, in PaymentInput) error {
-	return errNotImplemented
+	return a.movePayment(ctx, in, a.Payments.Void, orderflow.PaymentVoided, events.OrderPaymentVoided)
 }
 
 // RefundPayment refunds a capture and emits order.payment_refunded.
 func (a *Activities) RefundPayment(ctx context.Context, in PaymentInput) error {
-	return errNotImplemented
+	return a.movePayment(ctx, in, a.Payments.Refund, orderflow.PaymentRefunded, events.OrderPaymentRefunded)
+}
+
+// movePayment asks the gateway to move the order's hold (the gateway makes
+// a repeat a no-op and refuses an impossible move), then records the new
+// payment status and emits eventType in one transaction.
+func (a *Activities) movePayment(ctx context.Context, in PaymentInput, move func(context.Context, string) error, status orderflow.PaymentStatus, eventType string) error {
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return err
+	}
+	if _, err := a.getOrder(ctx, id); err != nil {
+		return surface(err)
+	}
+	p, err := a.Store.GetPayment(ctx, id)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return invalidf("order %s has no payment", id)
+	case err != nil:
+		return fmt.Errorf("get payment: %w", err)
+	case in.AuthorizationID == "" || in.AuthorizationID != p.AuthorizationID:
+		// Never move money held for another order.
+		return invalidf("order %s is paid by authorization %q, not %q", id, p.AuthorizationID, in.AuthorizationID)
+	}
+	if err := move(ctx, p.AuthorizationID); err != nil {
+		return err // as the gateway said it: Temporal retries unless it is non-retryable
+	}
+	return surface(a.apply(ctx, step{
+		orderID: id, eventType: eventType,
+		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
+			if err := q.UpsertPayment(ctx, db.UpsertPaymentParams{
+				OrderID: id, AuthorizationID: p.AuthorizationID, AmountCents: p.AmountCents,
+				Status: string(status), UpdatedAt: ev.OccurredAt,
+			}); err != nil {
+				return fmt.Errorf("upsert payment: %w", err)
+			}
+			ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(status), p.AuthorizationID, p.AmountCents
+			return nil
+		},
+	}))
 }
 
 // NotifyCustomer sends the customer a notice and emits order.user_notified.
 func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) error {
-	return errNotImplemented
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return err
+	}
+	if in.Kind == "" {
+		return invalidf("order %s: customer notice without a kind", id)
+	}
+	o, err := a.getOrder(ctx, id)
+	if err != nil {
+		return surface(err)
+	}
+	if err := a.Notifier.Notify(ctx, Notification{
+		Key:         id.String() + "/customer/" + in.Kind,
+		OrderID:     id.String(),
+		Recipient:   recipientCustomer,
+		RecipientID: o.CustomerID,
+		Kind:        in.Kind,
+		Message:     in.Message,
+	}); err != nil {
+		return surface(fmt.Errorf("notify customer: %w", err))
+	}
+	return surface(a.apply(ctx, step{
+		orderID: id, eventType: events.OrderUserNotified, discriminator: in.Kind,
+		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
+			ev.NotificationKind = in.Kind
+			return nil
+		},
+	}))
+}
+
+// restaurantMessage is what the restaurant reads: the dishes, the total,
+// where to deliver and by when to answer.
+func restaurantMessage(o db.Order, items []db.OrderItem) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "New order %s:", o.ID)
+	for i, it := range items {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, " %dx %s", it.Quantity, it.Name)
+	}
+	fmt.Fprintf(&b, "; total %d.%02d; deliver to %s; accept by %s",
+		o.TotalCents/100, o.TotalCents%100, o.DeliveryAddress, o.AcceptBy.UTC().Format(time.RFC3339))
+	return b.String()
 }

@@ -1,6 +1,14 @@
 package activities
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/db"
+)
 
 // Notification is one message to a restaurant or a customer.
 type Notification struct {
@@ -13,7 +21,62 @@ type Notification struct {
 	Message     string
 }
 
+// Notification.Recipient values, as the notifications table checks them.
+const (
+	recipientRestaurant = "restaurant"
+	recipientCustomer   = "customer"
+)
+
 // Notifier delivers notifications (push, e-mail, SMS in production).
 type Notifier interface {
 	Notify(ctx context.Context, n Notification) error
+}
+
+// DevNotifier stands in for push, e-mail and SMS on a developer machine:
+// it records each notification in the notifications table, where tests and
+// the demo can see what a customer or restaurant would have received, and
+// logs it once.
+type DevNotifier struct {
+	store  *db.Store
+	logger *slog.Logger
+}
+
+var _ Notifier = (*DevNotifier)(nil)
+
+// NewDevNotifier returns a DevNotifier writing to store and logging to
+// logger (nil: no log).
+func NewDevNotifier(store *db.Store, logger *slog.Logger) *DevNotifier {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &DevNotifier{store: store, logger: logger}
+}
+
+// Notify records n unless a notification with n.Key was already recorded,
+// so a retried activity never sends twice.
+func (d *DevNotifier) Notify(ctx context.Context, n Notification) error {
+	if n.Key == "" {
+		return invalidf("notification for order %s has no idempotency key", n.OrderID)
+	}
+	orderID, err := uuid.Parse(n.OrderID)
+	if err != nil {
+		return invalidf("notification %q: order id %q is not a UUID", n.Key, n.OrderID)
+	}
+	inserted, err := d.store.InsertNotification(ctx, db.InsertNotificationParams{
+		IdempotencyKey: n.Key,
+		OrderID:        orderID,
+		Recipient:      n.Recipient,
+		RecipientID:    n.RecipientID,
+		Kind:           n.Kind,
+		Message:        n.Message,
+	})
+	if err != nil {
+		return constraintError(fmt.Sprintf("insert notification %s", n.Key), err)
+	}
+	if inserted > 0 {
+		d.logger.InfoContext(ctx, "notification sent",
+			"key", n.Key, "order_id", n.OrderID, "recipient", n.Recipient,
+			"recipient_id", n.RecipientID, "kind", n.Kind, "message", n.Message)
+	}
+	return nil
 }

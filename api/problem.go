@@ -22,7 +22,14 @@ type Problem struct {
 	Code string `json:"code,omitempty"`
 }
 
+// codeTooLarge marks a request body over the API's limit. It is a
+// transport limit rather than a domain rule, so it lives here and not among
+// orderflow's codes; it still travels as an *orderflow.Error so that the
+// problem can name the field ("body").
+const codeTooLarge = "too_large"
+
 var codeStatus = map[string]int{
+	codeTooLarge:             http.StatusRequestEntityTooLarge,
 	orderflow.EINVALID:       http.StatusBadRequest,
 	orderflow.ENOTFOUND:      http.StatusNotFound,
 	orderflow.ECONFLICT:      http.StatusConflict,
@@ -53,8 +60,19 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		if msg, ok := he.Message.(string); ok {
 			p.Detail = msg
 		}
+		// Echo's own errors (no route, body too large, ...) get the code
+		// of their status, so clients can switch on code alone.
+		for code, status := range codeStatus {
+			if status == p.Status && status < 500 {
+				p.Code = code
+			}
+		}
 	default:
 		p.Status = http.StatusInternalServerError
+	}
+	if p.Code == orderflow.EUNAVAILABLE {
+		s.logger.Warn("dependency unavailable", "method", c.Request().Method, "path", c.Path(), "err", err)
+		c.Response().Header().Set("Retry-After", "1")
 	}
 	if p.Status >= 500 && p.Code != orderflow.EUNAVAILABLE {
 		s.logger.Error("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)

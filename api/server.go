@@ -11,10 +11,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.temporal.io/sdk/client"
+
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // Check reports whether one dependency answers.
@@ -23,11 +28,31 @@ type Check struct {
 	Check func(ctx context.Context) error
 }
 
-// Config holds the API's dependencies.
+// Config holds the API's dependencies. Main builds each of them once and
+// hands them in; the API reads no environment of its own.
 type Config struct {
 	Logger *slog.Logger
 	// Readiness lists what /readyz checks.
 	Readiness []Check
+
+	// Store is the read model and the menu the API prices orders from. The
+	// order, restaurant and customer routes exist only when it is set, so
+	// that a health-only server needs no database.
+	Store *db.Store
+	// Temporal starts, queries and updates order workflows; it is required
+	// whenever Store is set.
+	Temporal client.Client
+	// TaskQueue is where order workflows are started; the worker polls it.
+	TaskQueue string
+	// AcceptTimeout, when positive, overrides every restaurant's own
+	// accept_timeout_seconds: demos and tests need a short, uniform window.
+	AcceptTimeout time.Duration
+	// DeliverySLA is how long delivery may take after acceptance before the
+	// order is escalated; zero means workflows.DefaultDeliverySLA.
+	DeliverySLA time.Duration
+	// Now is the clock orders are stamped with; nil means time.Now. Tests
+	// set it to assert exact deadlines.
+	Now func() time.Time
 }
 
 // Server is the HTTP API.
@@ -35,11 +60,38 @@ type Server struct {
 	echo   *echo.Echo
 	logger *slog.Logger
 	checks []Check
+
+	store         *db.Store
+	temporal      client.Client
+	taskQueue     string
+	acceptTimeout time.Duration
+	deliverySLA   time.Duration
+	now           func() time.Time
 }
 
-// New builds the API and its routes.
+// New builds the API and its routes. It panics when Store is set without
+// Temporal: that is a wiring mistake in main, not a runtime condition.
 func New(cfg Config) *Server {
-	s := &Server{echo: echo.New(), logger: cfg.Logger, checks: cfg.Readiness}
+	s := &Server{
+		echo:          echo.New(),
+		logger:        cfg.Logger,
+		checks:        cfg.Readiness,
+		store:         cfg.Store,
+		temporal:      cfg.Temporal,
+		taskQueue:     cfg.TaskQueue,
+		acceptTimeout: cfg.AcceptTimeout,
+		deliverySLA:   cfg.DeliverySLA,
+		now:           cfg.Now,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.deliverySLA <= 0 {
+		s.deliverySLA = workflows.DefaultDeliverySLA
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
@@ -48,7 +100,48 @@ func New(cfg Config) *Server {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", s.openapi)
+	if s.store == nil {
+		return s
+	}
+	if s.temporal == nil {
+		panic("api: Config.Temporal is required when Config.Store is set")
+	}
+	e.POST("/v1/orders", s.placeOrder)
+	e.GET("/v1/orders/:id", s.getOrder)
+	e.GET("/v1/orders/:id/events", s.listOrderEvents)
+	e.POST("/v1/orders/:id/accept", s.acceptOrder)
+	e.POST("/v1/orders/:id/reject", s.rejectOrder)
+	e.POST("/v1/orders/:id/cancel", s.cancelOrder)
+	e.POST("/v1/orders/:id/delivered", s.deliveredOrder)
+	e.GET("/v1/restaurants", s.listRestaurants)
+	e.GET("/v1/restaurants/:id", s.getRestaurant)
+	e.GET("/v1/restaurants/:id/orders", s.listRestaurantOrders)
+	e.GET("/v1/customers", s.listCustomers)
 	return s
+}
+
+// Route is one method and path the API serves, with path parameters in
+// OpenAPI's "{id}" syntax, so the OpenAPI document can be checked against
+// the router instead of drifting from it.
+type Route struct {
+	Method string
+	Path   string
+}
+
+// Routes lists every route the server registered.
+func (s *Server) Routes() []Route {
+	var routes []Route
+	for _, r := range s.echo.Routes() {
+		segs := strings.Split(r.Path, "/")
+		for i, seg := range segs {
+			if name, ok := strings.CutPrefix(seg, ":"); ok {
+				segs[i] = "{" + name + "}"
+			}
+		}
+		routes = append(routes, Route{Method: r.Method, Path: strings.Join(segs, "/")})
+	}
+	return routes
 }
 
 // Handler is the API as an http.Handler, for tests and embedding.

@@ -22,6 +22,38 @@ func (q *Queries) CountSandboxAttempt(ctx context.Context, idempotencyKey string
 	return attempts, err
 }
 
+const createSandboxAuthorization = `-- name: CreateSandboxAuthorization :execrows
+INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (idempotency_key) DO NOTHING
+`
+
+type CreateSandboxAuthorizationParams struct {
+	ID             string `json:"id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Token          string `json:"token"`
+	AmountCents    int64  `json:"amount_cents"`
+	Status         string `json:"status"`
+	DeclineReason  string `json:"decline_reason"`
+}
+
+// Inserts a hold unless its idempotency key already has one: a concurrent
+// Authorize with the same key waits for the first and then inserts nothing.
+func (q *Queries) CreateSandboxAuthorization(ctx context.Context, arg CreateSandboxAuthorizationParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, createSandboxAuthorization,
+		arg.ID,
+		arg.IdempotencyKey,
+		arg.Token,
+		arg.AmountCents,
+		arg.Status,
+		arg.DeclineReason,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
 const getSandboxAuthorization = `-- name: GetSandboxAuthorization :one
 SELECT id, idempotency_key, token, amount_cents, status, decline_reason, created_at, updated_at FROM sandbox_authorizations WHERE id = $1 FOR UPDATE
 `
@@ -103,6 +135,42 @@ type InsertSandboxLedgerEntryParams struct {
 func (q *Queries) InsertSandboxLedgerEntry(ctx context.Context, arg InsertSandboxLedgerEntryParams) error {
 	_, err := q.db.ExecContext(ctx, insertSandboxLedgerEntry, arg.AuthorizationID, arg.Entry, arg.AmountCents)
 	return err
+}
+
+const listSandboxLedgerByKey = `-- name: ListSandboxLedgerByKey :many
+SELECT l.id, l.authorization_id, l.entry, l.amount_cents, l.created_at FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
+WHERE a.idempotency_key = $1
+ORDER BY l.id
+`
+
+// Every money movement of one idempotency key, oldest first, for audits.
+func (q *Queries) ListSandboxLedgerByKey(ctx context.Context, idempotencyKey string) ([]SandboxLedger, error) {
+	rows, err := q.db.QueryContext(ctx, listSandboxLedgerByKey, idempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []SandboxLedger{}
+	for rows.Next() {
+		var i SandboxLedger
+		if err := rows.Scan(
+			&i.ID,
+			&i.AuthorizationID,
+			&i.Entry,
+			&i.AmountCents,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const sandboxNetCharged = `-- name: SandboxNetCharged :one

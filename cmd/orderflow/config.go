@@ -23,6 +23,8 @@ var envVars = []envVar{
 	{"ORDERFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"ORDERFLOW_LOG_FORMAT", "text", "text or json"},
 	{"ORDERFLOW_TASK_QUEUE", temporal.DefaultTaskQueue, "Temporal task queue of the order worker"},
+	{"ORDERFLOW_ACCEPT_TIMEOUT", "", "overrides every restaurant's accept timeout (a Go duration, e.g. 30s), for demos and tests; unset: per restaurant (10m)"},
+	{"ORDERFLOW_DELIVERY_SLA", "45m", "time from acceptance to delivery before an order is escalated"},
 	{"TEMPORAL_ADDRESS", "", "external Temporal frontend (host:port); unset: embedded server"},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace"},
 	{"TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE", "", "Temporal Cloud / TLS settings, as every Temporal SDK reads them"},
@@ -54,6 +56,10 @@ type Config struct {
 
 	NATSURL  string
 	NATSAddr string
+
+	// AcceptTimeout, when non-zero, overrides every restaurant's.
+	AcceptTimeout time.Duration
+	DeliverySLA   time.Duration
 }
 
 // FromEnv reads the configuration from env, applying defaults.
@@ -96,6 +102,16 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		cfg.LogJSON = true
 	default:
 		return cfg, fmt.Errorf("ORDERFLOW_LOG_FORMAT: %q is neither text nor json", f)
+	}
+	var err error
+	if cfg.AcceptTimeout, err = durationVar(env, "ORDERFLOW_ACCEPT_TIMEOUT"); err != nil {
+		return cfg, err
+	}
+	if cfg.DeliverySLA, err = durationVar(env, "ORDERFLOW_DELIVERY_SLA"); err != nil {
+		return cfg, err
+	}
+	if cfg.DeliverySLA == 0 {
+		cfg.DeliverySLA = 45 * time.Minute
 	}
 	opts, err := temporal.LoadClientOptions(env)
 	if err != nil {

@@ -13,10 +13,12 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/temporal"
+	"github.com/orderflow/orderflow/worker"
 )
 
 // deps are the connections every service part shares, made once.
@@ -120,18 +122,40 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 	if err := d.store.Migrate(ctx, logger); err != nil {
 		return err
 	}
-	return serve(ctx, logger, d, apiListener, func() {
+	if err := d.store.Seed(ctx); err != nil {
+		return fmt.Errorf("seed demo data: %w", err)
+	}
+	return serve(ctx, cfg, logger, d, parts{api: apiListener, worker: true}, func() {
 		printReady(cfg, stack, apiListener.Addr().String(), time.Since(began))
 	})
 }
 
+// parts says which service parts a process runs.
+type parts struct {
+	api    net.Listener // nil: no API
+	worker bool
+}
+
 // serve runs the service parts under one errgroup until ctx is done or one
 // of them fails; ready is called once they all run.
-func serve(ctx context.Context, logger *slog.Logger, d *deps, apiListener net.Listener, ready func()) error {
+func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p parts, ready func()) error {
 	g, ctx := errgroup.WithContext(ctx)
-	if apiListener != nil {
-		srv := api.New(api.Config{Logger: logger, Readiness: d.readiness()})
-		g.Go(func() error { return srv.Serve(ctx, apiListener) })
+	if p.worker {
+		acts := &activities.Activities{
+			Store:    d.store,
+			Payments: activities.NewSandboxGateway(d.store),
+			Notifier: activities.NewDevNotifier(d.store, logger),
+			Logger:   logger,
+		}
+		g.Go(func() error { return worker.Run(ctx, d.temporal, cfg.TaskQueue, acts, logger) })
+	}
+	if p.api != nil {
+		srv := api.New(api.Config{
+			Logger: logger, Readiness: d.readiness(),
+			Store: d.store, Temporal: d.temporal, TaskQueue: cfg.TaskQueue,
+			AcceptTimeout: cfg.AcceptTimeout, DeliverySLA: cfg.DeliverySLA,
+		})
+		g.Go(func() error { return srv.Serve(ctx, p.api) })
 	}
 	if ready != nil {
 		ready()
@@ -143,13 +167,16 @@ func serve(ctx context.Context, logger *slog.Logger, d *deps, apiListener net.Li
 
 func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Duration) {
 	fmt.Printf("\norderflow is ready (%s)\n", took.Round(100*time.Millisecond))
-	fmt.Printf("  API          http://%s   (readiness: /readyz)\n", apiAddr)
+	fmt.Printf("  API          http://%s   (readiness: /readyz, OpenAPI: /openapi.yaml)\n", apiAddr)
 	if stack.UIURL != "" {
 		fmt.Printf("  Temporal UI  %s/namespaces/%s/workflows\n", stack.UIURL, cfg.Temporal.Namespace)
 	}
 	fmt.Printf("  Temporal     %s   (namespace %s)\n", cfg.Temporal.HostPort, cfg.Temporal.Namespace)
 	fmt.Printf("  NATS         %s\n", stack.NATSURL)
 	fmt.Printf("  PostgreSQL   %s\n", stack.DatabaseURL)
+	if cfg.AcceptTimeout > 0 {
+		fmt.Printf("  Accept timeout overridden to %s for every restaurant (ORDERFLOW_ACCEPT_TIMEOUT)\n", cfg.AcceptTimeout)
+	}
 	fmt.Printf("Press Ctrl-C to stop.\n\n")
 }
 
@@ -164,7 +191,7 @@ func runAPI(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 		return fmt.Errorf("http api: %w", err)
 	}
 	logger.Info("serving API", "addr", l.Addr().String())
-	return serve(ctx, logger, d, l, nil)
+	return serve(ctx, cfg, logger, d, parts{api: l}, nil)
 }
 
 func runWorker(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
@@ -173,7 +200,7 @@ func runWorker(ctx context.Context, cfg Config, logger *slog.Logger, _ []string)
 		return err
 	}
 	defer d.Close()
-	return serve(ctx, logger, d, nil, nil)
+	return serve(ctx, cfg, logger, d, parts{worker: true}, nil)
 }
 
 func runMigrate(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {

@@ -26,3 +26,16 @@ ON CONFLICT (authorization_id, entry) DO NOTHING;
 SELECT COALESCE(SUM(CASE l.entry WHEN 'capture' THEN l.amount_cents WHEN 'refund' THEN -l.amount_cents ELSE 0 END), 0)::bigint
 FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
 WHERE a.idempotency_key = $1;
+
+-- name: CreateSandboxAuthorization :execrows
+-- Inserts a hold unless its idempotency key already has one: a concurrent
+-- Authorize with the same key waits for the first and then inserts nothing.
+INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (idempotency_key) DO NOTHING;
+
+-- name: ListSandboxLedgerByKey :many
+-- Every money movement of one idempotency key, oldest first, for audits.
+SELECT l.* FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
+WHERE a.idempotency_key = $1
+ORDER BY l.id;

@@ -1,0 +1,185 @@
+package activities_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/events"
+)
+
+func TestNotifyRestaurant(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	f.authorize(t, in, activities.SandboxTokenVisa)
+	for range 2 {
+		if err := f.acts.NotifyRestaurant(t.Context(), in.OrderID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := f.notifications(t, in.OrderID)
+	if len(ns) != 1 {
+		t.Fatalf("%d notifications, want 1", len(ns))
+	}
+	n := ns[0]
+	if n.IdempotencyKey != in.OrderID+"/restaurant/new_order" || n.Recipient != "restaurant" ||
+		n.RecipientID != "r_pizza" || n.Kind != "new_order" ||
+		!strings.Contains(n.Message, "2x Margherita, 1x Marinara") || !strings.Contains(n.Message, "32.50") {
+		t.Errorf("notification %+v", n)
+	}
+	s := f.snapshot(t, in.OrderID)
+	if s.Status != "awaiting_acceptance" || s.Version != 3 || s.Outbox != 3 {
+		t.Errorf("after notifying the restaurant twice: %+v, want awaiting_acceptance at version 3", s)
+	}
+}
+
+type failingNotifier struct{}
+
+func (failingNotifier) Notify(context.Context, activities.Notification) error {
+	return errors.New("smtp: connection refused")
+}
+
+// TestNotifyFailureEmitsNothing: a notification that did not go out is not
+// recorded as sent, and the error is one Temporal retries.
+func TestNotifyFailureEmitsNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	f.acts.Notifier = failingNotifier{}
+	tests := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"restaurant", func(ctx context.Context) error { return f.acts.NotifyRestaurant(ctx, in.OrderID) }},
+		{"customer", func(ctx context.Context) error {
+			return f.acts.NotifyCustomer(ctx, activities.CustomerNotice{OrderID: in.OrderID, Kind: "cancelled", Message: "x"})
+		}},
+	}
+	before := f.snapshot(t, in.OrderID)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireRetryable(t, tt.call(t.Context()))
+			if after := f.snapshot(t, in.OrderID); after != before {
+				t.Errorf("failed notification changed %+v to %+v", before, after)
+			}
+		})
+	}
+}
+
+func TestNotifyCustomer(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tests := []struct {
+		name       string
+		kinds      []string // one call each
+		concurrent bool
+		wantKinds  []string
+	}{
+		{"one kind", []string{"accepted"}, false, []string{"accepted"}},
+		{"same kind twice", []string{"accepted", "accepted"}, false, []string{"accepted"}},
+		{"two kinds", []string{"accepted", "delivery_late", "accepted"}, false, []string{"accepted", "delivery_late"}},
+		{"same kind concurrently", []string{"cancelled", "cancelled", "cancelled", "cancelled"}, true, []string{"cancelled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := f.place(t)
+			notify := func(kind string) error {
+				return f.acts.NotifyCustomer(t.Context(), activities.CustomerNotice{OrderID: in.OrderID, Kind: kind, Message: "about " + kind})
+			}
+			errs := make([]error, len(tt.kinds))
+			var wg sync.WaitGroup
+			for i, kind := range tt.kinds {
+				if tt.concurrent {
+					wg.Go(func() { errs[i] = notify(kind) })
+				} else {
+					errs[i] = notify(kind)
+				}
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+
+			var gotKinds []string
+			for _, n := range f.notifications(t, in.OrderID) {
+				if n.Recipient != "customer" || n.RecipientID != "c_ada" || n.IdempotencyKey != in.OrderID+"/customer/"+n.Kind || n.Message != "about "+n.Kind {
+					t.Errorf("notification %+v", n)
+				}
+				gotKinds = append(gotKinds, n.Kind)
+			}
+			if !slices.Equal(gotKinds, tt.wantKinds) {
+				t.Errorf("notifications %v, want %v", gotKinds, tt.wantKinds)
+			}
+
+			var eventKinds []string
+			for _, row := range f.outbox(t, in.OrderID) {
+				if row.EventType != events.OrderUserNotified {
+					continue
+				}
+				ev := decode(t, row)
+				if row.EventID != events.EventID(in.OrderID, events.OrderUserNotified, ev.NotificationKind) || ev.Status != "placed" {
+					t.Errorf("user_notified %s: %+v", row.EventID, ev)
+				}
+				eventKinds = append(eventKinds, ev.NotificationKind)
+			}
+			if !slices.Equal(eventKinds, tt.wantKinds) {
+				t.Errorf("user_notified events %v, want %v", eventKinds, tt.wantKinds)
+			}
+			if v := f.order(t, in.OrderID).Version; v != int64(1+len(tt.wantKinds)) {
+				t.Errorf("version %d, want %d", v, 1+len(tt.wantKinds))
+			}
+		})
+	}
+	t.Run("no kind", func(t *testing.T) {
+		in := f.place(t)
+		requireAppError(t, f.acts.NotifyCustomer(t.Context(), activities.CustomerNotice{OrderID: in.OrderID, Message: "x"}), activities.ErrTypeInvalid)
+	})
+}
+
+func TestDevNotifierRecordsAndLogsOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var logs bytes.Buffer
+	dev := activities.NewDevNotifier(f.store, slog.New(slog.NewTextHandler(&logs, nil)))
+	orderID := uuid.NewString()
+	n := activities.Notification{
+		Key: orderID + "/customer/accepted", OrderID: orderID, Recipient: "customer",
+		RecipientID: "c_alan", Kind: "accepted", Message: "Accepted.",
+	}
+	for range 3 {
+		if err := dev.Notify(t.Context(), n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ns := f.notifications(t, orderID); len(ns) != 1 {
+		t.Errorf("%d notifications, want 1", len(ns))
+	}
+	if lines := strings.Count(logs.String(), "notification sent"); lines != 1 || !strings.Contains(logs.String(), n.Key) {
+		t.Errorf("logged %d lines, want 1 naming the key:\n%s", lines, logs.String())
+	}
+
+	tests := []struct {
+		name   string
+		change func(*activities.Notification)
+	}{
+		{"malformed order id", func(n *activities.Notification) { n.OrderID = "42" }},
+		{"no key", func(n *activities.Notification) { n.Key = "" }},
+		{"unknown recipient", func(n *activities.Notification) { n.Key += "/courier"; n.Recipient = "courier" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := n
+			tt.change(&bad)
+			requireAppError(t, dev.Notify(t.Context(), bad), activities.ErrTypeInvalid)
+		})
+	}
+}

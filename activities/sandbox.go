@@ -1,0 +1,204 @@
+package activities
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/db"
+)
+
+// Test card tokens the sandbox understands, as a card provider's sandbox
+// documents them, so that demos and tests can pick each payment outcome.
+const (
+	// SandboxTokenVisa is a card that always approves.
+	SandboxTokenVisa = "tok_visa"
+	// SandboxTokenDeclined is a card the issuer declines ("card declined").
+	SandboxTokenDeclined = "tok_declined"
+	// SandboxTokenInsufficientFunds is a card without the money
+	// ("insufficient funds").
+	SandboxTokenInsufficientFunds = "tok_insufficient_funds"
+	// SandboxTokenTransient fails the first two Authorize calls of a key
+	// with a retryable error and then approves, to exercise retries.
+	SandboxTokenTransient = "tok_transient"
+)
+
+// sandboxTransientFailures is how many Authorize calls per idempotency key
+// SandboxTokenTransient fails before it approves.
+const sandboxTransientFailures = 2
+
+// Ledger entries of the sandbox's books.
+const (
+	entryAuthorize = "authorize"
+	entryCapture   = "capture"
+	entryVoid      = "void"
+	entryRefund    = "refund"
+)
+
+// SandboxGateway is a PaymentGateway that behaves like a card provider's
+// sandbox — idempotency keys, test tokens, holds that are captured, voided or
+// refunded once — and keeps its books in PostgreSQL (the sandbox_* tables),
+// so that tests and the demo can audit every cent without a provider.
+type SandboxGateway struct {
+	store *db.Store
+}
+
+// NewSandboxGateway returns a SandboxGateway keeping its books in store.
+func NewSandboxGateway(store *db.Store) *SandboxGateway {
+	return &SandboxGateway{store: store}
+}
+
+var _ PaymentGateway = (*SandboxGateway)(nil)
+
+// Authorize places a hold of amountCents on the test card token, once per
+// idempotency key: a repeat returns the same authorization ID, and a
+// declined key stays declined.
+func (g *SandboxGateway) Authorize(ctx context.Context, idempotencyKey, token string, amountCents int64) (string, error) {
+	if idempotencyKey == "" {
+		return "", invalidf("sandbox: authorize without an idempotency key")
+	}
+	if amountCents < 0 {
+		return "", invalidf("sandbox: negative amount %d", amountCents)
+	}
+	// Counted on its own (committed) so that a failed call counts too.
+	attempt, err := g.store.CountSandboxAttempt(ctx, idempotencyKey)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: count attempt: %w", err)
+	}
+	auth, err := g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
+	if err == nil {
+		return replay(auth, token, amountCents)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("sandbox: get authorization: %w", err)
+	}
+	if token == SandboxTokenTransient && attempt <= sandboxTransientFailures {
+		return "", fmt.Errorf("sandbox: issuer unavailable (attempt %d of key %s), try again", attempt, idempotencyKey)
+	}
+
+	status, reason := string(orderflow.PaymentAuthorized), ""
+	switch token {
+	case SandboxTokenVisa, SandboxTokenTransient:
+	case SandboxTokenDeclined:
+		status, reason = string(orderflow.PaymentDeclined), "card declined"
+	case SandboxTokenInsufficientFunds:
+		status, reason = string(orderflow.PaymentDeclined), "insufficient funds"
+	default:
+		status, reason = string(orderflow.PaymentDeclined), "unknown test token "+token
+	}
+	id, err := newAuthorizationID()
+	if err != nil {
+		return "", err
+	}
+	err = g.store.InTx(ctx, func(q *db.Queries) error {
+		// A concurrent call with the same key inserts first or waits for
+		// ours; either way one hold, which both then read back.
+		n, err := q.CreateSandboxAuthorization(ctx, db.CreateSandboxAuthorizationParams{
+			ID: id, IdempotencyKey: idempotencyKey, Token: token, AmountCents: amountCents,
+			Status: status, DeclineReason: reason,
+		})
+		if err != nil {
+			return fmt.Errorf("insert authorization: %w", err)
+		}
+		if n == 1 && status == string(orderflow.PaymentAuthorized) {
+			if err := q.InsertSandboxLedgerEntry(ctx, db.InsertSandboxLedgerEntryParams{
+				AuthorizationID: id, Entry: entryAuthorize, AmountCents: amountCents,
+			}); err != nil {
+				return fmt.Errorf("insert ledger entry: %w", err)
+			}
+		}
+		auth, err = q.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
+		if err != nil {
+			return fmt.Errorf("get authorization: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("sandbox: authorize: %w", err)
+	}
+	return replay(auth, token, amountCents)
+}
+
+// replay answers an Authorize call with the hold its key already has. Like
+// a real provider, it refuses a key reused for another card or amount: that
+// is a bug in the caller, and retrying cannot fix it.
+func replay(auth db.SandboxAuthorization, token string, amountCents int64) (string, error) {
+	if auth.Status == string(orderflow.PaymentDeclined) {
+		return "", &DeclinedError{Reason: auth.DeclineReason}
+	}
+	if auth.Token != token || auth.AmountCents != amountCents {
+		return "", invalidf("sandbox: idempotency key %s was used for %s / %d, not %s / %d",
+			auth.IdempotencyKey, auth.Token, auth.AmountCents, token, amountCents)
+	}
+	return auth.ID, nil
+}
+
+// Capture takes the held money. Capturing again is a no-op; capturing a
+// hold that was voided or refunded is an error.
+func (g *SandboxGateway) Capture(ctx context.Context, authorizationID string) error {
+	return g.move(ctx, authorizationID, entryCapture, orderflow.PaymentAuthorized, orderflow.PaymentCaptured)
+}
+
+// Void releases the hold. Voiding again is a no-op; voiding a captured
+// hold is an error (refund it instead).
+func (g *SandboxGateway) Void(ctx context.Context, authorizationID string) error {
+	return g.move(ctx, authorizationID, entryVoid, orderflow.PaymentAuthorized, orderflow.PaymentVoided)
+}
+
+// Refund returns captured money. Refunding again is a no-op; refunding a
+// hold that was never captured is an error (void it instead).
+func (g *SandboxGateway) Refund(ctx context.Context, authorizationID string) error {
+	return g.move(ctx, authorizationID, entryRefund, orderflow.PaymentCaptured, orderflow.PaymentRefunded)
+}
+
+// move takes an authorization from status from to status to and books
+// entry, under the authorization's row lock, in one transaction. An
+// authorization already in status to is left alone; any other status cannot
+// make the move, ever, so that error is non-retryable.
+func (g *SandboxGateway) move(ctx context.Context, authorizationID, entry string, from, to orderflow.PaymentStatus) error {
+	err := g.store.InTx(ctx, func(q *db.Queries) error {
+		auth, err := q.GetSandboxAuthorization(ctx, authorizationID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return invalidf("sandbox: unknown authorization %q", authorizationID)
+		}
+		if err != nil {
+			return fmt.Errorf("get authorization: %w", err)
+		}
+		switch auth.Status {
+		case string(to):
+			return nil
+		case string(from):
+		default:
+			return invalidf("sandbox: cannot %s authorization %s: it is %s", entry, authorizationID, auth.Status)
+		}
+		if err := q.SetSandboxAuthorizationStatus(ctx, db.SetSandboxAuthorizationStatusParams{
+			ID: authorizationID, Status: string(to),
+		}); err != nil {
+			return fmt.Errorf("set authorization status: %w", err)
+		}
+		if err := q.InsertSandboxLedgerEntry(ctx, db.InsertSandboxLedgerEntryParams{
+			AuthorizationID: authorizationID, Entry: entry, AmountCents: auth.AmountCents,
+		}); err != nil {
+			return fmt.Errorf("insert ledger entry: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return surface(fmt.Errorf("sandbox: %s: %w", entry, err))
+	}
+	return nil
+}
+
+// newAuthorizationID returns "auth_" and 24 random hex digits. Random is
+// enough: the ID is handed out once and found again by idempotency key.
+func newAuthorizationID() (string, error) {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("sandbox: authorization id: %w", err)
+	}
+	return "auth_" + hex.EncodeToString(b[:]), nil
+}

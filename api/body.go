@@ -1,0 +1,162 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/orderflow/orderflow"
+)
+
+// maxBodyBytes bounds every request body: an order of 50 lines fits many
+// times over, and nothing the API accepts needs more.
+const maxBodyBytes = 64 << 10
+
+// msgUnknownField is the message of an unknown-field error; refineItems
+// matches on it.
+const msgUnknownField = "unknown field"
+
+// readBody reads the request body, refusing more than maxBodyBytes with a
+// 413 before or while reading, never after buffering an unbounded body.
+func readBody(c echo.Context) ([]byte, error) {
+	r := c.Request()
+	if r.ContentLength > maxBodyBytes {
+		return nil, tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, tooLarge()
+	case err != nil:
+		return nil, orderflow.FieldErrorf("body", "could not read the request body: %v", err)
+	}
+	return body, nil
+}
+
+func tooLarge() error {
+	return &orderflow.Error{Code: codeTooLarge, Field: "body", Message: fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes)}
+}
+
+// decodeBody reads the body and decodes it strictly into v. An empty body
+// is an error unless optional, in which case v is left as it is.
+func decodeBody(c echo.Context, v any, optional bool) ([]byte, error) {
+	body, err := readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return body, nil
+		}
+		return nil, orderflow.FieldErrorf("body", "a JSON request body is required")
+	}
+	return body, decodeStrict(body, v)
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields and trailing data, and turns every failure into an EINVALID error
+// naming the field at fault ("body" when no field is to blame).
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return orderflow.FieldErrorf("body", "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// jsonError turns an encoding/json error into an EINVALID *orderflow.Error.
+func jsonError(err error) *orderflow.Error {
+	var (
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &syntax):
+		return orderflow.FieldErrorf("body", "malformed JSON at byte %d: %v", syntax.Offset, err)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return orderflow.FieldErrorf("body", "malformed JSON: unexpected end of input")
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "body"
+		}
+		return orderflow.FieldErrorf(field, "must be %s, not %s", describeType(typ.Type), typ.Value)
+	}
+	// DisallowUnknownFields reports a plain error with no exported type.
+	if rest, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if name, uerr := strconv.Unquote(rest); uerr == nil {
+			return orderflow.FieldErrorf(name, msgUnknownField)
+		}
+	}
+	return orderflow.FieldErrorf("body", "invalid JSON: %v", err)
+}
+
+// describeType names a Go type the way a JSON client thinks of it.
+func describeType(t reflect.Type) string {
+	if t == nil {
+		return "a different type"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "a " + t.String()
+}
+
+// reasonBody is the optional body of reject and cancel.
+type reasonBody struct {
+	Reason string `json:"reason"`
+}
+
+// maxReasonLen bounds a rejection or cancellation reason; it ends up in
+// events and customer notifications.
+const maxReasonLen = 500
+
+// decodeReason reads an optional {reason} body; a missing body or a blank
+// reason gives def.
+func decodeReason(c echo.Context, def string) (string, error) {
+	var b reasonBody
+	if _, err := decodeBody(c, &b, true); err != nil {
+		return "", err
+	}
+	reason := strings.TrimSpace(b.Reason)
+	switch {
+	case reason == "":
+		return def, nil
+	case len([]rune(reason)) > maxReasonLen:
+		return "", orderflow.FieldErrorf("reason", "must be at most %d characters", maxReasonLen)
+	}
+	return reason, nil
+}
+
+// decodeNoBody accepts an empty body or an empty JSON object, so that a
+// client sending "{}" by habit is not refused while anything else is.
+func decodeNoBody(c echo.Context) error {
+	var none struct{}
+	_, err := decodeBody(c, &none, true)
+	return err
+}

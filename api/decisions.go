@@ -1,0 +1,138 @@
+package api
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+// Reasons used when a reject or cancel request gives none.
+const (
+	defaultRejectReason = "rejected by restaurant"
+	defaultCancelReason = "cancelled by customer"
+)
+
+// decisionView answers a decision: the order's status once the workflow
+// has taken it.
+type decisionView struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// acceptOrder is the restaurant accepting the order.
+func (s *Server) acceptOrder(c echo.Context) error {
+	id, err := orderIDParam(c)
+	if err != nil {
+		return err
+	}
+	if err := decodeNoBody(c); err != nil {
+		return err
+	}
+	return s.decide(c, id, workflows.UpdateAccept)
+}
+
+// rejectOrder is the restaurant rejecting the order.
+func (s *Server) rejectOrder(c echo.Context) error {
+	id, err := orderIDParam(c)
+	if err != nil {
+		return err
+	}
+	reason, err := decodeReason(c, defaultRejectReason)
+	if err != nil {
+		return err
+	}
+	return s.decide(c, id, workflows.UpdateReject, workflows.RejectInput{Reason: reason})
+}
+
+// cancelOrder is the customer cancelling the order.
+func (s *Server) cancelOrder(c echo.Context) error {
+	id, err := orderIDParam(c)
+	if err != nil {
+		return err
+	}
+	reason, err := decodeReason(c, defaultCancelReason)
+	if err != nil {
+		return err
+	}
+	return s.decide(c, id, workflows.UpdateCancel, workflows.CancelInput{Reason: reason})
+}
+
+// deliveredOrder is the courier or restaurant reporting delivery.
+func (s *Server) deliveredOrder(c echo.Context) error {
+	id, err := orderIDParam(c)
+	if err != nil {
+		return err
+	}
+	if err := decodeNoBody(c); err != nil {
+		return err
+	}
+	return s.decide(c, id, workflows.UpdateDelivered)
+}
+
+// decide sends the update and waits for the workflow's answer, so the
+// caller learns synchronously whether the decision took: a decision the
+// workflow's validator refuses (a late accept, say) is a 409.
+func (s *Server) decide(c echo.Context, id uuid.UUID, update string, args ...any) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
+	defer cancel()
+	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   orderflow.OrderWorkflowID(id.String()),
+		UpdateName:   update,
+		Args:         args,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var res workflows.DecisionResult
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	if err != nil {
+		return s.decisionError(c.Request().Context(), id, update, err)
+	}
+	return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: res.Status})
+}
+
+// decisionError explains a failed update. The workflow's refusal carries
+// its own message; a missing workflow is either a finished order (409,
+// naming its status) or no order at all (404).
+func (s *Server) decisionError(ctx context.Context, id uuid.UUID, update string, err error) error {
+	var (
+		appErr *temporal.ApplicationError
+		nf     *serviceerror.NotFound
+	)
+	switch {
+	case errors.As(err, &appErr):
+		return orderflow.Errorf(orderflow.ECONFLICT, "%s", appErr.Message())
+	case !errors.As(err, &nf):
+		return temporalError(update+" order", err)
+	}
+	row, gerr := s.store.GetOrder(ctx, id)
+	switch {
+	case gerr == nil:
+		return orderflow.Errorf(orderflow.ECONFLICT, "order is %s", row.Status)
+	case !errors.Is(gerr, sql.ErrNoRows):
+		return fmt.Errorf("get order: %w", gerr)
+	}
+	run, derr := s.describeOrder(ctx, id.String())
+	switch {
+	case derr != nil:
+		return derr
+	case run == nil:
+		return orderflow.Errorf(orderflow.ENOTFOUND, "no order %q", id)
+	case run.running():
+		// Describe and update disagree: the workflow appeared in between.
+		return orderflow.Errorf(orderflow.EUNAVAILABLE, "the order is being started; retry")
+	}
+	st, _ := closedStatus(run.Status)
+	return orderflow.Errorf(orderflow.ECONFLICT, "order is %s", st)
+}

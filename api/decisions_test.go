@@ -1,0 +1,125 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/mocks"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+// updateAnswer is how the mock workflow answers one update.
+type updateAnswer struct {
+	status    string // the DecisionResult status, when accepted
+	rejection string // the validator's message, when refused
+	err       error  // an error from UpdateWorkflow itself
+}
+
+// expectUpdate makes the mock answer the named update on the order's
+// workflow, and checks its arguments and stage.
+func expectUpdate(tb testing.TB, tc *mocks.Client, orderID, name string, wantArgs []any, a updateAnswer) {
+	tb.Helper()
+	match := mock.MatchedBy(func(o client.UpdateWorkflowOptions) bool {
+		return o.WorkflowID == orderflow.OrderWorkflowID(orderID) && o.UpdateName == name &&
+			o.WaitForStage == client.WorkflowUpdateStageCompleted && fmt.Sprint(o.Args) == fmt.Sprint(wantArgs)
+	})
+	if a.err != nil {
+		tc.On("UpdateWorkflow", mock.Anything, match).Return(nil, a.err).Once()
+		return
+	}
+	h := mocks.NewWorkflowUpdateHandle(tb)
+	get := h.On("Get", mock.Anything, mock.Anything)
+	if a.rejection != "" {
+		get.Return(temporal.NewApplicationError(a.rejection, "Rejected"))
+	} else {
+		get.Run(func(args mock.Arguments) {
+			*args.Get(1).(*workflows.DecisionResult) = workflows.DecisionResult{Status: a.status}
+		}).Return(nil)
+	}
+	tc.On("UpdateWorkflow", mock.Anything, match).Return(h, nil).Once()
+}
+
+func TestDecisions(t *testing.T) {
+	f := newFixture(t)
+	running := uuid.New().String()
+	finished := insertOrder(t, f.store, string(orderflow.StatusCompleted)).String()
+	closedNoRow := uuid.New().String()
+	unknown := uuid.New().String()
+	notFound := serviceerror.NewNotFound("workflow execution already completed")
+	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(closedNoRow), "").
+		Return(describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, nil), nil)
+	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(unknown), "").
+		Return(nil, serviceerror.NewNotFound("workflow not found"))
+
+	tests := []struct {
+		name       string
+		id         string
+		action     string
+		body       string
+		update     string // "" when Temporal must not be called
+		args       []any  // the update's expected arguments
+		answer     updateAnswer
+		status     int
+		field      string
+		wantStatus string // the decision's status, on 200
+		detail     string // part of the problem detail, on an error
+	}{
+		{name: "accept", id: running, action: "accept", update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
+		{name: "accept with empty object", id: running, action: "accept", body: `{}`, update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
+		{name: "reject with reason", id: running, action: "reject", body: `{"reason":" out of dough "}`, update: workflows.UpdateReject,
+			args: []any{workflows.RejectInput{Reason: "out of dough"}}, answer: updateAnswer{status: "rejected"}, status: 200, wantStatus: "rejected"},
+		{name: "reject default reason", id: running, action: "reject", update: workflows.UpdateReject,
+			args: []any{workflows.RejectInput{Reason: "rejected by restaurant"}}, answer: updateAnswer{status: "rejected"}, status: 200, wantStatus: "rejected"},
+		{name: "cancel default reason", id: running, action: "cancel", body: `{"reason":""}`, update: workflows.UpdateCancel,
+			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{status: "cancelled"}, status: 200, wantStatus: "cancelled"},
+		{name: "delivered", id: running, action: "delivered", update: workflows.UpdateDelivered, answer: updateAnswer{status: "completed"}, status: 200, wantStatus: "completed"},
+		{name: "late accept refused", id: running, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{rejection: "order is timed_out"}, status: 409, detail: "order is timed_out"},
+		{name: "finished order", id: finished, action: "cancel", update: workflows.UpdateCancel,
+			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{err: notFound}, status: 409, detail: "order is completed"},
+		{name: "closed workflow without a row", id: closedNoRow, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{err: notFound}, status: 409, detail: "order is failed"},
+		{name: "unknown order", id: unknown, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{err: serviceerror.NewNotFound("workflow not found")}, status: 404},
+		{name: "temporal unavailable", id: running, action: "delivered", update: workflows.UpdateDelivered,
+			answer: updateAnswer{err: serviceerror.NewUnavailable("connection refused")}, status: 503},
+		{name: "not a UUID", id: "nope", action: "accept", status: 404},
+		{name: "unknown field", id: running, action: "reject", body: `{"reason":"x","why":"y"}`, status: 400, field: "why"},
+		{name: "body on accept", id: running, action: "accept", body: `{"reason":"x"}`, status: 400, field: "reason"},
+		{name: "malformed body", id: running, action: "cancel", body: `{"reason":`, status: 400, field: "body"},
+		{name: "wrong type", id: running, action: "cancel", body: `{"reason":1}`, status: 400, field: "reason"},
+		{name: "reason too long", id: running, action: "cancel", body: `{"reason":"` + strings.Repeat("r", 501) + `"}`, status: 400, field: "reason"},
+		{name: "body over 64 KiB", id: running, action: "reject", body: `{"reason":"` + strings.Repeat("r", 70<<10) + `"}`, status: 413, field: "body"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f.bind(t)
+			if tt.update != "" {
+				expectUpdate(t, f.temporal, tt.id, tt.update, tt.args, tt.answer)
+			}
+			rec := f.do(t, http.MethodPost, "/v1/orders/"+tt.id+"/"+tt.action, tt.body, nil)
+			if tt.status != 200 {
+				p := wantProblem(t, rec, tt.status, tt.field)
+				if !strings.Contains(p.Detail, tt.detail) {
+					t.Errorf("detail = %q, want it to contain %q", p.Detail, tt.detail)
+				}
+				return
+			}
+			var got struct{ ID, Status string }
+			decode(t, rec, 200, &got)
+			if got.ID != tt.id || got.Status != tt.wantStatus {
+				t.Errorf("got %+v, want %s %s", got, tt.id, tt.wantStatus)
+			}
+		})
+	}
+}

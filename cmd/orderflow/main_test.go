@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/temporal"
+)
+
+// fakeEnv is an environment for FromEnv that holds only what a test sets.
+type fakeEnv map[string]string
+
+func (e fakeEnv) LookupEnv(name string) (string, bool) {
+	v, ok := e[name]
+	return v, ok
+}
+
+func (e fakeEnv) Environ() []string {
+	var out []string
+	for k, v := range e {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// newEnv returns vars plus a TEMPORAL_CONFIG_FILE that does not exist, so
+// that a Temporal client config file in the user's home cannot leak in.
+func newEnv(t *testing.T, vars map[string]string) fakeEnv {
+	t.Helper()
+	env := fakeEnv{"TEMPORAL_CONFIG_FILE": filepath.Join(t.TempDir(), "absent.toml")}
+	for k, v := range vars {
+		env[k] = v
+	}
+	return env
+}
+
+func TestHelpListsEveryCommandAndVariable(t *testing.T) {
+	for _, arg := range []string{"--help", "-h", "help"} {
+		t.Run(arg, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := Main([]string{arg}, &stdout, &stderr); code != 0 {
+				t.Fatalf("orderflow %s exit code = %d; want 0; stderr: %s", arg, code, stderr.String())
+			}
+			out := stdout.String()
+			for _, c := range commands {
+				if !strings.Contains(out, "  "+c.name+" ") || !strings.Contains(out, c.summary) {
+					t.Errorf("orderflow %s does not list command %q with its summary:\n%s", arg, c.name, out)
+				}
+			}
+			for _, v := range envVars {
+				if !strings.Contains(out, v.name) || !strings.Contains(out, v.help) {
+					t.Errorf("orderflow %s does not list %s with its help:\n%s", arg, v.name, out)
+				}
+				if v.def != "" && !strings.Contains(out, "(default: "+v.def+")") {
+					t.Errorf("orderflow %s does not give %s's default %q", arg, v.name, v.def)
+				}
+			}
+		})
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	tests := []struct {
+		name       string
+		args       []string
+		wantStderr string
+	}{
+		{name: "no command", args: nil},
+		{name: "unknown command", args: []string{"frobnicate"}, wantStderr: `unknown command "frobnicate"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := Main(tt.args, &stdout, &stderr); code != 2 {
+				t.Errorf("exit code = %d; want 2", code)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.wantStderr)
+			}
+			if !strings.Contains(stdout.String()+stderr.String(), "Usage: orderflow <command>") {
+				t.Errorf("no usage printed; stdout %q, stderr %q", stdout.String(), stderr.String())
+			}
+		})
+	}
+}
+
+func TestInvalidConfigurationExits2NamingTheVariable(t *testing.T) {
+	t.Setenv("ORDERFLOW_LOG_LEVEL", "loud")
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"migrate"}, &stdout, &stderr); code != 2 {
+		t.Errorf("exit code = %d; want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "ORDERFLOW_LOG_LEVEL") {
+		t.Errorf("stderr %q does not name ORDERFLOW_LOG_LEVEL", stderr.String())
+	}
+}
+
+func TestFromEnvDefaults(t *testing.T) {
+	cfg, err := FromEnv(newEnv(t, nil))
+	if err != nil {
+		t.Fatalf("FromEnv: %v", err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"DataDir", cfg.DataDir, ".orderflow"},
+		{"HTTPAddr", cfg.HTTPAddr, "127.0.0.1:8080"},
+		{"LogLevel", cfg.LogLevel, slog.LevelInfo},
+		{"LogJSON", cfg.LogJSON, false},
+		{"TaskQueue", cfg.TaskQueue, temporal.DefaultTaskQueue},
+		{"TemporalExternal", cfg.TemporalExternal, false},
+		{"TemporalAddr", cfg.TemporalAddr, "127.0.0.1:7233"},
+		{"Temporal.HostPort", cfg.Temporal.HostPort, "127.0.0.1:7233"},
+		{"Temporal.Namespace", cfg.Temporal.Namespace, "default"},
+		{"UIAddr", cfg.UIAddr, "127.0.0.1:8233"},
+		{"DatabaseURL", cfg.DatabaseURL, ""},
+		{"PGAddr", cfg.PGAddr, "127.0.0.1:15432"},
+		{"NATSURL", cfg.NATSURL, ""},
+		{"NATSAddr", cfg.NATSAddr, "127.0.0.1:4222"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestFromEnvExternalComponents(t *testing.T) {
+	cfg, err := FromEnv(newEnv(t, map[string]string{
+		"TEMPORAL_ADDRESS":     "temporal.example.com:7233",
+		"TEMPORAL_NAMESPACE":   "orders",
+		"DATABASE_URL":         "postgres://db.example.com/orderflow",
+		"NATS_URL":             "nats://nats.example.com:4222",
+		"ORDERFLOW_DATA_DIR":   "/var/lib/orderflow",
+		"ORDERFLOW_HTTP_ADDR":  ":9090",
+		"ORDERFLOW_UI_ADDR":    "off",
+		"ORDERFLOW_LOG_LEVEL":  "debug",
+		"ORDERFLOW_LOG_FORMAT": "json",
+	}))
+	if err != nil {
+		t.Fatalf("FromEnv: %v", err)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"TemporalExternal", cfg.TemporalExternal, true},
+		{"Temporal.HostPort", cfg.Temporal.HostPort, "temporal.example.com:7233"},
+		{"Temporal.Namespace", cfg.Temporal.Namespace, "orders"},
+		{"DatabaseURL", cfg.DatabaseURL, "postgres://db.example.com/orderflow"},
+		{"NATSURL", cfg.NATSURL, "nats://nats.example.com:4222"},
+		{"DataDir", cfg.DataDir, "/var/lib/orderflow"},
+		{"HTTPAddr", cfg.HTTPAddr, ":9090"},
+		{"UIAddr", cfg.UIAddr, ""},
+		{"LogLevel", cfg.LogLevel, slog.LevelDebug},
+		{"LogJSON", cfg.LogJSON, true},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestFromEnvRejectsInvalidValues(t *testing.T) {
+	tests := []struct {
+		name, value string
+	}{
+		{"ORDERFLOW_LOG_LEVEL", "loud"},
+		{"ORDERFLOW_LOG_FORMAT", "xml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := FromEnv(newEnv(t, map[string]string{tt.name: tt.value}))
+			if err == nil {
+				t.Fatalf("FromEnv with %s=%s: no error", tt.name, tt.value)
+			}
+			if !strings.Contains(err.Error(), tt.name) {
+				t.Errorf("error %q does not name %s", err, tt.name)
+			}
+		})
+	}
+}

@@ -1,0 +1,363 @@
+package tests_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/api"
+	"github.com/orderflow/orderflow/devstack"
+	"github.com/orderflow/orderflow/temporal"
+	"github.com/orderflow/orderflow/temporal/devserver"
+	"github.com/orderflow/orderflow/tests/stacktest"
+)
+
+func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
+
+// No test here uses t.Parallel: TestReadyzFollowsPostgres stops the shared
+// stack's PostgreSQL for a moment. It is declared last, and its Cleanup
+// restarts PostgreSQL and drops the pool's dead connections, so tests in
+// files that sort after this one find the stack as they would otherwise.
+
+// greetWorkflow is the smallest workflow that still leaves every kind of
+// history event a real one does: it schedules one activity and completes
+// with its result.
+func greetWorkflow(ctx workflow.Context, name string) (string, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	var greeting string
+	err := workflow.ExecuteActivity(ctx, composeGreeting, name).Get(ctx, &greeting)
+	return greeting, err
+}
+
+func composeGreeting(_ context.Context, name string) (string, error) {
+	return "Hello, " + name + "!", nil
+}
+
+// TestWorkflowAndHistorySurviveRestart runs a workflow to completion, stops
+// the whole stack, starts it again on the same data dir and finds the
+// workflow, its history and its result in Temporal's SQLite file.
+func TestWorkflowAndHistorySurviveRestart(t *testing.T) {
+	const (
+		workflowID = "platform-restart-greet"
+		taskQueue  = "platform-restart"
+		want       = "Hello, Ada!"
+	)
+	dir := stacktest.TempDir(t)
+
+	runID := func() string {
+		stack := stacktest.StartStack(t, dir, false)
+		defer stack.Close()
+		c := dial(t, stack)
+		defer c.Close()
+		w := worker.New(c, taskQueue, worker.Options{})
+		w.RegisterWorkflow(greetWorkflow)
+		w.RegisterActivity(composeGreeting)
+		if err := w.Start(); err != nil {
+			t.Fatalf("start worker: %v", err)
+		}
+		defer w.Stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflowID, TaskQueue: taskQueue}, greetWorkflow, "Ada")
+		if err != nil {
+			t.Fatalf("start workflow: %v", err)
+		}
+		var got string
+		if err := run.Get(ctx, &got); err != nil {
+			t.Fatalf("workflow result: %v", err)
+		}
+		if got != want {
+			t.Fatalf("workflow result = %q; want %q", got, want)
+		}
+		return run.GetRunID()
+	}()
+
+	if _, err := os.Stat(filepath.Join(dir, "temporal", devserver.DatabaseFile)); err != nil {
+		t.Fatalf("temporal's sqlite file after stop: %v", err)
+	}
+
+	// Started again: new ports, same data dir, no worker.
+	stack := stacktest.StartStack(t, dir, false)
+	c := dial(t, stack)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	desc, err := c.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil {
+		t.Fatalf("describe %s after restart: %v", workflowID, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if got := info.GetStatus(); got != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Errorf("status after restart = %v; want COMPLETED", got)
+	}
+	if got := info.GetExecution().GetRunId(); got != runID {
+		t.Errorf("run id after restart = %s; want %s", got, runID)
+	}
+
+	var types []enumspb.EventType
+	var result string
+	iter := c.GetWorkflowHistory(ctx, workflowID, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatalf("read history after restart: %v", err)
+		}
+		types = append(types, ev.GetEventType())
+		if attrs := ev.GetWorkflowExecutionCompletedEventAttributes(); attrs != nil {
+			if err := converter.GetDefaultDataConverter().FromPayloads(attrs.GetResult(), &result); err != nil {
+				t.Fatalf("decode workflow result: %v", err)
+			}
+		}
+	}
+	for _, want := range []enumspb.EventType{
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+		enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED,
+		enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+	} {
+		if !slices.Contains(types, want) {
+			t.Errorf("history after restart lacks %v; has %v", want, types)
+		}
+	}
+	if result != want {
+		t.Errorf("result in history after restart = %q; want %q", result, want)
+	}
+
+	// The Web UI lists workflows through visibility, which is persisted
+	// (and, for the close record, written) apart from the history.
+	query := "WorkflowId = '" + workflowID + "'"
+	wantListed := []string{runID + " " + enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED.String()}
+	var listed []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatalf("list workflows after restart: %v", err)
+		}
+		listed = listed[:0]
+		for _, e := range resp.GetExecutions() {
+			listed = append(listed, e.GetExecution().GetRunId()+" "+e.GetStatus().String())
+		}
+		if slices.Equal(listed, wantListed) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !slices.Equal(listed, wantListed) {
+		t.Errorf("visibility after restart lists %q for %s; want %q", listed, query, wantListed)
+	}
+}
+
+// TestWebUIServesTemporalUI checks that the embedded Web UI serves the
+// Temporal UI application and reaches the embedded server.
+func TestWebUIServesTemporalUI(t *testing.T) {
+	stack := stacktest.StartStack(t, stacktest.TempDir(t), true)
+	if stack.UIURL == "" {
+		t.Fatal("stack started with ui=true has no UIURL")
+	}
+
+	code, header, body := get(t, stack.UIURL+"/")
+	if code != http.StatusOK {
+		t.Fatalf("GET / = %d; want 200; body: %.300s", code, body)
+	}
+	if ct := header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("GET / Content-Type = %q; want text/html", ct)
+	}
+	// The page is the UI's SvelteKit shell: it loads the app from
+	// /_app/immutable/entry/start.<hash>.js.
+	script := regexp.MustCompile(`/_app/immutable/entry/start\.[^"]+\.js`).FindString(body)
+	if script == "" {
+		t.Fatalf("GET / does not look like the Temporal UI (no app entry script): %.500s", body)
+	}
+	if code, header, _ := get(t, stack.UIURL+script); code != http.StatusOK || !strings.Contains(header.Get("Content-Type"), "javascript") {
+		t.Errorf("GET %s = %d %q; want 200 javascript", script, code, header.Get("Content-Type"))
+	}
+
+	// The UI's API is a gateway to the Temporal frontend it points at.
+	code, _, body = get(t, stack.UIURL+"/api/v1/namespaces/default")
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/namespaces/default = %d; want 200; body: %.300s", code, body)
+	}
+	var ns struct {
+		NamespaceInfo struct{ Name string } `json:"namespaceInfo"`
+	}
+	if err := json.Unmarshal([]byte(body), &ns); err != nil || ns.NamespaceInfo.Name != "default" {
+		t.Errorf("GET /api/v1/namespaces/default: namespace %q (%v); want default; body: %.300s", ns.NamespaceInfo.Name, err, body)
+	}
+}
+
+// TestReadyzFollowsPostgres stops the shared PostgreSQL under a running API
+// and starts it again: /readyz must say 503 naming postgres, then 200 once
+// the pool reconnects; /healthz stays 200 throughout. It runs last and
+// restarts PostgreSQL even when it fails, so other tests are not affected.
+func TestReadyzFollowsPostgres(t *testing.T) {
+	env := stacktest.Start(t)
+	srv := api.New(api.Config{Logger: env.Logger, Readiness: []api.Check{
+		api.TemporalCheck(env.Temporal),
+		api.PostgresCheck(env.Store.DB),
+		api.NATSCheck(env.NATS),
+	}})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	pg := env.Stack.Postgres
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// Restart is a no-op when PostgreSQL runs.
+		if err := pg.Restart(ctx); err != nil {
+			t.Errorf("restart postgres for the next tests: %v", err)
+			return
+		}
+		dropDeadConns(ctx, env.Store.DB)
+		if _, err := env.Store.ListCustomers(ctx); err != nil {
+			t.Errorf("query after postgres restarted: %v", err)
+		}
+	})
+
+	expectReady(t, ts.URL, http.StatusOK, "")
+	expectHealthy(t, ts.URL)
+	// Leave several connections idle in the pool: the stop kills them all,
+	// and the pool must not keep handing them to the check.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if _, err := env.Store.DB.ExecContext(ctx, "SELECT pg_sleep(0.05)"); err != nil {
+				t.Errorf("fill the pool: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+
+	if err := pg.Stop(); err != nil {
+		t.Fatalf("stop postgres: %v", err)
+	}
+	expectReady(t, ts.URL, http.StatusServiceUnavailable, "postgres")
+	expectHealthy(t, ts.URL)
+
+	restarted := time.Now()
+	if err := pg.Restart(ctx); err != nil {
+		t.Fatalf("restart postgres: %v", err)
+	}
+	var code int
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code, _, body = get(t, ts.URL+"/readyz")
+		if code == http.StatusOK || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != http.StatusOK {
+		t.Fatalf("/readyz 10s after postgres restarted = %d; want 200; body: %s", code, body)
+	}
+	t.Logf("/readyz 200 again %s after postgres restarted", time.Since(restarted).Round(time.Millisecond))
+	expectReady(t, ts.URL, http.StatusOK, "")
+	expectHealthy(t, ts.URL)
+}
+
+// dropDeadConns closes the pool's idle connections that a PostgreSQL
+// restart killed. The pool finds them itself (pgx pings a connection idle
+// for over a second before reusing it), but one used just before the
+// restart would fail the next test's first query.
+func dropDeadConns(ctx context.Context, pool *sql.DB) {
+	var held []*sql.Conn
+	for range pool.Stats().Idle {
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			break
+		}
+		held = append(held, c)
+	}
+	for _, c := range held {
+		_ = c.PingContext(ctx) // a failed ping marks the connection bad
+		_ = c.Close()          // and releasing it then discards it
+	}
+}
+
+// expectReady checks one /readyz answer: its code, and when failing names
+// the one check that must fail.
+func expectReady(t *testing.T, base string, wantCode int, failing string) {
+	t.Helper()
+	code, _, body := get(t, base+"/readyz")
+	if code != wantCode {
+		t.Fatalf("/readyz = %d; want %d; body: %s", code, wantCode, body)
+	}
+	var ready struct {
+		Status string            `json:"status"`
+		Checks map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(body), &ready); err != nil {
+		t.Fatalf("/readyz body %q: %v", body, err)
+	}
+	for _, name := range []string{"temporal", "postgres", "nats"} {
+		state, ok := ready.Checks[name]
+		switch {
+		case !ok:
+			t.Errorf("/readyz does not report %s: %s", name, body)
+		case name == failing && state == "ok":
+			t.Errorf("/readyz reports %s ok; want its error: %s", name, body)
+		case name != failing && state != "ok":
+			t.Errorf("/readyz reports %s %q; want ok", name, state)
+		}
+	}
+}
+
+func expectHealthy(t *testing.T, base string) {
+	t.Helper()
+	if code, _, body := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d; want 200; body: %s", code, body)
+	}
+}
+
+// dial connects a Temporal client to stack, logging nowhere: the test
+// reports what matters.
+func dial(t *testing.T, stack *devstack.Stack) client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := temporal.Dial(ctx, client.Options{HostPort: stack.TemporalAddr}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("dial temporal: %v", err)
+	}
+	return c
+}
+
+func get(t *testing.T, url string) (int, http.Header, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: read body: %v", url, err)
+	}
+	return resp.StatusCode, resp.Header, string(body)
+}
