@@ -41,6 +41,10 @@ type Activities struct {
 	Logger   *slog.Logger
 	// Now is the clock for written timestamps; nil means time.Now.
 	Now func() time.Time
+	// Committed, when set, is called after every transaction that wrote an
+	// outbox row has committed: the in-process relay's wake-up, so events
+	// leave right away instead of at the next poll. It must not block.
+	Committed func()
 }
 
 // NewOrder is what RecordPlaced writes: the order as the API priced it.
@@ -152,6 +156,9 @@ func (a *Activities) RecordPlaced(ctx context.Context, in NewOrder) error {
 			},
 		})
 	})
+	if err == nil {
+		a.committed()
+	}
 	return surface(err)
 }
 

@@ -41,7 +41,19 @@ type step struct {
 
 // apply runs s in a transaction of its own.
 func (a *Activities) apply(ctx context.Context, s step) error {
-	return a.Store.InTx(ctx, func(q *db.Queries) error { return a.emit(ctx, q, s) })
+	err := a.Store.InTx(ctx, func(q *db.Queries) error { return a.emit(ctx, q, s) })
+	if err == nil {
+		a.committed()
+	}
+	return err
+}
+
+// committed wakes the relay, if there is one in this process. A step that
+// was already applied wakes it too, which costs one idle claim.
+func (a *Activities) committed() {
+	if a.Committed != nil {
+		a.Committed()
+	}
 }
 
 // emit applies s inside the caller's transaction: it locks the order,
