@@ -170,6 +170,11 @@ func (s *Server) placeOrder(c echo.Context) error {
 		// Without this the SDK swallows "already started" and hands back
 		// the other request's run as if this one had started it.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		// When this process also runs the worker (orderflow dev), the
+		// server hands the first workflow task straight back in the start
+		// response instead of through a poll: one round trip less per
+		// order. Without a local worker the SDK does not ask for it.
+		EnableEagerStart: true,
 
 		Memo:          memo.fields(),
 		StaticSummary: fmt.Sprintf("order %s USD at %s for %s", formatCents(priced.totalCents), priced.restaurant.Name, req.CustomerID),

@@ -28,10 +28,11 @@ import (
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/temporal"
 	"github.com/orderflow/orderflow/temporal/devserver"
+	"github.com/orderflow/orderflow/tests/apptest"
 	"github.com/orderflow/orderflow/tests/stacktest"
 )
 
-func TestMain(m *testing.M) { os.Exit(stacktest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(apptest.Main(m)) }
 
 // No test here uses t.Parallel: TestReadyzFollowsPostgres stops the shared
 // stack's PostgreSQL for a moment. It is declared last, and its Cleanup

@@ -366,20 +366,28 @@ func (o *order) do(ctx workflow.Context, summary string, activity, arg any) erro
 	return o.call(ctx, summary, activity, arg, nil)
 }
 
-// call runs a forward activity. Forward steps are retried for a bounded
-// time; business rejections are non-retryable errors with a type.
+// call runs a forward step as a local activity. Forward steps are short
+// (a database transaction, a gateway or notifier call, all idempotent), so
+// they run in the worker that holds the workflow task: a local activity
+// costs the Temporal server one marker in the next workflow task instead of
+// three history events and two tasks of its own, which is what bounds
+// throughput on a small server (see docs/PERFORMANCE.md). Each is retried
+// for a bounded time; business rejections are non-retryable errors with a
+// type.
 func (o *order) call(ctx workflow.Context, summary string, activity, arg, result any) error {
 	opts := forwardOptions
 	opts.Summary = summary
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activity, arg).Get(ctx, result)
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), activity, arg).Get(ctx, result)
 }
 
 var (
 	nonRetryable = []string{activities.ErrTypePaymentDeclined, activities.ErrTypeInvalid}
 
 	// forwardOptions: each attempt may take 10s; a step that has not
-	// succeeded within 5 minutes fails the order (and compensates).
-	forwardOptions = workflow.ActivityOptions{
+	// succeeded within 5 minutes fails the order (and compensates). Retries
+	// whose backoff outgrows the workflow task are scheduled by the SDK
+	// with a durable timer, so a long outage survives a worker restart.
+	forwardOptions = workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
 		ScheduleToCloseTimeout: 5 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -388,6 +396,9 @@ var (
 		},
 	}
 	// compensationOptions: retried until done, however long that takes.
+	// Compensations are regular activities: they are rare, may have to
+	// outlast a long outage, and their retries are then the server's job,
+	// visible as a pending activity in the Web UI.
 	compensationOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{

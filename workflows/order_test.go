@@ -18,7 +18,11 @@ import (
 	"github.com/orderflow/orderflow/workflows"
 )
 
-var start = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+// start is the workflow clock's origin. It lies in the future on purpose:
+// the SDK's test environment schedules a local activity's retry on the
+// mocked clock but checks its deadline against the real one, so with a
+// past start every retried local activity "times out" at once.
+var start = time.Date(2099, 11, 22, 12, 0, 0, 0, time.UTC)
 
 // harness runs the order workflow in the SDK's test environment with every
 // activity mocked; it records the activity calls in order, with the

@@ -81,8 +81,9 @@ var (
 // Main runs the package's tests, then closes the shared stack if a test
 // started it and removes its data dir. When a test failed and -v was not
 // given, it prints the end of the stack's log. Call it from TestMain:
-// os.Exit(stacktest.Main(m)).
-func Main(m *testing.M) int {
+// os.Exit(stacktest.Main(m)). m is a *testing.M, or a wrapper around one
+// that runs its own teardown before the stack's (tests/apptest).
+func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	mu.Lock()
 	defer mu.Unlock()

@@ -1,0 +1,290 @@
+// Package apptest runs the real orderflow binary, `orderflow dev`, against a
+// test package's shared stack (tests/stacktest), so end-to-end tests drive
+// exactly what a user runs: the same wiring, the same configuration read
+// from the environment, the same HTTP API. The binary is built once per test
+// package and uses the stack as external components (TEMPORAL_ADDRESS,
+// DATABASE_URL, NATS_URL), the way the README says `orderflow dev` can.
+//
+//	func TestMain(m *testing.M) { os.Exit(apptest.Main(m)) }
+//
+//	func TestSomething(t *testing.T) {
+//		app := apptest.Start(t)
+//		resp := app.Do(t, "POST", "/v1/orders", body, header)
+//		...
+//	}
+package apptest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/tests/stacktest"
+)
+
+// TaskQueue is the task queue the app's worker polls; it is the app's own,
+// so that no other test's workflows reach it.
+const TaskQueue = "orderflow-e2e"
+
+// App is a running `orderflow dev` process.
+type App struct {
+	// BaseURL is the HTTP API, e.g. http://127.0.0.1:40123.
+	BaseURL string
+	// Env is the stack the app runs on.
+	Env *stacktest.Env
+
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+}
+
+var (
+	mu       sync.Mutex
+	shared   *App
+	startErr error
+	binDir   string
+)
+
+// Main runs the package's tests, stops the app if a test started it (a
+// test fails the package if it does not stop cleanly), then tears down the
+// shared stack.
+func Main(m *testing.M) int {
+	return stacktest.Main(&wrapped{m})
+}
+
+type wrapped struct{ m *testing.M }
+
+func (w *wrapped) Run() int {
+	code := w.m.Run()
+	mu.Lock()
+	defer mu.Unlock()
+	if shared != nil {
+		if err := shared.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "apptest: %v\nend of the app's log:\n%s\n", err, shared.logs.Tail(32<<10))
+			code = 1
+		} else if code != 0 {
+			fmt.Fprintf(os.Stderr, "apptest: end of the app's log:\n%s\n", shared.logs.Tail(32<<10))
+		}
+		shared = nil
+	}
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	return code
+}
+
+// Start returns the package's app, building and starting it on the first
+// call, with extra environment settings (e.g. ORDERFLOW_COURIER_DELAY).
+// Every call must pass the same settings: there is one app per package.
+func Start(tb testing.TB, extraEnv ...string) *App {
+	tb.Helper()
+	env := stacktest.Start(tb)
+	mu.Lock()
+	defer mu.Unlock()
+	if shared != nil {
+		return shared
+	}
+	if startErr != nil {
+		tb.Fatalf("apptest: %v", startErr)
+	}
+	began := time.Now()
+	shared, startErr = start(env, extraEnv)
+	if startErr != nil {
+		tb.Fatalf("apptest: %v", startErr)
+	}
+	tb.Logf("apptest: orderflow dev up in %s at %s", time.Since(began).Round(time.Millisecond), shared.BaseURL)
+	return shared
+}
+
+// Binary builds cmd/orderflow once per test package and returns its path.
+func Binary() (string, error) {
+	if binDir != "" {
+		return filepath.Join(binDir, "orderflow"), nil
+	}
+	dir, err := os.MkdirTemp("", "orderflow-apptest-bin-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "orderflow")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(gobin); err != nil {
+		gobin = "go"
+	}
+	build := exec.Command(gobin, "build", "-o", bin, "./cmd/orderflow")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/orderflow: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func start(env *stacktest.Env, extraEnv []string) (*App, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := stacktest.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dataDir, err := os.MkdirTemp(env.DataDir, "app-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "dev")
+	cmd.Env = append(os.Environ(),
+		"ORDERFLOW_DATA_DIR="+dataDir,
+		"ORDERFLOW_HTTP_ADDR="+httpAddr,
+		"ORDERFLOW_TASK_QUEUE="+TaskQueue,
+		"ORDERFLOW_LOG_LEVEL=info",
+		"TEMPORAL_ADDRESS="+env.Stack.TemporalAddr,
+		"TEMPORAL_NAMESPACE=default",
+		"DATABASE_URL="+env.Stack.DatabaseURL,
+		"NATS_URL="+env.Stack.NATSURL,
+	)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	// The app dies with the test binary, even when it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start orderflow dev: %w", err)
+	}
+	a := &App{BaseURL: "http://" + httpAddr, Env: env, cmd: cmd, logs: logs, done: make(chan error, 1)}
+	go func() { a.done <- cmd.Wait() }()
+
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		select {
+		case err := <-a.done:
+			return nil, fmt.Errorf("orderflow dev exited before it was ready (%v):\n%s", err, logs.Tail(16<<10))
+		default:
+		}
+		resp, err := http.Get(a.BaseURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			return nil, fmt.Errorf("orderflow dev not ready after 2 minutes:\n%s", logs.Tail(16<<10))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM, as Ctrl-C would, and expects a clean exit.
+func (a *App) stop() error {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		if err != nil {
+			return fmt.Errorf("orderflow dev did not exit cleanly on SIGTERM: %w", err)
+		}
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = a.cmd.Process.Kill()
+		return fmt.Errorf("orderflow dev still running 30s after SIGTERM")
+	}
+}
+
+// Logs returns the end of the app's log, for failure messages.
+func (a *App) Logs() string { return a.logs.Tail(16 << 10) }
+
+// Response is one HTTP answer.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// JSON decodes the body into v, failing tb when it is not JSON.
+func (r Response) JSON(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		tb.Fatalf("decode %d response %q: %v", r.Status, r.Body, err)
+	}
+}
+
+// Do sends one request to the app. body may be a string, []byte, nil or any
+// value to encode as JSON; header lines come as "Name: value".
+func (a *App) Do(tb testing.TB, method, path string, body any, header ...string) Response {
+	tb.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	case []byte:
+		r = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			tb.Fatalf("encode request: %v", err)
+		}
+		r = bytes.NewReader(data)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, a.BaseURL+path, r)
+	if err != nil {
+		tb.Fatalf("new request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, h := range header {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+}
+
+// syncBuffer is the app's log: written by the process, read by tests.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// Tail returns the last n bytes written.
+func (b *syncBuffer) Tail(n int) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	data := b.buf.Bytes()
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
+}

@@ -1,0 +1,494 @@
+package tests_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/temporalproto"
+
+	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/tests/apptest"
+)
+
+// record re-records the histories the replay tests replay: `make histories`.
+var record = flag.Bool("record", false, "write each order path's workflow history to testdata/histories")
+
+// historyDir holds one recorded history per order path.
+const historyDir = "testdata/histories"
+
+// Seeded data the tests order from (db/seed.go).
+const (
+	customer   = "c_ada"
+	pizzeria   = "r_pizza"
+	margherita = "m_margherita" // 1150
+	diavola    = "m_diavola"    // 1350
+	sushiBar   = "r_sushi"
+	misoSoup   = "m_miso_soup"
+	// quick is a restaurant of the tests' own whose accept window is short,
+	// so that the timeout path runs in seconds.
+	quick         = "r_e2e_quick"
+	quickDish     = "m_e2e_quick_dish"
+	quickTimeout  = 3 * time.Second
+	statusTimeout = 45 * time.Second
+)
+
+// keys makes Idempotency-Keys unique to this test process, so that a rerun
+// on a kept stack never meets an earlier run's orders.
+var (
+	keyRun = uuid.NewString()[:8]
+	keySeq atomic.Int64
+)
+
+func newKey(name string) string {
+	return fmt.Sprintf("e2e-%s-%s-%d", keyRun, name, keySeq.Add(1))
+}
+
+// order is the part of GET /v1/orders/{id} the tests read.
+type order struct {
+	ID         string `json:"id"`
+	Status     string `json:"status"`
+	Reason     string `json:"reason"`
+	TotalCents int64  `json:"total_cents"`
+	Payment    struct {
+		Status          string `json:"status"`
+		AuthorizationID string `json:"authorization_id"`
+	} `json:"payment"`
+	AcceptBy time.Time `json:"accept_by"`
+	Timeline []struct {
+		Version   int64  `json:"version"`
+		EventType string `json:"event_type"`
+		Status    string `json:"status"`
+	} `json:"timeline"`
+	Notifications []struct {
+		Recipient string `json:"recipient"`
+		Kind      string `json:"kind"`
+	} `json:"notifications"`
+	Source string `json:"source"`
+}
+
+type placed struct {
+	ID         string    `json:"id"`
+	Status     string    `json:"status"`
+	TotalCents int64     `json:"total_cents"`
+	AcceptBy   time.Time `json:"accept_by"`
+}
+
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Field  string `json:"field"`
+	Code   string `json:"code"`
+}
+
+func orderRequest(restaurant, item string, qty int, token string) map[string]any {
+	return map[string]any{
+		"customer_id":      customer,
+		"restaurant_id":    restaurant,
+		"items":            []map[string]any{{"menu_item_id": item, "quantity": qty}},
+		"delivery_address": "1 Test Street",
+		"payment_token":    token,
+	}
+}
+
+// place posts an order and expects 201.
+func place(t *testing.T, app *apptest.App, body map[string]any) placed {
+	t.Helper()
+	resp := app.Do(t, http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+newKey(t.Name()))
+	if resp.Status != http.StatusCreated {
+		t.Fatalf("POST /v1/orders = %d %s; want 201", resp.Status, resp.Body)
+	}
+	var p placed
+	resp.JSON(t, &p)
+	return p
+}
+
+func getOrder(t *testing.T, app *apptest.App, id string) order {
+	t.Helper()
+	resp := app.Do(t, http.MethodGet, "/v1/orders/"+id, nil)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("GET /v1/orders/%s = %d %s", id, resp.Status, resp.Body)
+	}
+	var o order
+	resp.JSON(t, &o)
+	return o
+}
+
+// waitStatus polls the order until it has status want, and returns it.
+func waitStatus(t *testing.T, app *apptest.App, id, want string) order {
+	t.Helper()
+	deadline := time.Now().Add(statusTimeout)
+	var o order
+	for time.Now().Before(deadline) {
+		o = getOrder(t, app, id)
+		if o.Status == want {
+			return o
+		}
+		if orderflow.OrderStatus(o.Status).Final() {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("order %s is %q (reason %q); want %q\napp log:\n%s", id, o.Status, o.Reason, want, app.Logs())
+	return o
+}
+
+// decide posts a decision and returns the answer.
+func decide(t *testing.T, app *apptest.App, id, decision string, body any) (int, string) {
+	t.Helper()
+	resp := app.Do(t, http.MethodPost, "/v1/orders/"+id+"/"+decision, body)
+	if resp.Status == http.StatusOK {
+		var v struct {
+			Status string `json:"status"`
+		}
+		resp.JSON(t, &v)
+		return resp.Status, v.Status
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("%s answered %d with Content-Type %q; want application/problem+json", decision, resp.Status, ct)
+	}
+	var p problem
+	resp.JSON(t, &p)
+	return resp.Status, p.Detail
+}
+
+func mustDecide(t *testing.T, app *apptest.App, id, decision string, body any, want string) {
+	t.Helper()
+	code, got := decide(t, app, id, decision, body)
+	if code != http.StatusOK || got != want {
+		t.Fatalf("POST %s = %d %q; want 200 %q", decision, code, got, want)
+	}
+}
+
+// netCharged is what the sandbox gateway's ledger says the customer paid
+// for the order: captures less refunds.
+func netCharged(t *testing.T, app *apptest.App, id string) int64 {
+	t.Helper()
+	n, err := app.Env.Store.SandboxNetCharged(context.Background(), id)
+	if err != nil {
+		t.Fatalf("sandbox ledger: %v", err)
+	}
+	return n
+}
+
+func timelineTypes(o order) []string {
+	var types []string
+	for i, e := range o.Timeline {
+		if e.Version != int64(i+1) {
+			return append(types, fmt.Sprintf("version %d at %d", e.Version, i))
+		}
+		types = append(types, e.EventType)
+	}
+	return types
+}
+
+func notified(o order) []string {
+	var kinds []string
+	for _, n := range o.Notifications {
+		kinds = append(kinds, n.Recipient+":"+n.Kind)
+	}
+	return kinds
+}
+
+func wantList(t *testing.T, what string, got []string, want ...string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Errorf("%s:\n got %v\nwant %v", what, got, want)
+	}
+}
+
+// finish waits for the order's workflow to close — compensations run
+// after the final status is recorded, so only then is everything settled —
+// and, with -record, writes its history for the replay tests. It returns
+// the settled order.
+func finish(t *testing.T, app *apptest.App, id, path string) order {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), statusTimeout)
+	defer cancel()
+	wid := orderflow.OrderWorkflowID(id)
+	run := app.Env.Temporal.GetWorkflow(ctx, wid, "")
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("workflow %s: %v", wid, err)
+	}
+	o := getOrder(t, app, id)
+	if !*record {
+		return o
+	}
+	hist := &historypb.History{}
+	iter := app.Env.Temporal.GetWorkflowHistory(ctx, wid, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", wid, err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	data, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+	if err != nil {
+		t.Fatalf("encode history: %v", err)
+	}
+	if err := os.MkdirAll(historyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(historyDir, path+".json")
+	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("recorded %s (%d events)", file, len(hist.Events))
+	return o
+}
+
+// addQuickRestaurant gives the tests a restaurant whose accept window is a
+// few seconds (the seeded ones keep the default 10 minutes).
+func addQuickRestaurant(t *testing.T, store *db.Store) {
+	t.Helper()
+	ctx := context.Background()
+	if err := store.UpsertRestaurant(ctx, db.UpsertRestaurantParams{
+		ID: quick, Name: "E2E Quick Kitchen", AcceptTimeoutSeconds: int32(quickTimeout / time.Second),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.UpsertMenuItem(ctx, db.UpsertMenuItemParams{
+		ID: quickDish, RestaurantID: quick, Name: "Quick Dish", PriceCents: 700, Available: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOrderPaths drives one order down each path of the order process over
+// the HTTP API of a real `orderflow dev`, and checks what the customer, the
+// restaurant and the payment ledger end up with.
+func TestOrderPaths(t *testing.T) {
+	app := apptest.Start(t)
+	addQuickRestaurant(t, app.Env.Store)
+
+	t.Run("accepted_delivered", func(t *testing.T) {
+		p := place(t, app, orderRequest(pizzeria, margherita, 2, "tok_visa"))
+		if p.Status != "placed" || p.TotalCents != 2300 {
+			t.Errorf("placed = %+v; want status placed, total 2300 (2 x 1150, priced by the server)", p)
+		}
+		if got := p.AcceptBy.Sub(time.Now()); got < 9*time.Minute || got > 10*time.Minute {
+			t.Errorf("accept_by is %s from now; want the restaurant's 10 minutes", got)
+		}
+		waitStatus(t, app, p.ID, "awaiting_acceptance")
+		mustDecide(t, app, p.ID, "accept", nil, "accepted")
+		if code, _ := decide(t, app, p.ID, "cancel", nil); code != http.StatusConflict {
+			t.Errorf("cancel after accept = %d; want 409", code)
+		}
+		mustDecide(t, app, p.ID, "delivered", nil, "completed")
+		o := finish(t, app, p.ID, "accepted_delivered")
+		if o.Status != "completed" || o.Payment.Status != "captured" {
+			t.Errorf("order %q payment %q; want completed, captured", o.Status, o.Payment.Status)
+		}
+		wantList(t, "timeline", timelineTypes(o),
+			"order.placed", "order.payment_authorized", "order.restaurant_notified", "order.accepted",
+			"order.payment_captured", "order.user_notified", "order.completed")
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted")
+		if got := netCharged(t, app, p.ID); got != 2300 {
+			t.Errorf("customer paid %d; want 2300", got)
+		}
+		if code, _ := decide(t, app, p.ID, "delivered", nil); code != http.StatusConflict {
+			t.Errorf("delivered again on a completed order = %d; want 409", code)
+		}
+	})
+
+	t.Run("rejected", func(t *testing.T) {
+		p := place(t, app, orderRequest(sushiBar, misoSoup, 1, "tok_visa"))
+		waitStatus(t, app, p.ID, "awaiting_acceptance")
+		mustDecide(t, app, p.ID, "reject", map[string]string{"reason": "out of miso"}, "rejected")
+		o := finish(t, app, p.ID, "rejected")
+		if o.Reason != "out of miso" || o.Payment.Status != "voided" {
+			t.Errorf("rejected order: reason %q, payment %q; want the restaurant's reason and voided", o.Reason, o.Payment.Status)
+		}
+		wantList(t, "timeline", timelineTypes(o),
+			"order.placed", "order.payment_authorized", "order.restaurant_notified", "order.rejected",
+			"order.payment_voided", "order.user_notified")
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:rejected")
+		if got := netCharged(t, app, p.ID); got != 0 {
+			t.Errorf("customer paid %d for a rejected order; want 0", got)
+		}
+		if code, _ := decide(t, app, p.ID, "accept", nil); code != http.StatusConflict {
+			t.Errorf("accept after reject = %d; want 409", code)
+		}
+	})
+
+	t.Run("timed_out", func(t *testing.T) {
+		p := place(t, app, orderRequest(quick, quickDish, 1, "tok_visa"))
+		waitStatus(t, app, p.ID, "timed_out")
+		o := finish(t, app, p.ID, "timed_out")
+		if o.Payment.Status != "voided" {
+			t.Errorf("payment = %q; want voided", o.Payment.Status)
+		}
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:timed_out")
+		if got := netCharged(t, app, p.ID); got != 0 {
+			t.Errorf("customer paid %d for a timed-out order; want 0", got)
+		}
+		code, detail := decide(t, app, p.ID, "accept", nil)
+		if code != http.StatusConflict || !strings.Contains(detail, "timed_out") {
+			t.Errorf("accept after the timeout = %d %q; want 409 naming timed_out", code, detail)
+		}
+	})
+
+	t.Run("cancelled", func(t *testing.T) {
+		p := place(t, app, orderRequest(pizzeria, diavola, 1, "tok_visa"))
+		waitStatus(t, app, p.ID, "awaiting_acceptance")
+		mustDecide(t, app, p.ID, "cancel", map[string]string{"reason": "changed my mind"}, "cancelled")
+		o := finish(t, app, p.ID, "cancelled")
+		if o.Payment.Status != "voided" || o.Reason != "changed my mind" {
+			t.Errorf("cancelled order: payment %q reason %q; want voided and the customer's reason", o.Payment.Status, o.Reason)
+		}
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:cancelled")
+		if got := netCharged(t, app, p.ID); got != 0 {
+			t.Errorf("customer paid %d for a cancelled order; want 0", got)
+		}
+	})
+
+	t.Run("payment_declined", func(t *testing.T) {
+		p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_declined"))
+		o := finish(t, app, p.ID, "payment_declined")
+		if o.Status != "rejected" || o.Payment.Status != "declined" || !strings.Contains(o.Reason, "declined") {
+			t.Errorf("declined order: payment %q reason %q; want declined with the gateway's reason", o.Payment.Status, o.Reason)
+		}
+		wantList(t, "notifications", notified(o), "customer:payment_declined")
+		if got := netCharged(t, app, p.ID); got != 0 {
+			t.Errorf("customer paid %d for a declined order; want 0", got)
+		}
+	})
+
+	t.Run("transient_payment_failures", func(t *testing.T) {
+		p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_transient"))
+		o := waitStatus(t, app, p.ID, "awaiting_acceptance")
+		if o.Payment.Status != "authorized" {
+			t.Errorf("payment after two transient failures = %q; want authorized", o.Payment.Status)
+		}
+		mustDecide(t, app, p.ID, "accept", nil, "accepted")
+		mustDecide(t, app, p.ID, "delivered", nil, "completed")
+		finish(t, app, p.ID, "transient_payment")
+		if got := netCharged(t, app, p.ID); got != 1150 {
+			t.Errorf("customer paid %d; want 1150, once", got)
+		}
+	})
+}
+
+// TestPlaceOrderIsIdempotent retries POST /v1/orders the way a client
+// whose connection dropped would.
+func TestPlaceOrderIsIdempotent(t *testing.T) {
+	app := apptest.Start(t)
+	key := newKey("idem")
+	body := orderRequest(pizzeria, margherita, 1, "tok_visa")
+	first := app.Do(t, http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key)
+	if first.Status != http.StatusCreated {
+		t.Fatalf("first POST = %d %s", first.Status, first.Body)
+	}
+	var a, b placed
+	first.JSON(t, &a)
+	again := app.Do(t, http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key)
+	if again.Status != http.StatusOK {
+		t.Fatalf("retried POST = %d %s; want 200", again.Status, again.Body)
+	}
+	again.JSON(t, &b)
+	if a.ID != b.ID || a.TotalCents != b.TotalCents || !a.AcceptBy.Equal(b.AcceptBy) {
+		t.Errorf("retry answered %+v; want the first order %+v", b, a)
+	}
+	other := orderRequest(pizzeria, margherita, 2, "tok_visa")
+	diff := app.Do(t, http.MethodPost, "/v1/orders", other, "Idempotency-Key: "+key)
+	if diff.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("same key, other body = %d %s; want 422", diff.Status, diff.Body)
+	}
+	var p problem
+	diff.JSON(t, &p)
+	if p.Field != "Idempotency-Key" {
+		t.Errorf("422 names field %q; want Idempotency-Key", p.Field)
+	}
+	// Leave nothing running.
+	waitStatus(t, app, a.ID, "awaiting_acceptance")
+	mustDecide(t, app, a.ID, "cancel", nil, "cancelled")
+}
+
+// TestBadInputIsRefusedAndStartsNothing sends every kind of bad order the
+// issue lists. Each gets a 4xx problem+json naming the field; none starts a
+// workflow, which the final good request with the same key proves: it is
+// answered 201 Created, not as a retry of an earlier order.
+func TestBadInputIsRefusedAndStartsNothing(t *testing.T) {
+	app := apptest.Start(t)
+	key := newKey("bad")
+	good := `{"customer_id":"c_ada","restaurant_id":"r_pizza","items":[{"menu_item_id":"m_margherita","quantity":1}],"delivery_address":"1 Test Street","payment_token":"tok_visa"}`
+	tests := []struct {
+		name   string
+		body   string
+		header []string
+		status int
+		field  string
+	}{
+		{"malformed JSON", `{"customer_id":`, nil, 400, "body"},
+		{"not an object", `[1,2]`, nil, 400, "body"},
+		{"unknown field", strings.Replace(good, `"customer_id"`, `"price_cents":1,"customer_id"`, 1), nil, 400, "price_cents"},
+		{"wrong type", strings.Replace(good, `"quantity":1`, `"quantity":"one"`, 1), nil, 400, "items[0].quantity"},
+		{"no items", strings.Replace(good, `[{"menu_item_id":"m_margherita","quantity":1}]`, `[]`, 1), nil, 400, "items"},
+		{"quantity zero", strings.Replace(good, `"quantity":1`, `"quantity":0`, 1), nil, 400, "items[0].quantity"},
+		{"quantity over 100", strings.Replace(good, `"quantity":1`, `"quantity":101`, 1), nil, 400, "items[0].quantity"},
+		{"unknown restaurant", strings.Replace(good, `"r_pizza"`, `"r_nowhere"`, 1), nil, 400, "restaurant_id"},
+		{"unknown menu item", strings.Replace(good, `"m_margherita"`, `"m_nothing"`, 1), nil, 400, "items[0].menu_item_id"},
+		{"item of another restaurant", strings.Replace(good, `"m_margherita"`, `"m_miso_soup"`, 1), nil, 400, "items[0].menu_item_id"},
+		{"unknown customer", strings.Replace(good, `"c_ada"`, `"c_nobody"`, 1), nil, 400, "customer_id"},
+		{"no payment token", strings.Replace(good, `"tok_visa"`, `""`, 1), nil, 400, "payment_token"},
+		{"body over 64 KiB", strings.Replace(good, `"1 Test Street"`, `"`+strings.Repeat("x", 70<<10)+`"`, 1), nil, 413, "body"},
+		{"missing Idempotency-Key", good, []string{"Idempotency-Key: "}, 400, "Idempotency-Key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			header := tc.header
+			if header == nil {
+				header = []string{"Idempotency-Key: " + key}
+			}
+			resp := app.Do(t, http.MethodPost, "/v1/orders", tc.body, header...)
+			if resp.Status != tc.status {
+				t.Fatalf("status = %d %s; want %d", resp.Status, resp.Body, tc.status)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("Content-Type = %q; want application/problem+json", ct)
+			}
+			var p problem
+			resp.JSON(t, &p)
+			if p.Field != tc.field || p.Status != tc.status || p.Detail == "" {
+				t.Errorf("problem = %+v; want status %d naming field %q with a detail", p, tc.status, tc.field)
+			}
+		})
+	}
+	resp := app.Do(t, http.MethodPost, "/v1/orders", good, "Idempotency-Key: "+key)
+	if resp.Status != http.StatusCreated {
+		t.Fatalf("good request after the bad ones = %d %s; want 201: a bad request started an order", resp.Status, resp.Body)
+	}
+	var p placed
+	resp.JSON(t, &p)
+	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	mustDecide(t, app, p.ID, "cancel", nil, "cancelled")
+}
+
+// TestDecisionsOnUnknownOrders: 404 for an order that does not exist.
+func TestDecisionsOnUnknownOrders(t *testing.T) {
+	app := apptest.Start(t)
+	id := uuid.NewString()
+	for _, d := range []string{"accept", "reject", "cancel", "delivered"} {
+		if code, _ := decide(t, app, id, d, nil); code != http.StatusNotFound {
+			t.Errorf("%s on an unknown order = %d; want 404", d, code)
+		}
+	}
+	if resp := app.Do(t, http.MethodGet, "/v1/orders/"+id, nil); resp.Status != http.StatusNotFound {
+		t.Errorf("GET unknown order = %d; want 404", resp.Status)
+	}
+}
