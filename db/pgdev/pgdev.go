@@ -271,6 +271,17 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
 	return nil
 }
 
+// PID is the postmaster's process ID, 0 while the server is stopped. The
+// benchmark reads the CPU time of the postmaster and its backends from it.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop shuts the server down (fast shutdown: open transactions roll back)
 // and waits for it to exit. It is safe to call more than once.
 func (s *Server) Stop() error {

@@ -1,0 +1,294 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/workflows"
+)
+
+// Task queues of the baselines: their own, so their workers never take an
+// orderflow task or each other's.
+const (
+	SameShapeTaskQueue = "bench-same-shape"
+	NaiveTaskQueue     = "bench-naive"
+)
+
+// Config is one benchmark run.
+type Config struct {
+	// N orders per round and system, C of them at a time, Rounds rounds.
+	N, C, Rounds int
+	// Warmup orders per system before the first round, not measured.
+	Warmup int
+	// APIURL is orderflow's HTTP API, served by this process.
+	APIURL string
+	// Temporal is a client of the server orderflow's worker uses; the
+	// baselines run on it too.
+	Temporal client.Client
+	// WorkerOptions are orderflow's worker options; the baselines' workers
+	// get the same.
+	WorkerOptions sdkworker.Options
+	// JetStream, when set, feeds the lag probe: a consumer of ORDER_EVENTS
+	// that measures each event's age on delivery.
+	JetStream jetstream.JetStream
+	// PostgresPID is the private PostgreSQL's postmaster, 0 when external.
+	PostgresPID int
+	// Drain, when set, fills the outbox with n events while no relay runs,
+	// then runs one and returns how long it took to publish them all.
+	Drain       func(ctx context.Context, n int) (time.Duration, error)
+	DrainEvents int
+	// Machine describes where the run happened.
+	Machine Machine
+	// Progress receives the progress bar; Logger the rest.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Run runs the benchmark: warm-up, an idle lag phase, then Rounds rounds of
+// orderflow, same-shape and naive in turn (interleaved, so that a noisy
+// neighbour hurts all three alike), then the relay drain.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.N < 1 || cfg.C < 1 || cfg.Rounds < 1 {
+		return nil, errors.New("bench: -n, -c and -rounds must be at least 1")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	began := time.Now()
+	stop, err := startBaselineWorkers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+
+	systems := []system{
+		newHTTPSystem(cfg.APIURL, cfg.C),
+		&sameShapeSystem{c: cfg.Temporal, taskQueue: SameShapeTaskQueue},
+		&naiveSystem{c: cfg.Temporal, taskQueue: NaiveTaskQueue},
+	}
+	runID := began.UTC().Format("20060102T150405")
+
+	probe, err := startLagProbe(ctx, cfg.JetStream)
+	if err != nil {
+		return nil, err
+	}
+	defer probe.stop()
+
+	if cfg.Warmup > 0 {
+		for _, sys := range systems {
+			bar := newBar(cfg.Progress, "warm-up "+sys.Name(), cfg.Warmup)
+			_, _, err := drive(ctx, sys, fmt.Sprintf("bench-%s-warmup-%s", runID, sys.Name()), cfg.Warmup, min(cfg.C, cfg.Warmup), bar.set)
+			bar.finish()
+			if err != nil {
+				return nil, fmt.Errorf("warm-up: %w", err)
+			}
+		}
+	}
+
+	res := &Result{Machine: cfg.Machine, Config: RunConfig{N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents}, StartedAt: began.UTC()}
+
+	// Idle lag: one order at a time, nothing else running.
+	if cfg.JetStream != nil {
+		idle := max(10, min(cfg.N, 30))
+		probe.reset()
+		bar := newBar(cfg.Progress, "idle lag (1 at a time)", idle)
+		_, _, err := drive(ctx, systems[0], "bench-"+runID+"-idle", idle, 1, bar.set)
+		bar.finish()
+		if err != nil {
+			return nil, fmt.Errorf("idle lag: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond) // the last events' delivery
+		res.Lag.Idle = percentiles(probe.take())
+	}
+
+	rounds := map[string][]roundResult{}
+	for r := 1; r <= cfg.Rounds; r++ {
+		for _, sys := range systems {
+			rr, err := runRound(ctx, cfg, sys, probe, fmt.Sprintf("bench-%s-r%d-%s", runID, r, sys.Name()), fmt.Sprintf("round %d/%d %s", r, cfg.Rounds, sys.Name()))
+			if err != nil {
+				return nil, err
+			}
+			rounds[sys.Name()] = append(rounds[sys.Name()], rr)
+		}
+	}
+
+	if cfg.Drain != nil && cfg.DrainEvents > 0 {
+		var rates []float64
+		for r := 1; r <= cfg.Rounds; r++ {
+			fmt.Fprintf(cfg.Progress, "relay drain %d/%d: %d events ...", r, cfg.Rounds, cfg.DrainEvents)
+			took, err := cfg.Drain(ctx, cfg.DrainEvents)
+			if err != nil {
+				fmt.Fprintln(cfg.Progress)
+				return nil, fmt.Errorf("relay drain: %w", err)
+			}
+			rate := float64(cfg.DrainEvents) / took.Seconds()
+			fmt.Fprintf(cfg.Progress, " %.0f events/s\n", rate)
+			rates = append(rates, rate)
+		}
+		res.Drain = spread(rates)
+	}
+
+	res.summarize(rounds)
+	res.PeakRSSMiB = RSS{Process: peakRSS(os.Getpid())}
+	if cfg.PostgresPID > 0 {
+		res.PeakRSSMiB.Postgres = peakRSS(cfg.PostgresPID)
+	}
+	res.Took = time.Since(began).Round(time.Second).String()
+	return res, nil
+}
+
+// roundResult is one system's round.
+type roundResult struct {
+	start         time.Time
+	elapsed       time.Duration
+	timings       []timing
+	cpu           cpuSample
+	shares        map[string]float64
+	historyEvents float64
+	lag           []time.Duration
+}
+
+func runRound(ctx context.Context, cfg Config, sys system, probe *lagProbe, keyPrefix, label string) (roundResult, error) {
+	runtime.GC()
+	probe.reset()
+	var prof profiler
+	prof.start()
+	before := sampleCPU(cfg.PostgresPID)
+	bar := newBar(cfg.Progress, label, cfg.N)
+	start := time.Now()
+	timings, elapsed, err := drive(ctx, sys, keyPrefix, cfg.N, cfg.C, bar.set)
+	bar.finishRate(float64(len(timings)) / elapsed.Seconds())
+	after := sampleCPU(cfg.PostgresPID)
+	shares := prof.stop()
+	if err != nil {
+		return roundResult{}, err
+	}
+	rr := roundResult{
+		start: start, elapsed: elapsed, timings: timings, shares: shares,
+		cpu: cpuSample{self: after.self - before.self, postgres: after.postgres - before.postgres},
+	}
+	if sys.Name() == SystemOrderflow {
+		time.Sleep(200 * time.Millisecond)
+		rr.lag = probe.take()
+	}
+	rr.historyEvents = historyEvents(ctx, cfg.Temporal, timings, 5)
+	return rr, nil
+}
+
+// historyEvents averages the history length of up to k of the orders.
+func historyEvents(ctx context.Context, c client.Client, timings []timing, k int) float64 {
+	var total, n int
+	for i := 0; i < len(timings) && n < k; i += max(1, len(timings)/k) {
+		iter := c.GetWorkflowHistory(ctx, timings[i].workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		count := 0
+		for iter.HasNext() {
+			if _, err := iter.Next(); err != nil {
+				count = -1
+				break
+			}
+			count++
+		}
+		if count > 0 {
+			total += count
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return float64(total) / float64(n)
+}
+
+// startBaselineWorkers runs the two baselines' workers on cfg.Temporal.
+func startBaselineWorkers(cfg Config) (func(), error) {
+	same := sdkworker.New(cfg.Temporal, SameShapeTaskQueue, cfg.WorkerOptions)
+	same.RegisterWorkflowWithOptions(workflows.Order, workflow.RegisterOptions{Name: workflows.OrderWorkflowName})
+	same.RegisterActivity(&NoopActivities{})
+	naive := sdkworker.New(cfg.Temporal, NaiveTaskQueue, cfg.WorkerOptions)
+	naive.RegisterWorkflowWithOptions(NaiveOrder, workflow.RegisterOptions{Name: NaiveWorkflowName})
+	naive.RegisterActivity(&NoopActivities{})
+	if err := same.Start(); err != nil {
+		return nil, fmt.Errorf("start same-shape worker: %w", err)
+	}
+	if err := naive.Start(); err != nil {
+		same.Stop()
+		return nil, fmt.Errorf("start naive worker: %w", err)
+	}
+	return func() { same.Stop(); naive.Stop() }, nil
+}
+
+// lagProbe is a consumer of ORDER_EVENTS that records, for every event it
+// receives, how long after the event's ce-time it arrived: the outbox
+// commit → consumer delivery lag (ce-time is stamped inside the writing
+// transaction, a millisecond or so before its commit, so this slightly
+// overstates the lag).
+type lagProbe struct {
+	mu   sync.Mutex
+	lags []time.Duration
+	cc   jetstream.ConsumeContext
+}
+
+func startLagProbe(ctx context.Context, js jetstream.JetStream) (*lagProbe, error) {
+	p := &lagProbe{}
+	if js == nil {
+		return p, nil
+	}
+	cons, err := js.OrderedConsumer(ctx, events.OrderStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.OrderSubjects},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lag probe: %w", err)
+	}
+	p.cc, err = cons.Consume(func(m jetstream.Msg) {
+		now := time.Now()
+		env, err := events.Decode(m.Headers(), m.Data())
+		if err != nil || env.Time.IsZero() {
+			return
+		}
+		p.mu.Lock()
+		p.lags = append(p.lags, now.Sub(env.Time))
+		p.mu.Unlock()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lag probe: %w", err)
+	}
+	return p, nil
+}
+
+func (p *lagProbe) reset() {
+	p.mu.Lock()
+	p.lags = p.lags[:0]
+	p.mu.Unlock()
+}
+
+func (p *lagProbe) take() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := append([]time.Duration(nil), p.lags...)
+	p.lags = p.lags[:0]
+	return out
+}
+
+func (p *lagProbe) stop() {
+	if p.cc != nil {
+		p.cc.Stop()
+	}
+}
