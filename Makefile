@@ -5,7 +5,7 @@ WORKFLOWCHECK := $(GO) tool -modfile=$(CURDIR)/tools/go.mod workflowcheck
 BIN         := bin/orderflow
 TEST_FLAGS  ?= -count=1 -timeout 20m
 
-.PHONY: run build test unit generate check-generated lint vet clean histories
+.PHONY: run build test unit generate check-generated lint vet clean histories bench
 
 ## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker and the API in one process
 run: build
@@ -22,6 +22,11 @@ test: lint check-generated
 ## unit: the fast tests only (no embedded stack)
 unit:
 	$(GO) test -count=1 -short ./...
+
+## bench: measure end to end next to bare-Temporal baselines (BENCH_FLAGS, e.g. -n 1000 -c 50 -rounds 3); writes bench/results
+BENCH_FLAGS ?=
+bench: build
+	./$(BIN) bench $(BENCH_FLAGS)
 
 ## histories: re-record the workflow histories the replay tests replay (tests/testdata/histories), from real runs on the embedded stack
 histories:

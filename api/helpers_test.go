@@ -21,10 +21,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/analytics"
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/db/dbtest"
 	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/promotions"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
@@ -64,6 +66,9 @@ func newFixture(tb testing.TB, edit ...func(*api.Config)) *fixture {
 		Temporal:  tc,
 		TaskQueue: "orders-test",
 		Now:       func() time.Time { return testNow },
+		// The bounded contexts' read sides, over the same database.
+		Promotions: promotions.New(store, nil),
+		Analytics:  analytics.New(store, nil),
 	}
 	for _, e := range edit {
 		e(&cfg)

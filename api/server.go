@@ -1,5 +1,7 @@
 // Package api is orderflow's HTTP interface (echo): it starts and drives
-// order workflows, reads the order read model, and reports health. Every
+// order workflows, reads the order read model, serves the read side of the
+// promotions and analytics contexts (which it imports; they know nothing of
+// HTTP), and reports health. Every
 // error is an application/problem+json response; the routes are described
 // by the OpenAPI document served at /openapi.yaml.
 package api
@@ -18,7 +20,9 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"go.temporal.io/sdk/client"
 
+	"github.com/orderflow/orderflow/analytics"
 	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/promotions"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -53,6 +57,13 @@ type Config struct {
 	// Now is the clock orders are stamped with; nil means time.Now. Tests
 	// set it to assert exact deadlines.
 	Now func() time.Time
+
+	// Promotions and Analytics, when set, mount the read side of those
+	// bounded contexts: GET /v1/customers/{id}/vouchers and GET
+	// /v1/restaurants/{id}/stats. The API imports the contexts, never the
+	// reverse, and they need no Store or Temporal of the API's.
+	Promotions *promotions.Service
+	Analytics  *analytics.Service
 }
 
 // Server is the HTTP API.
@@ -67,6 +78,9 @@ type Server struct {
 	acceptTimeout time.Duration
 	deliverySLA   time.Duration
 	now           func() time.Time
+
+	vouchers        *promotions.Service
+	restaurantStats *analytics.Service
 }
 
 // New builds the API and its routes. It panics when Store is set without
@@ -82,6 +96,9 @@ func New(cfg Config) *Server {
 		acceptTimeout: cfg.AcceptTimeout,
 		deliverySLA:   cfg.DeliverySLA,
 		now:           cfg.Now,
+
+		vouchers:        cfg.Promotions,
+		restaurantStats: cfg.Analytics,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -101,6 +118,12 @@ func New(cfg Config) *Server {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 	e.GET("/openapi.yaml", s.openapi)
+	if s.vouchers != nil {
+		e.GET("/v1/customers/:id/vouchers", s.listCustomerVouchers)
+	}
+	if s.restaurantStats != nil {
+		e.GET("/v1/restaurants/:id/stats", s.getRestaurantStats)
+	}
 	if s.store == nil {
 		return s
 	}
@@ -118,6 +141,7 @@ func New(cfg Config) *Server {
 	e.GET("/v1/restaurants/:id", s.getRestaurant)
 	e.GET("/v1/restaurants/:id/orders", s.listRestaurantOrders)
 	e.GET("/v1/customers", s.listCustomers)
+	e.GET("/v1/outbox/stats", s.outboxStats)
 	return s
 }
 

@@ -95,8 +95,9 @@ func peakRSS(pid int) float64 {
 }
 
 // parts classifies the CPU profile's samples by the part of the process
-// whose code they were running, in the order checked: the first match of a
-// sample's stack, from the leaf up, names its part.
+// whose code they were running: a sample with a frame of one of the first
+// two (the embedded servers) anywhere in its stack is theirs; otherwise the
+// first frame, from the leaf up, that matches a part names it.
 var parts = []struct {
 	name     string
 	prefixes []string
@@ -151,20 +152,45 @@ func (p *profiler) stop() map[string]float64 {
 }
 
 func classify(s *profile.Sample) string {
+	// The two servers embedded in the process are whole subsystems: a
+	// sample with any of their frames is theirs, whatever library code it
+	// was in at the leaf (the Temporal server's SQL calls, gRPC handlers).
+	for _, part := range parts[:2] {
+		if stackHas(s, part.prefixes) {
+			return part.name
+		}
+	}
 	for _, loc := range s.Location {
 		for _, line := range loc.Line {
 			if line.Function == nil {
 				continue
 			}
-			name := line.Function.Name
-			for _, part := range parts {
-				for _, prefix := range part.prefixes {
-					if strings.HasPrefix(name, prefix) {
-						return part.name
-					}
+			for _, part := range parts[2:] {
+				if hasPrefix(line.Function.Name, part.prefixes) {
+					return part.name
 				}
 			}
 		}
 	}
 	return "runtime and other"
+}
+
+func stackHas(s *profile.Sample, prefixes []string) bool {
+	for _, loc := range s.Location {
+		for _, line := range loc.Line {
+			if line.Function != nil && hasPrefix(line.Function.Name, prefixes) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hasPrefix(name string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }

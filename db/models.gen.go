@@ -13,10 +13,51 @@ import (
 	"github.com/sqlc-dev/pqtype"
 )
 
+type AnalyticsOrder struct {
+	OrderID      uuid.UUID     `json:"order_id"`
+	RestaurantID string        `json:"restaurant_id"`
+	Day          time.Time     `json:"day"`
+	PlacedAt     sql.NullTime  `json:"placed_at"`
+	AcceptedAt   sql.NullTime  `json:"accepted_at"`
+	AcceptMs     sql.NullInt64 `json:"accept_ms"`
+	Outcome      string        `json:"outcome"`
+}
+
+type AnalyticsRestaurantDay struct {
+	RestaurantID string    `json:"restaurant_id"`
+	Day          time.Time `json:"day"`
+	Placed       int32     `json:"placed"`
+	Accepted     int32     `json:"accepted"`
+	Rejected     int32     `json:"rejected"`
+	TimedOut     int32     `json:"timed_out"`
+	Cancelled    int32     `json:"cancelled"`
+}
+
 type Customer struct {
 	ID    string `json:"id"`
 	Name  string `json:"name"`
 	Email string `json:"email"`
+}
+
+type Inbox struct {
+	Consumer   string    `json:"consumer"`
+	EventID    string    `json:"event_id"`
+	EventType  string    `json:"event_type"`
+	Source     string    `json:"source"`
+	Subject    string    `json:"subject"`
+	Sequence   int64     `json:"sequence"`
+	Stream     string    `json:"stream"`
+	StreamSeq  int64     `json:"stream_seq"`
+	Outcome    string    `json:"outcome"`
+	ReceivedAt time.Time `json:"received_at"`
+}
+
+type InboxSequence struct {
+	Consumer     string    `json:"consumer"`
+	Source       string    `json:"source"`
+	Subject      string    `json:"subject"`
+	LastSequence int64     `json:"last_sequence"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 type MenuItem struct {
@@ -93,6 +134,16 @@ type Payment struct {
 	Status          string    `json:"status"`
 	DeclineReason   string    `json:"decline_reason"`
 	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+type PromotionsVoucher struct {
+	Code        string    `json:"code"`
+	CustomerID  string    `json:"customer_id"`
+	OrderID     uuid.UUID `json:"order_id"`
+	AmountCents int64     `json:"amount_cents"`
+	IssuedAt    time.Time `json:"issued_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	EventID     string    `json:"event_id"`
 }
 
 type Restaurant struct {

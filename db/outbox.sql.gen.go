@@ -7,12 +7,70 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 	"github.com/sqlc-dev/pqtype"
 )
+
+const claimOutboxBatch = `-- name: ClaimOutboxBatch :many
+SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
+       payload, headers, occurred_at
+FROM outbox_events
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT $1
+`
+
+type ClaimOutboxBatchRow struct {
+	ID               int64                 `json:"id"`
+	EventID          uuid.UUID             `json:"event_id"`
+	AggregateType    string                `json:"aggregate_type"`
+	AggregateID      string                `json:"aggregate_id"`
+	AggregateVersion int64                 `json:"aggregate_version"`
+	EventType        string                `json:"event_type"`
+	Payload          json.RawMessage       `json:"payload"`
+	Headers          pqtype.NullRawMessage `json:"headers"`
+	OccurredAt       time.Time             `json:"occurred_at"`
+}
+
+// The oldest unpublished rows, in id order. No row locks: the advisory lock
+// already makes this relay the only claimer (see events/relay).
+func (q *Queries) ClaimOutboxBatch(ctx context.Context, maxRows int32) ([]ClaimOutboxBatchRow, error) {
+	rows, err := q.db.QueryContext(ctx, claimOutboxBatch, maxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ClaimOutboxBatchRow{}
+	for rows.Next() {
+		var i ClaimOutboxBatchRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.EventID,
+			&i.AggregateType,
+			&i.AggregateID,
+			&i.AggregateVersion,
+			&i.EventType,
+			&i.Payload,
+			&i.Headers,
+			&i.OccurredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const countUnpublishedOutboxEvents = `-- name: CountUnpublishedOutboxEvents :one
 SELECT count(*) FROM outbox_events WHERE published_at IS NULL
@@ -23,6 +81,30 @@ func (q *Queries) CountUnpublishedOutboxEvents(ctx context.Context) (int64, erro
 	var count int64
 	err := row.Scan(&count)
 	return count, err
+}
+
+const deletePublishedOutboxEvents = `-- name: DeletePublishedOutboxEvents :execrows
+DELETE FROM outbox_events AS o
+WHERE o.id IN (
+    SELECT p.id FROM outbox_events AS p
+    WHERE p.published_at < $1::timestamptz
+    ORDER BY p.published_at
+    LIMIT $2
+)
+`
+
+type DeletePublishedOutboxEventsParams struct {
+	PublishedBefore time.Time `json:"published_before"`
+	MaxRows         int32     `json:"max_rows"`
+}
+
+// One bounded chunk of the retention delete, oldest first.
+func (q *Queries) DeletePublishedOutboxEvents(ctx context.Context, arg DeletePublishedOutboxEventsParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, deletePublishedOutboxEvents, arg.PublishedBefore, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
 const insertOutboxEvent = `-- name: InsertOutboxEvent :execrows
@@ -104,4 +186,172 @@ func (q *Queries) ListAggregateOutboxEvents(ctx context.Context, arg ListAggrega
 		return nil, err
 	}
 	return items, nil
+}
+
+const markOutboxPublished = `-- name: MarkOutboxPublished :execrows
+UPDATE outbox_events
+SET published_at = $1::timestamptz, attempts = attempts + 1
+WHERE id = ANY($2::bigint[]) AND published_at IS NULL
+`
+
+type MarkOutboxPublishedParams struct {
+	PublishedAt time.Time `json:"published_at"`
+	Ids         []int64   `json:"ids"`
+}
+
+func (q *Queries) MarkOutboxPublished(ctx context.Context, arg MarkOutboxPublishedParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, markOutboxPublished, arg.PublishedAt, pq.Array(arg.Ids))
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const oldestUnpublishedOutboxEvent = `-- name: OldestUnpublishedOutboxEvent :one
+SELECT id, occurred_at, attempts, last_error
+FROM outbox_events
+WHERE published_at IS NULL
+ORDER BY id
+LIMIT 1
+`
+
+type OldestUnpublishedOutboxEventRow struct {
+	ID         int64          `json:"id"`
+	OccurredAt time.Time      `json:"occurred_at"`
+	Attempts   int32          `json:"attempts"`
+	LastError  sql.NullString `json:"last_error"`
+}
+
+// The head of the relay's queue.
+func (q *Queries) OldestUnpublishedOutboxEvent(ctx context.Context) (OldestUnpublishedOutboxEventRow, error) {
+	row := q.db.QueryRowContext(ctx, oldestUnpublishedOutboxEvent)
+	var i OldestUnpublishedOutboxEventRow
+	err := row.Scan(
+		&i.ID,
+		&i.OccurredAt,
+		&i.Attempts,
+		&i.LastError,
+	)
+	return i, err
+}
+
+const outboxBacklog = `-- name: OutboxBacklog :one
+SELECT count(*) AS backlog,
+       count(*) FILTER (WHERE attempts > 0) AS failing
+FROM outbox_events
+WHERE published_at IS NULL
+`
+
+type OutboxBacklogRow struct {
+	Backlog int64 `json:"backlog"`
+	Failing int64 `json:"failing"`
+}
+
+func (q *Queries) OutboxBacklog(ctx context.Context) (OutboxBacklogRow, error) {
+	row := q.db.QueryRowContext(ctx, outboxBacklog)
+	var i OutboxBacklogRow
+	err := row.Scan(&i.Backlog, &i.Failing)
+	return i, err
+}
+
+const outboxPublishLag = `-- name: OutboxPublishLag :one
+SELECT count(*) AS events,
+       coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p50_seconds,
+       coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p99_seconds,
+       coalesce(max(lag), 0)::float8 AS max_seconds
+FROM (
+    SELECT extract(epoch FROM published_at - occurred_at) AS lag
+    FROM outbox_events
+    WHERE published_at >= $1::timestamptz
+    ORDER BY published_at DESC
+    LIMIT $2
+) AS recent
+`
+
+type OutboxPublishLagParams struct {
+	Since   time.Time `json:"since"`
+	MaxRows int32     `json:"max_rows"`
+}
+
+type OutboxPublishLagRow struct {
+	Events     int64   `json:"events"`
+	P50Seconds float64 `json:"p50_seconds"`
+	P99Seconds float64 `json:"p99_seconds"`
+	MaxSeconds float64 `json:"max_seconds"`
+}
+
+// Publish lag (published_at - occurred_at) of the most recent rows
+// published since @since, at most @max_rows of them.
+func (q *Queries) OutboxPublishLag(ctx context.Context, arg OutboxPublishLagParams) (OutboxPublishLagRow, error) {
+	row := q.db.QueryRowContext(ctx, outboxPublishLag, arg.Since, arg.MaxRows)
+	var i OutboxPublishLagRow
+	err := row.Scan(
+		&i.Events,
+		&i.P50Seconds,
+		&i.P99Seconds,
+		&i.MaxSeconds,
+	)
+	return i, err
+}
+
+const recordOutboxFailures = `-- name: RecordOutboxFailures :execrows
+UPDATE outbox_events AS o
+SET attempts = o.attempts + 1, last_error = f.last_error
+FROM (SELECT unnest($1::bigint[]) AS id, unnest($2::text[]) AS last_error) AS f
+WHERE o.id = f.id AND o.published_at IS NULL
+`
+
+type RecordOutboxFailuresParams struct {
+	Ids    []int64  `json:"ids"`
+	Errors []string `json:"errors"`
+}
+
+func (q *Queries) RecordOutboxFailures(ctx context.Context, arg RecordOutboxFailuresParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, recordOutboxFailures, pq.Array(arg.Ids), pq.Array(arg.Errors))
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const releaseRelayLock = `-- name: ReleaseRelayLock :one
+SELECT pg_advisory_unlock($1::bigint) AS released
+`
+
+func (q *Queries) ReleaseRelayLock(ctx context.Context, key int64) (bool, error) {
+	row := q.db.QueryRowContext(ctx, releaseRelayLock, key)
+	var released bool
+	err := row.Scan(&released)
+	return released, err
+}
+
+const setRelaySessionKeepalives = `-- name: SetRelaySessionKeepalives :exec
+SELECT set_config('tcp_keepalives_idle', '2', false),
+       set_config('tcp_keepalives_interval', '1', false),
+       set_config('tcp_keepalives_count', '2', false)
+`
+
+// Makes the server notice within seconds that the active relay's host is
+// gone (no FIN ever arrives), so that its session ends, the lock is
+// released and a standby takes over. Without it, the kernel default (two
+// hours) applies. Ignored on a Unix-domain socket.
+func (q *Queries) SetRelaySessionKeepalives(ctx context.Context) error {
+	_, err := q.db.ExecContext(ctx, setRelaySessionKeepalives)
+	return err
+}
+
+const tryRelayLock = `-- name: TryRelayLock :one
+
+SELECT pg_try_advisory_lock($1::bigint) AS locked
+`
+
+// The outbox relay's queries (events/relay). They run on the relay's own
+// connection, the one holding the advisory lock.
+// Takes the session-level advisory lock that elects the active relay; it
+// is held until released or until the session ends.
+func (q *Queries) TryRelayLock(ctx context.Context, key int64) (bool, error) {
+	row := q.db.QueryRowContext(ctx, tryRelayLock, key)
+	var locked bool
+	err := row.Scan(&locked)
+	return locked, err
 }

@@ -42,6 +42,18 @@ type Config struct {
 	UIAddr           string
 	// TemporalLogLevel filters the embedded server's own logs.
 	TemporalLogLevel slog.Level
+	// TemporalPersistence is where the embedded server keeps its state
+	// ("" is devserver.DefaultPersistence). With devserver.Postgres it uses
+	// the stack's PostgreSQL (the private one, started first, or
+	// DatabaseURL's server), in databases of its own.
+	TemporalPersistence devserver.Persistence
+	// TemporalSQLiteJournal and TemporalSQLiteSync set the SQLite file's
+	// journal mode and synchronous setting ("" for the defaults).
+	TemporalSQLiteJournal string
+	TemporalSQLiteSync    string
+	// TemporalShards is the history shard count of a new store; 0 keeps an
+	// existing store's (see devserver.Config.NumHistoryShards).
+	TemporalShards int32
 
 	Logger *slog.Logger
 }
@@ -80,9 +92,13 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	results := make(chan result, 3)
 	n := 0
+	// pgDone is closed once the private PostgreSQL is up (s.DatabaseURL
+	// set) or failed: Temporal on Postgres waits for it.
+	pgDone := make(chan struct{})
 	if cfg.DatabaseURL == "" {
 		n++
 		go func() {
+			defer close(pgDone)
 			pg, err := pgdev.Start(ctx, pgdev.Config{
 				Dir: filepath.Join(cfg.DataDir, "postgres"), Addr: cfg.PGAddr, Durable: cfg.PGDurable,
 				Logger: cfg.Logger.With("component", "postgres"),
@@ -92,6 +108,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			}
 			results <- result{"postgres", err}
 		}()
+	} else {
+		close(pgDone)
 	}
 	if cfg.NATSURL == "" {
 		n++
@@ -106,10 +124,26 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if !cfg.TemporalExternal {
 		n++
 		go func() {
-			ts, err := devserver.Start(ctx, devserver.Config{
-				DataDir: filepath.Join(cfg.DataDir, "temporal"), FrontendAddr: cfg.TemporalAddr, UIAddr: cfg.UIAddr,
+			tcfg := devserver.Config{
+				Persistence:   cfg.TemporalPersistence,
+				DataDir:       filepath.Join(cfg.DataDir, "temporal"),
+				SQLiteJournal: cfg.TemporalSQLiteJournal, SQLiteSync: cfg.TemporalSQLiteSync,
+				NumHistoryShards: cfg.TemporalShards,
+				FrontendAddr:     cfg.TemporalAddr, UIAddr: cfg.UIAddr,
 				Logger: cfg.Logger, ServerLogLevel: cfg.TemporalLogLevel,
-			})
+			}
+			if tcfg.Persistence == "" {
+				tcfg.Persistence = devserver.DefaultPersistence
+			}
+			if tcfg.Persistence == devserver.Postgres {
+				<-pgDone
+				if s.DatabaseURL == "" {
+					results <- result{"temporal", errors.New("its persistence is postgres, and postgres did not start")}
+					return
+				}
+				tcfg.PostgresURL = s.DatabaseURL
+			}
+			ts, err := devserver.Start(ctx, tcfg)
 			if err == nil {
 				s.temporal, s.TemporalAddr, s.UIURL = ts, ts.FrontendAddr(), ts.UIURL()
 			}

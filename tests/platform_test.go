@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,8 +56,15 @@ func composeGreeting(_ context.Context, name string) (string, error) {
 
 // TestWorkflowAndHistorySurviveRestart runs a workflow to completion, stops
 // the whole stack, starts it again on the same data dir and finds the
-// workflow, its history and its result in Temporal's SQLite file.
+// workflow, its history and its result in Temporal's store: its databases
+// on the stack's PostgreSQL, or its SQLite file.
 func TestWorkflowAndHistorySurviveRestart(t *testing.T) {
+	for _, p := range []devserver.Persistence{devserver.Postgres, devserver.SQLite} {
+		t.Run(string(p), func(t *testing.T) { testWorkflowAndHistorySurviveRestart(t, p) })
+	}
+}
+
+func testWorkflowAndHistorySurviveRestart(t *testing.T, persistence devserver.Persistence) {
 	const (
 		workflowID = "platform-restart-greet"
 		taskQueue  = "platform-restart"
@@ -64,8 +72,9 @@ func TestWorkflowAndHistorySurviveRestart(t *testing.T) {
 	)
 	dir := stacktest.TempDir(t)
 
+	opts := stacktest.Options{TemporalPersistence: persistence}
 	runID := func() string {
-		stack := stacktest.StartStack(t, dir, false)
+		stack := stacktest.StartStackWith(t, dir, opts)
 		defer stack.Close()
 		c := dial(t, stack)
 		defer c.Close()
@@ -92,12 +101,16 @@ func TestWorkflowAndHistorySurviveRestart(t *testing.T) {
 		return run.GetRunID()
 	}()
 
-	if _, err := os.Stat(filepath.Join(dir, "temporal", devserver.DatabaseFile)); err != nil {
+	_, err := os.Stat(filepath.Join(dir, "temporal", devserver.DatabaseFile))
+	switch {
+	case persistence == devserver.SQLite && err != nil:
 		t.Fatalf("temporal's sqlite file after stop: %v", err)
+	case persistence == devserver.Postgres && err == nil:
+		t.Fatalf("temporal persisting to postgres made a sqlite file")
 	}
 
 	// Started again: new ports, same data dir, no worker.
-	stack := stacktest.StartStack(t, dir, false)
+	stack := stacktest.StartStackWith(t, dir, opts)
 	c := dial(t, stack)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -169,9 +182,16 @@ func TestWorkflowAndHistorySurviveRestart(t *testing.T) {
 }
 
 // TestWebUIServesTemporalUI checks that the embedded Web UI serves the
-// Temporal UI application and reaches the embedded server.
+// Temporal UI application and reaches the embedded server, whichever store
+// that server persists to.
 func TestWebUIServesTemporalUI(t *testing.T) {
-	stack := stacktest.StartStack(t, stacktest.TempDir(t), true)
+	for _, p := range []devserver.Persistence{devserver.Postgres, devserver.SQLite} {
+		t.Run(string(p), func(t *testing.T) { testWebUIServesTemporalUI(t, p) })
+	}
+}
+
+func testWebUIServesTemporalUI(t *testing.T, persistence devserver.Persistence) {
+	stack := stacktest.StartStackWith(t, stacktest.TempDir(t), stacktest.Options{UI: true, TemporalPersistence: persistence})
 	if stack.UIURL == "" {
 		t.Fatal("stack started with ui=true has no UIURL")
 	}
@@ -203,6 +223,18 @@ func TestWebUIServesTemporalUI(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(body), &ns); err != nil || ns.NamespaceInfo.Name != "default" {
 		t.Errorf("GET /api/v1/namespaces/default: namespace %q (%v); want default; body: %.300s", ns.NamespaceInfo.Name, err, body)
+	}
+	// Its workflow list is a query on the visibility store, which differs
+	// with the persistence.
+	code, _, body = get(t, stack.UIURL+"/api/v1/namespaces/default/workflows?query="+url.QueryEscape("ExecutionStatus = 'Running'"))
+	if code != http.StatusOK {
+		t.Fatalf("GET /api/v1/namespaces/default/workflows = %d; want 200; body: %.300s", code, body)
+	}
+	var list struct {
+		Executions []json.RawMessage `json:"executions"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Errorf("GET /api/v1/namespaces/default/workflows: %v; body: %.300s", err, body)
 	}
 }
 

@@ -22,10 +22,17 @@ func Register(r sdkworker.Registry, acts *activities.Activities) {
 	r.RegisterActivity(acts)
 }
 
+// Options are the worker's options. The benchmark's baselines run with the
+// same, so that a difference in throughput is the workflow's, not the
+// worker's.
+func Options() sdkworker.Options {
+	return sdkworker.Options{}
+}
+
 // Run polls taskQueue until ctx is done, then stops the worker, letting
 // running activities finish within the SDK's stop timeout.
 func Run(ctx context.Context, c client.Client, taskQueue string, acts *activities.Activities, logger *slog.Logger) error {
-	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
+	w := sdkworker.New(c, taskQueue, Options())
 	Register(w, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"go.temporal.io/sdk/contrib/envconfig"
 
 	"github.com/orderflow/orderflow/temporal"
+	"github.com/orderflow/orderflow/temporal/devserver"
 )
 
 // envVar documents one environment variable; --help prints the table.
@@ -30,10 +32,24 @@ var envVars = []envVar{
 	{"TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE", "", "Temporal Cloud / TLS settings, as every Temporal SDK reads them"},
 	{"ORDERFLOW_TEMPORAL_ADDR", "127.0.0.1:7233", "embedded Temporal frontend listen address"},
 	{"ORDERFLOW_UI_ADDR", "127.0.0.1:8233", "embedded Temporal Web UI listen address (\"off\" disables it)"},
+	{"ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.DefaultPersistence), "where the embedded Temporal server keeps workflows and histories. " +
+		"postgres: databases temporal and temporal_visibility on the stack's PostgreSQL (the private one, or DATABASE_URL's server, whose role then needs CREATEDB unless they exist), " +
+		"schema created and upgraded on start; with fsync and synchronous_commit on, as the private one runs, nothing acknowledged is lost, not even on power loss. " +
+		"sqlite: the file temporal/temporal.db in the data dir, durable as the two settings below say"},
+	{"ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", devserver.DefaultSQLiteJournal, "journal mode of the SQLite file: wal or delete (SQLite's own default, slower)"},
+	{"ORDERFLOW_TEMPORAL_SQLITE_SYNC", devserver.DefaultSQLiteSync, "synchronous setting of the SQLite file. full: nothing acknowledged is lost. " +
+		"normal: faster, but an OS crash or power loss (not a crash of orderflow) loses the last commits; with journal delete it may even corrupt the file"},
+	{"ORDERFLOW_TEMPORAL_SHARDS", strconv.Itoa(devserver.DefaultHistoryShards), "history shards of a new embedded Temporal store; " +
+		"an existing store keeps the count it was created with, and asking for another one fails"},
 	{"DATABASE_URL", "", "external PostgreSQL (postgres://...); unset: private cluster from the machine's binaries"},
 	{"ORDERFLOW_PG_ADDR", "127.0.0.1:15432", "private PostgreSQL listen address"},
 	{"NATS_URL", "", "external NATS with JetStream (nats://...); unset: embedded server"},
 	{"ORDERFLOW_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address"},
+	{"ORDERFLOW_RELAY_POLL", "250ms", "how often the outbox relay looks for rows no in-process commit woke it for"},
+	{"ORDERFLOW_RELAY_BATCH", "1000", "outbox rows the relay claims and publishes at a time"},
+	{"ORDERFLOW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the relay deletes them"},
+	{"ORDERFLOW_COURIER_DELAY", "", "orderflow dev runs a simulated courier that delivers every accepted order this long after acceptance (a Go duration, e.g. 30s); unset: no courier"},
+	{"ORDERFLOW_STREAM_MAX_AGE", "720h", "how long the ORDER_EVENTS and DELIVERY_EVENTS streams keep events (the event archive)"},
 }
 
 // Config is every setting, read once from the environment by FromEnv.
@@ -50,6 +66,13 @@ type Config struct {
 	TemporalExternal bool
 	TemporalAddr     string
 	UIAddr           string
+	// The embedded Temporal server's persistence; TemporalShards is 0 when
+	// ORDERFLOW_TEMPORAL_SHARDS is unset, so that an existing store keeps
+	// its count.
+	TemporalPersistence   devserver.Persistence
+	TemporalSQLiteJournal string
+	TemporalSQLiteSync    string
+	TemporalShards        int32
 
 	DatabaseURL string
 	PGAddr      string
@@ -57,9 +80,17 @@ type Config struct {
 	NATSURL  string
 	NATSAddr string
 
+	// The outbox relay and the streams it publishes to.
+	RelayPoll       time.Duration
+	RelayBatch      int
+	OutboxRetention time.Duration
+	StreamMaxAge    time.Duration
+
 	// AcceptTimeout, when non-zero, overrides every restaurant's.
 	AcceptTimeout time.Duration
 	DeliverySLA   time.Duration
+	// CourierDelay, when non-zero, runs the simulated courier with it.
+	CourierDelay time.Duration
 }
 
 // FromEnv reads the configuration from env, applying defaults.
@@ -93,6 +124,9 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 	if cfg.UIAddr == "off" {
 		cfg.UIAddr = ""
 	}
+	if err := temporalStoreVars(&cfg, get, or); err != nil {
+		return cfg, err
+	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(or("ORDERFLOW_LOG_LEVEL"))); err != nil {
 		return cfg, fmt.Errorf("ORDERFLOW_LOG_LEVEL: %w", err)
 	}
@@ -113,6 +147,24 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 	if cfg.DeliverySLA == 0 {
 		cfg.DeliverySLA = 45 * time.Minute
 	}
+	if cfg.CourierDelay, err = durationVar(env, "ORDERFLOW_COURIER_DELAY"); err != nil {
+		return cfg, err
+	}
+	for _, d := range []struct {
+		name string
+		dst  *time.Duration
+	}{
+		{"ORDERFLOW_RELAY_POLL", &cfg.RelayPoll},
+		{"ORDERFLOW_OUTBOX_RETENTION", &cfg.OutboxRetention},
+		{"ORDERFLOW_STREAM_MAX_AGE", &cfg.StreamMaxAge},
+	} {
+		if *d.dst, err = time.ParseDuration(or(d.name)); err != nil || *d.dst <= 0 {
+			return cfg, fmt.Errorf("%s: %q is not a positive Go duration (e.g. 250ms, 168h)", d.name, or(d.name))
+		}
+	}
+	if cfg.RelayBatch, err = strconv.Atoi(or("ORDERFLOW_RELAY_BATCH")); err != nil || cfg.RelayBatch <= 0 {
+		return cfg, fmt.Errorf("ORDERFLOW_RELAY_BATCH: %q is not a positive integer", or("ORDERFLOW_RELAY_BATCH"))
+	}
 	opts, err := temporal.LoadClientOptions(env)
 	if err != nil {
 		return cfg, err
@@ -126,6 +178,39 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		cfg.Temporal.Namespace = client.DefaultNamespace
 	}
 	return cfg, nil
+}
+
+// temporalStoreVars reads the embedded Temporal server's persistence
+// settings.
+func temporalStoreVars(cfg *Config, get, or func(string) string) error {
+	oneOf := func(name string, allowed ...string) (string, error) {
+		v := strings.ToLower(or(name))
+		for _, a := range allowed {
+			if v == a {
+				return v, nil
+			}
+		}
+		return "", fmt.Errorf("%s: %q is not one of %s", name, or(name), strings.Join(allowed, ", "))
+	}
+	p, err := oneOf("ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.Postgres), string(devserver.SQLite))
+	if err != nil {
+		return err
+	}
+	cfg.TemporalPersistence = devserver.Persistence(p)
+	if cfg.TemporalSQLiteJournal, err = oneOf("ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", devserver.JournalWAL, devserver.JournalDelete); err != nil {
+		return err
+	}
+	if cfg.TemporalSQLiteSync, err = oneOf("ORDERFLOW_TEMPORAL_SQLITE_SYNC", devserver.SyncFull, devserver.SyncNormal); err != nil {
+		return err
+	}
+	if v := get("ORDERFLOW_TEMPORAL_SHARDS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("ORDERFLOW_TEMPORAL_SHARDS: %q is not a positive integer", v)
+		}
+		cfg.TemporalShards = int32(n)
+	}
+	return nil
 }
 
 // durationVar parses an optional Go duration.

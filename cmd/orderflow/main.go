@@ -23,9 +23,16 @@ type command struct {
 }
 
 var commands = []command{
-	{"dev", "start everything in one process: embedded Temporal (with Web UI), private PostgreSQL, embedded NATS JetStream, worker and API", runDev},
+	{"dev", "start everything in one process: embedded Temporal (with Web UI), private PostgreSQL, embedded NATS JetStream, worker, outbox relay and API", runDev},
 	{"api", "serve the HTTP API against external Temporal, PostgreSQL and NATS", runAPI},
 	{"worker", "run the Temporal worker (workflows and activities) against external components", runWorker},
+	{"relay", "publish the transactional outbox to NATS JetStream (one relay is active, others stand by): DATABASE_URL and NATS_URL", runRelay},
+	{"promotions", "run the promotions context: a voucher for every completed order (consumes ORDER_EVENTS): DATABASE_URL and NATS_URL", runPromotions},
+	{"analytics", "run the restaurant analytics projection (consumes ORDER_EVENTS): DATABASE_URL and NATS_URL", runAnalytics},
+	{"inbound", "turn the delivery context's delivery.completed into the order workflows' delivered Update: DATABASE_URL, NATS_URL, Temporal", runInbound},
+	{"courier", "run the simulated courier: delivery.completed ORDERFLOW_COURIER_DELAY after each acceptance: DATABASE_URL and NATS_URL", runCourier},
+	{"events", "inspect and repair the event bus: events tail | replay | dlq list | dlq redrive | dlq skip (orderflow events help)", runEvents},
+	{"bench", "measure orders/s and latency end to end on a fresh embedded stack, next to bare-Temporal baselines in the same run (orderflow bench -h)", runBench},
 	{"migrate", "apply the database migrations to DATABASE_URL and exit (dev migrates its own database on start)", runMigrate},
 }
 
@@ -79,7 +86,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 func usage(w io.Writer) {
 	fmt.Fprint(w, "orderflow runs food-delivery orders as durable Temporal workflows and publishes\ntheir domain events to NATS JetStream through a transactional outbox.\n\nUsage: orderflow <command>\n\nCommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, "\nEnvironment (each read once at start):\n")
 	for _, v := range envVars {

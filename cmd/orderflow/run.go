@@ -14,9 +14,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/analytics"
 	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/devstack"
+	"github.com/orderflow/orderflow/events/relay"
+	"github.com/orderflow/orderflow/promotions"
 	"github.com/orderflow/orderflow/temporal"
 	"github.com/orderflow/orderflow/worker"
 )
@@ -100,14 +103,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 		return fmt.Errorf("http api: %w (set ORDERFLOW_HTTP_ADDR to another address)", err)
 	}
 	defer apiListener.Close()
-	stack, err := devstack.Start(ctx, devstack.Config{
-		DataDir:     dataDir,
-		DatabaseURL: cfg.DatabaseURL, PGAddr: cfg.PGAddr, PGDurable: true,
-		NATSURL: cfg.NATSURL, NATSAddr: cfg.NATSAddr,
-		TemporalExternal: cfg.TemporalExternal, TemporalAddr: cfg.TemporalAddr, UIAddr: cfg.UIAddr,
-		TemporalLogLevel: slog.LevelWarn,
-		Logger:           logger,
-	})
+	stack, err := devstack.Start(ctx, devStackConfig(cfg, dataDir, logger))
 	if err != nil {
 		return err
 	}
@@ -125,21 +121,53 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 	if err := d.store.Seed(ctx); err != nil {
 		return fmt.Errorf("seed demo data: %w", err)
 	}
-	return serve(ctx, cfg, logger, d, parts{api: apiListener, worker: true}, func() {
+	if err := ensureStreams(ctx, cfg, d.nc); err != nil {
+		return err
+	}
+	return serve(ctx, cfg, logger, d, parts{
+		api: apiListener, worker: true, relay: true,
+		promotions: true, analytics: true, inbound: true, courier: cfg.CourierDelay > 0,
+	}, func() {
 		printReady(cfg, stack, apiListener.Addr().String(), time.Since(began))
 	})
+}
+
+// devStackConfig is the stack `orderflow dev` (and `orderflow bench`)
+// starts: the embedded components the configuration does not replace.
+func devStackConfig(cfg Config, dataDir string, logger *slog.Logger) devstack.Config {
+	return devstack.Config{
+		DataDir:     dataDir,
+		DatabaseURL: cfg.DatabaseURL, PGAddr: cfg.PGAddr, PGDurable: true,
+		NATSURL: cfg.NATSURL, NATSAddr: cfg.NATSAddr,
+		TemporalExternal: cfg.TemporalExternal, TemporalAddr: cfg.TemporalAddr, UIAddr: cfg.UIAddr,
+		TemporalLogLevel:    slog.LevelWarn,
+		TemporalPersistence: cfg.TemporalPersistence, TemporalShards: cfg.TemporalShards,
+		TemporalSQLiteJournal: cfg.TemporalSQLiteJournal, TemporalSQLiteSync: cfg.TemporalSQLiteSync,
+		Logger: logger,
+	}
 }
 
 // parts says which service parts a process runs.
 type parts struct {
 	api    net.Listener // nil: no API
 	worker bool
+	relay  bool
+	// The event consumers of the bounded contexts (contexts.go).
+	promotions, analytics, inbound, courier bool
 }
 
 // serve runs the service parts under one errgroup until ctx is done or one
 // of them fails; ready is called once they all run.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p parts, ready func()) error {
 	g, ctx := errgroup.WithContext(ctx)
+	var rl *relay.Relay
+	if p.relay {
+		var err error
+		if rl, err = newRelay(cfg, logger, d); err != nil {
+			return err
+		}
+		g.Go(func() error { return rl.Run(ctx) })
+	}
 	if p.worker {
 		acts := &activities.Activities{
 			Store:    d.store,
@@ -147,13 +175,21 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 			Notifier: activities.NewDevNotifier(d.store, logger),
 			Logger:   logger,
 		}
+		if rl != nil {
+			// The relay in this process publishes right after each commit.
+			acts.Committed = rl.Kick
+		}
 		g.Go(func() error { return worker.Run(ctx, d.temporal, cfg.TaskQueue, acts, logger) })
+	}
+	if err := startConsumers(ctx, g, cfg, logger, d, p); err != nil {
+		return err
 	}
 	if p.api != nil {
 		srv := api.New(api.Config{
 			Logger: logger, Readiness: d.readiness(),
 			Store: d.store, Temporal: d.temporal, TaskQueue: cfg.TaskQueue,
 			AcceptTimeout: cfg.AcceptTimeout, DeliverySLA: cfg.DeliverySLA,
+			Promotions: promotions.New(d.store, logger), Analytics: analytics.New(d.store, logger),
 		})
 		g.Go(func() error { return srv.Serve(ctx, p.api) })
 	}
@@ -174,6 +210,9 @@ func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Dur
 	fmt.Printf("  Temporal     %s   (namespace %s)\n", cfg.Temporal.HostPort, cfg.Temporal.Namespace)
 	fmt.Printf("  NATS         %s\n", stack.NATSURL)
 	fmt.Printf("  PostgreSQL   %s\n", stack.DatabaseURL)
+	if cfg.CourierDelay > 0 {
+		fmt.Printf("  Courier      simulated: delivers each accepted order %s after acceptance (ORDERFLOW_COURIER_DELAY)\n", cfg.CourierDelay)
+	}
 	if cfg.AcceptTimeout > 0 {
 		fmt.Printf("  Accept timeout overridden to %s for every restaurant (ORDERFLOW_ACCEPT_TIMEOUT)\n", cfg.AcceptTimeout)
 	}

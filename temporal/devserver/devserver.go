@@ -1,7 +1,9 @@
 // Package devserver runs a Temporal server and its Web UI inside the current
-// process, persisting to a SQLite file, so that `orderflow dev` and the tests
-// need nothing but this binary. It is the embedded default only: production
-// points TEMPORAL_ADDRESS at a real cluster and never links this package.
+// process, persisting to a PostgreSQL server (two databases it creates and
+// migrates itself) or to a SQLite file, so that `orderflow dev` and the tests
+// need nothing but this binary and the stack's own PostgreSQL. It is the
+// embedded default only: production points TEMPORAL_ADDRESS at a real
+// cluster and never links this package.
 //
 // The wiring follows the Temporal CLI's own dev server (temporal server
 // start-dev): one process hosts frontend, history, matching and worker
@@ -10,13 +12,10 @@ package devserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -28,9 +27,7 @@ import (
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
 	"go.temporal.io/server/common/membership/static"
-	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
-	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 )
 
@@ -41,9 +38,23 @@ const clusterName = "active"
 
 // Config describes one embedded Temporal server.
 type Config struct {
-	// DataDir holds the SQLite file; it is created when missing. A restart on
-	// the same DataDir keeps every workflow and its history.
+	// Persistence is where the server keeps its state; "" means
+	// DefaultPersistence. A restart on the same store (DataDir for SQLite,
+	// the databases for Postgres) keeps every workflow and its history.
+	Persistence Persistence
+	// DataDir holds the SQLite file; it is created when missing.
 	DataDir string
+	// SQLiteJournal (JournalWAL or JournalDelete) and SQLiteSync (SyncFull
+	// or SyncNormal) set the SQLite file's journal_mode and synchronous
+	// pragmas; "" means DefaultSQLiteJournal and DefaultSQLiteSync.
+	SQLiteJournal string
+	SQLiteSync    string
+	// PostgresURL (postgres://user:password@host:port/db?sslmode=...) names
+	// the server and role of the Postgres persistence. The databases
+	// PostgresDatabase and PostgresVisibilityDatabase are created on that
+	// server when missing (the role then needs CREATEDB); the URL's own
+	// database is only used to create them.
+	PostgresURL string
 	// FrontendAddr is the gRPC frontend address (host:port) clients and
 	// workers dial.
 	FrontendAddr string
@@ -52,10 +63,9 @@ type Config struct {
 	UIAddr string
 	// Namespace is registered on start if it does not exist yet.
 	Namespace string
-	// SQLitePragmas are passed to every SQLite connection (e.g.
-	// journal_mode, synchronous). Nil keeps SQLite's own defaults.
-	SQLitePragmas map[string]string
-	// NumHistoryShards is fixed for the life of a data dir; 0 means 1.
+	// NumHistoryShards is fixed when a store is created: 0 keeps an
+	// existing store's count and gives a new one DefaultHistoryShards; any
+	// other value that differs from an existing store's fails Start.
 	NumHistoryShards int32
 	// Logger receives the server's logs at ServerLogLevel and above.
 	Logger *slog.Logger
@@ -80,8 +90,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "default"
 	}
-	if cfg.NumHistoryShards == 0 {
-		cfg.NumHistoryShards = 1
+	if cfg.Persistence == "" {
+		cfg.Persistence = DefaultPersistence
+	}
+	if cfg.SQLiteJournal == "" {
+		cfg.SQLiteJournal = DefaultSQLiteJournal
+	}
+	if cfg.SQLiteSync == "" {
+		cfg.SQLiteSync = DefaultSQLiteSync
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -100,21 +116,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("temporal web ui: %w (set ORDERFLOW_UI_ADDR to another address)", err)
 		}
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create temporal data dir: %w", err)
-	}
-
-	sqlConf, err := sqliteConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	conf, err := serverConfig(cfg, host, port, sqlConf)
-	if err != nil {
-		return nil, err
-	}
 	level := new(slog.LevelVar)
 	level.Set(cfg.ServerLogLevel)
 	logger := slogAdapter{log: cfg.Logger.With("component", "temporal"), level: level}
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("temporal persistence", "store", st.desc, "history_shards", st.persistence.NumHistoryShards)
+	conf, err := serverConfig(cfg, host, port, st)
+	if err != nil {
+		return nil, err
+	}
 	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("temporal authorizer: %w", err)
@@ -215,34 +228,7 @@ func (s *Server) startUI(ctx context.Context) error {
 	return waitForHTTP(ctx, "http://"+s.cfg.UIAddr+"/")
 }
 
-func sqliteConfig(cfg Config) (*config.SQL, error) {
-	file := filepath.Join(cfg.DataDir, DatabaseFile)
-	conf := &config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      file,
-		ConnectAttributes: map[string]string{"mode": "rwc"},
-	}
-	for k, v := range cfg.SQLitePragmas {
-		conf.ConnectAttributes[k] = v
-	}
-	if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
-		if err := sqliteschema.SetupSchema(conf); err != nil {
-			return nil, fmt.Errorf("set up temporal sqlite schema: %w", err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("stat temporal database: %w", err)
-	}
-	ns, err := sqliteschema.NewNamespaceConfig(clusterName, cfg.Namespace, false, nil)
-	if err != nil {
-		return nil, fmt.Errorf("temporal namespace config: %w", err)
-	}
-	if err := sqliteschema.CreateNamespaces(conf, ns); err != nil {
-		return nil, fmt.Errorf("register temporal namespace %q: %w", cfg.Namespace, err)
-	}
-	return conf, nil
-}
-
-func serverConfig(cfg Config, host string, port int, sqlConf *config.SQL) (*config.Config, error) {
+func serverConfig(cfg Config, host string, port int, st *store) (*config.Config, error) {
 	httpPort, err := freePort(host)
 	if err != nil {
 		return nil, err
@@ -250,10 +236,7 @@ func serverConfig(cfg Config, host string, port int, sqlConf *config.SQL) (*conf
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = host
-	conf.Persistence.DefaultStore = "sqlite"
-	conf.Persistence.VisibilityStore = "sqlite"
-	conf.Persistence.NumHistoryShards = cfg.NumHistoryShards
-	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite": {SQL: sqlConf}}
+	conf.Persistence = st.persistence
 	conf.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
 		MasterClusterName:        clusterName,

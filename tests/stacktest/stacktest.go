@@ -44,6 +44,7 @@ import (
 	"github.com/orderflow/orderflow/db/pgdev"
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/temporal"
+	"github.com/orderflow/orderflow/temporal/devserver"
 )
 
 // startTimeout bounds one stack start-up; a cold start (initdb, Temporal's
@@ -145,7 +146,7 @@ func boot() (_ *Env, err error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return env, err
 	}
-	cfg, err := stackConfig(dir, false, logger)
+	cfg, err := stackConfig(dir, Options{}, logger)
 	if err != nil {
 		return env, err
 	}
@@ -200,6 +201,21 @@ func (e *Env) close() {
 // does not. Nothing is migrated or dialled: the test does what it needs.
 func StartStack(tb testing.TB, dataDir string, ui bool) *devstack.Stack {
 	tb.Helper()
+	return StartStackWith(tb, dataDir, Options{UI: ui})
+}
+
+// Options are the settings of a stack StartStackWith starts.
+type Options struct {
+	// UI serves the Temporal Web UI too, at Stack.UIURL.
+	UI bool
+	// TemporalPersistence is where the embedded Temporal server keeps its
+	// state; "" is the default, as `orderflow dev` runs it.
+	TemporalPersistence devserver.Persistence
+}
+
+// StartStackWith is StartStack with opts.
+func StartStackWith(tb testing.TB, dataDir string, opts Options) *devstack.Stack {
+	tb.Helper()
 	if err := Prerequisites(); err != nil {
 		tb.Fatalf("stacktest: %v", err)
 	}
@@ -209,7 +225,7 @@ func StartStack(tb testing.TB, dataDir string, ui bool) *devstack.Stack {
 			tb.Logf("stacktest: end of the log of the stack on %s:\n%s", dataDir, buf.Tail())
 		}
 	})
-	cfg, err := stackConfig(dataDir, ui, logger)
+	cfg, err := stackConfig(dataDir, opts, logger)
 	if err != nil {
 		tb.Fatalf("stacktest: %v", err)
 	}
@@ -262,7 +278,7 @@ func Prerequisites() error {
 
 // stackConfig is the test configuration: loopback ports nobody else holds,
 // a fast (not crash-safe) PostgreSQL, and Temporal's own logs errors only.
-func stackConfig(dataDir string, ui bool, logger *slog.Logger) (devstack.Config, error) {
+func stackConfig(dataDir string, opts Options, logger *slog.Logger) (devstack.Config, error) {
 	var addrs [3]string
 	for i := range addrs {
 		addr, err := FreeAddr()
@@ -279,8 +295,10 @@ func stackConfig(dataDir string, ui bool, logger *slog.Logger) (devstack.Config,
 		TemporalAddr:     addrs[1],
 		TemporalLogLevel: slog.LevelError,
 		Logger:           logger,
+
+		TemporalPersistence: opts.TemporalPersistence,
 	}
-	if ui {
+	if opts.UI {
 		cfg.UIAddr = addrs[2]
 	}
 	return cfg, nil

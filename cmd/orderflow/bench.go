@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/bench"
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/devstack"
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/temporal/devserver"
+	"github.com/orderflow/orderflow/worker"
+)
+
+// runBench starts the stack on a data dir of its own and free loopback
+// ports (so it runs next to `orderflow dev` without touching it), runs
+// every service part in this process as `orderflow dev` does, and measures
+// orderflow through its HTTP API next to the bare-Temporal baselines.
+func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	n := fs.Int("n", 1000, "orders per round and system")
+	c := fs.Int("c", 50, "orders in flight at a time")
+	rounds := fs.Int("rounds", 3, "rounds; every figure is the median of the rounds, with min and max")
+	warmup := fs.Int("warmup", 50, "orders per system before the first round, not measured")
+	drain := fs.Int("drain", 50000, "events in the outbox backlog whose drain the relay is timed on (0: skip)")
+	out := fs.String("out", filepath.Join("bench", "results"), "directory for result.json, result.md and result.svg")
+	keep := fs.Bool("keep", false, "keep the bench's data dir (the stack's data) after the run")
+	fs.SetOutput(os.Stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	began := time.Now()
+
+	// The bench's own data dir under the configured one: a fresh stack for
+	// every run, so that each starts from the same empty state.
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return err
+	}
+	base, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	dataDir, err := os.MkdirTemp(base, "bench-")
+	if err != nil {
+		return err
+	}
+	if err := os.Chmod(dataDir, 0o755); err != nil { // the private PostgreSQL may run as another user
+		return err
+	}
+	if !*keep {
+		defer os.RemoveAll(dataDir)
+	}
+	addrs := map[string]*string{"PostgreSQL": &cfg.PGAddr, "NATS": &cfg.NATSAddr, "Temporal": &cfg.TemporalAddr}
+	for name, a := range addrs {
+		if *a, err = freeAddr(); err != nil {
+			return fmt.Errorf("%s address: %w", name, err)
+		}
+	}
+	cfg.UIAddr = "" // nobody looks at it during a run
+	logger.Info("bench: starting the stack", "data_dir", dataDir)
+	scfg := devStackConfig(cfg, dataDir, logger)
+	stack, err := devstack.Start(ctx, scfg)
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	cfg.DatabaseURL, cfg.NATSURL = stack.DatabaseURL, stack.NATSURL
+	if !cfg.TemporalExternal {
+		cfg.Temporal.HostPort = stack.TemporalAddr
+	}
+
+	d, err := connect(ctx, cfg, logger, true, true, true)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.store.Migrate(ctx, logger); err != nil {
+		return err
+	}
+	if err := d.store.Seed(ctx); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if err := ensureStreams(ctx, cfg, d.nc); err != nil {
+		return err
+	}
+	apiListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer apiListener.Close()
+
+	// The service parts, exactly as `orderflow dev` runs them (no courier:
+	// the bench marks orders delivered itself).
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	ready := make(chan struct{})
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(sctx, cfg, logger, d, parts{
+			api: apiListener, worker: true, relay: true, promotions: true, analytics: true, inbound: true,
+		}, func() { close(ready) })
+	}()
+	select {
+	case <-ready:
+	case err := <-served:
+		return fmt.Errorf("service parts: %w", err)
+	}
+	js, err := jetstream.New(d.nc)
+	if err != nil {
+		return err
+	}
+
+	pgPID := 0
+	if stack.Postgres != nil {
+		pgPID = stack.Postgres.PID()
+	}
+	res, err := bench.Run(ctx, bench.Config{
+		N: *n, C: *c, Rounds: *rounds, Warmup: *warmup,
+		APIURL:        "http://" + apiListener.Addr().String(),
+		Temporal:      d.temporal,
+		WorkerOptions: worker.Options(),
+		JetStream:     js,
+		PostgresPID:   pgPID,
+		Drain: func(ctx context.Context, n int) (time.Duration, error) {
+			return drainBacklog(ctx, d.store, n)
+		},
+		DrainEvents: *drain,
+		Machine:     machine(ctx, d.store, scfg, stack),
+		Progress:    os.Stderr,
+		Logger:      logger,
+	})
+	stop()
+	if serr := <-served; serr != nil && !errors.Is(serr, context.Canceled) {
+		logger.Warn("bench: service parts stopped with an error", "err", serr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := bench.Write(*out, res); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	fmt.Println()
+	bench.Markdown(os.Stdout, res)
+	fmt.Printf("\nWrote %s, %s and %s in %s (%s in all).\n", bench.ResultJSON, bench.ResultMD, bench.ResultSVG, *out, time.Since(began).Round(time.Second))
+	return nil
+}
+
+// drainBacklog commits n events to the outbox in one transaction — a
+// backlog that appears at once, as after a relay outage — and returns how
+// long the running relay takes to publish them all. The events belong to
+// made-up orders and interleave like a real backlog: blocks of 50 orders
+// with 7 events each, in version order per order. They are
+// order.user_notified events, which no consumer but the bench's lag probe
+// subscribes to.
+func drainBacklog(ctx context.Context, store *db.Store, n int) (time.Duration, error) {
+	const interleave, perOrder = 50, 7
+	p := db.InsertOutboxEventsBulkParams{AggregateType: events.AggregateOrder, EventType: events.OrderUserNotified}
+	now := time.Now().UTC().Truncate(time.Microsecond) // as the writers store it
+	orders := map[int]string{}
+	for g := range n {
+		k := g/(interleave*perOrder)*interleave + g%interleave
+		id, ok := orders[k]
+		if !ok {
+			id = uuid.NewString()
+			orders[k] = id
+		}
+		payload, err := json.Marshal(events.OrderEvent{
+			OrderID: id, Status: "accepted", CustomerID: "c_ada", RestaurantID: "r_pizza",
+			NotificationKind: "bench_drain", OccurredAt: now,
+		})
+		if err != nil {
+			return 0, err
+		}
+		p.EventIds = append(p.EventIds, uuid.New())
+		p.AggregateIds = append(p.AggregateIds, id)
+		p.Versions = append(p.Versions, int64((g/interleave)%perOrder+1))
+		p.Payloads = append(p.Payloads, string(payload))
+	}
+	if _, err := store.InsertOutboxEventsBulk(ctx, p); err != nil {
+		return 0, fmt.Errorf("fill the outbox: %w", err)
+	}
+	began := time.Now()
+	deadline := began.Add(10 * time.Minute)
+	for {
+		left, err := store.CountUnpublishedOutboxEvents(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if left == 0 {
+			return time.Since(began), nil
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%d of %d events still unpublished after 10 minutes", left, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// machine describes this machine and the versions that ran.
+func machine(ctx context.Context, store *db.Store, scfg devstack.Config, stack *devstack.Stack) bench.Machine {
+	m := bench.Machine{
+		Cores:           runtime.NumCPU(),
+		OS:              runtime.GOOS + "/" + runtime.GOARCH,
+		Go:              runtime.Version(),
+		Persistence:     persistenceDescription(scfg, stack),
+		PostgresPrivate: stack.Postgres != nil,
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPU = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			switch dep.Path {
+			case "go.temporal.io/server":
+				m.TemporalServer = dep.Version
+			case "go.temporal.io/sdk":
+				m.TemporalSDK = dep.Version
+			case "github.com/nats-io/nats-server/v2":
+				m.NATSServer = dep.Version
+			}
+		}
+	}
+	m.PostgreSQL, _ = store.ServerVersion(ctx)
+	return m
+}
+
+// persistenceDescription says where the embedded Temporal server kept its
+// state during the run.
+func persistenceDescription(scfg devstack.Config, stack *devstack.Stack) string {
+	if stack.TemporalAddr == "" {
+		return "external Temporal"
+	}
+	p := scfg.TemporalPersistence
+	if p == "" {
+		p = devserver.DefaultPersistence
+	}
+	shards := scfg.TemporalShards
+	if shards == 0 {
+		shards = devserver.DefaultHistoryShards
+	}
+	if p == devserver.SQLite {
+		journal, sync := scfg.TemporalSQLiteJournal, scfg.TemporalSQLiteSync
+		if journal == "" {
+			journal = devserver.DefaultSQLiteJournal
+		}
+		if sync == "" {
+			sync = devserver.DefaultSQLiteSync
+		}
+		return fmt.Sprintf("sqlite file, journal %s, synchronous %s, %d history shards", journal, sync, shards)
+	}
+	return fmt.Sprintf("%s, %d history shards", p, shards)
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/events/consumer"
+)
+
+const eventsUsage = `Usage: orderflow events <command> [flags]
+
+Inspect and repair the event bus, at NATS_URL or else the dev default
+(nats://ORDERFLOW_NATS_ADDR, nats://127.0.0.1:4222).
+
+  tail [--subject S] [--all | --since T]
+      print events live, one per line, in the CloudEvents JSON format
+  replay --consumer NAME (--since T | --from-seq N) [--stream S]
+      redeliver the archive from T or N, in order, to that consumer only; it
+      takes events it already took as no-ops (for a consumer whose state was
+      reset or restored, or that must see events from before it existed)
+  dlq list [--consumer NAME] [--json]
+      list the dead letters: which consumer gave up on which event, and why
+  dlq redrive [--consumer NAME]
+      hand the dead letters back to their consumers, in original stream
+      order, and remove them from the dead letters
+  dlq skip ENTRY...
+      hand entries back as skips: their consumer records them without
+      effect (for an event that can never go through)
+
+T is a time (2026-03-14T12:00:00Z, 2026-03-14) or a duration back from now (10m).
+`
+
+// runEvents is `orderflow events`: the consumer kit's operator tools.
+func runEvents(ctx context.Context, cfg Config, logger *slog.Logger, args []string) error {
+	return eventsCommand(ctx, cfg, logger, args, os.Stdout)
+}
+
+// eventsCommand runs one events command, writing its output to out.
+func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []string, out io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(os.Stderr, eventsUsage)
+		if len(args) == 0 {
+			return errors.New("events: no command")
+		}
+		return nil
+	}
+	url := cfg.NATSURL
+	if url == "" {
+		url = "nats://" + cfg.NATSAddr
+	}
+	nc, err := nats.Connect(url, nats.Name("orderflow events"))
+	if err != nil {
+		return fmt.Errorf("connect to nats at %s: %w (is orderflow dev running? set NATS_URL for another server)", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "tail":
+		return eventsTail(ctx, js, logger, rest, out)
+	case "replay":
+		return eventsReplay(ctx, js, rest, out)
+	case "dlq":
+		if len(rest) == 0 {
+			return errors.New("events dlq: list, redrive or skip?")
+		}
+		switch rest[0] {
+		case "list":
+			return dlqList(ctx, js, rest[1:], out)
+		case "redrive":
+			return dlqRedrive(ctx, js, rest[1:], out)
+		case "skip":
+			return dlqSkip(ctx, js, rest[1:], out)
+		}
+		return fmt.Errorf("events dlq: unknown command %q (list, redrive or skip)", rest[0])
+	}
+	fmt.Fprint(os.Stderr, eventsUsage)
+	return fmt.Errorf("events: unknown command %q", args[0])
+}
+
+func eventsTail(ctx context.Context, js jetstream.JetStream, logger *slog.Logger, args []string, out io.Writer) error {
+	fs := flagSet("tail")
+	subject := fs.String("subject", "orderflow.>", "only events on this subject (NATS wildcards * and >)")
+	all := fs.Bool("all", false, "start at the first event the streams hold")
+	since := fs.String("since", "", "start at this time or this long ago")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts := consumer.TailOptions{Subject: *subject, All: *all, Logger: logger}
+	if *since != "" {
+		t, err := parseSince(*since)
+		if err != nil {
+			return err
+		}
+		opts.Since = t
+	}
+	return consumer.Tail(ctx, js, opts, out)
+}
+
+func eventsReplay(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+	fs := flagSet("replay")
+	name := fs.String("consumer", "", "the durable consumer to replay to (required)")
+	since := fs.String("since", "", "replay the events stored since this time or this long ago")
+	from := fs.Uint64("from-seq", 0, "replay from this stream sequence")
+	stream := fs.String("stream", "", "the consumer's stream (default: whichever of "+strings.Join(consumer.SourceStreams, ", ")+" has it)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts := consumer.ReplayOptions{Consumer: *name, Stream: *stream, FromSeq: *from}
+	if *since != "" {
+		t, err := parseSince(*since)
+		if err != nil {
+			return err
+		}
+		opts.Since = t
+	}
+	res, err := consumer.Replay(ctx, js, opts)
+	if err != nil {
+		return err
+	}
+	if res.Count == 0 {
+		fmt.Fprintf(out, "nothing to replay to %s from %s\n", res.Consumer, res.Stream)
+		return nil
+	}
+	fmt.Fprintf(out, "replayed %d events of %s (#%d to #%d) to %s\n", res.Count, res.Stream, res.First, res.Last, res.Consumer)
+	return nil
+}
+
+func dlqList(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+	fs := flagSet("dlq list")
+	name := fs.String("consumer", "", "only this consumer's dead letters")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dead, err := consumer.DeadLetters(ctx, js, *name)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeDeadLettersJSON(out, dead)
+	}
+	if len(dead) == 0 {
+		fmt.Fprintln(out, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENTRY\tDEAD-LETTERED\tCONSUMER\tSTREAM #SEQ\tTYPE\tSUBJECT\tEVENT ID\tWHY")
+	for _, d := range dead {
+		where := fmt.Sprintf("%s #%d", d.OriginalStream, d.OriginalSeq)
+		if d.Stream != d.OriginalStream {
+			where += fmt.Sprintf(" (via %s #%d)", d.Stream, d.StreamSeq)
+		}
+		why := d.Why()
+		if d.LookupErr != "" {
+			why += " [event: " + d.LookupErr + "]"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Seq, d.Time.UTC().Format(time.RFC3339), d.Consumer, where,
+			orDash(d.EventType), orDash(d.Subject), orDash(d.EventID), why)
+	}
+	return tw.Flush()
+}
+
+func writeDeadLettersJSON(w io.Writer, dead []consumer.DeadLetter) error {
+	enc := json.NewEncoder(w)
+	for _, d := range dead {
+		if err := enc.Encode(map[string]any{
+			"entry": d.Seq, "dead_lettered_at": d.Time.UTC(), "kind": d.Kind, "consumer": d.Consumer,
+			"stream": d.OriginalStream, "stream_seq": d.OriginalSeq, "read_from": d.Stream, "read_seq": d.StreamSeq,
+			"deliveries": d.Deliveries, "why": d.Why(), "event_id": d.EventID, "event_type": d.EventType,
+			"subject": d.Subject, "lookup_error": d.LookupErr,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func dlqRedrive(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+	fs := flagSet("dlq redrive")
+	name := fs.String("consumer", "", "only this consumer's dead letters")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return report(out)(consumer.Redrive(ctx, js, consumer.RedriveOptions{Consumer: *name}))
+}
+
+func dlqSkip(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+	fs := flagSet("dlq skip")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var entries []uint64
+	for _, a := range fs.Args() {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil {
+			return fmt.Errorf("dlq skip: %q is not an entry number (see orderflow events dlq list)", a)
+		}
+		entries = append(entries, n)
+	}
+	if len(entries) == 0 {
+		return errors.New("dlq skip: name the entries to skip (see orderflow events dlq list)")
+	}
+	return report(out)(consumer.Redrive(ctx, js, consumer.RedriveOptions{Only: entries, Skip: true}))
+}
+
+// report returns a function that prints what a redrive did to out.
+func report(out io.Writer) func(consumer.RedriveResult, error) error {
+	return func(res consumer.RedriveResult, err error) error {
+		for _, d := range res.Redriven {
+			fmt.Fprintf(out, "handed back entry %d to %s: %s %s (%s #%d)\n", d.Seq, d.Consumer, d.EventType, d.EventID, d.OriginalStream, d.OriginalSeq)
+		}
+		for _, d := range res.Left {
+			fmt.Fprintf(out, "left entry %d (%s, %s #%d): %s\n", d.Seq, d.Consumer, d.OriginalStream, d.OriginalSeq, d.LookupErr)
+		}
+		if err == nil && len(res.Redriven)+len(res.Left) == 0 {
+			fmt.Fprintln(out, "no dead letters")
+		}
+		return err
+	}
+}
+
+func flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("orderflow events "+name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	return fs
+}
+
+// parseSince reads a time, a date, or a duration back from now.
+func parseSince(s string) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return time.Now().Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, time.DateOnly} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want a time (2026-03-14T12:00:00Z), a date (2026-03-14) or a duration (10m)", s)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

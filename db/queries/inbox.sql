@@ -1,0 +1,29 @@
+-- name: InsertInbox :execrows
+-- Takes an event for a consumer; no row means the consumer already took it.
+-- A concurrent insert of the same event waits here until the first
+-- transaction ends, so two deliveries of one event never both apply.
+INSERT INTO inbox (consumer, event_id, event_type, source, subject, sequence, stream, stream_seq)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (consumer, event_id) DO NOTHING;
+
+-- name: SetInboxOutcome :exec
+UPDATE inbox SET outcome = $3 WHERE consumer = $1 AND event_id = $2;
+
+-- name: LockInboxSequence :one
+-- Locks the aggregate's row for the rest of the transaction and returns the
+-- last sequence the consumer took; 0 for an aggregate it has never seen (the
+-- row is then new, and rolled back unless the event is taken).
+INSERT INTO inbox_sequences (consumer, source, subject, last_sequence)
+VALUES ($1, $2, $3, 0)
+ON CONFLICT (consumer, source, subject) DO UPDATE SET consumer = EXCLUDED.consumer
+RETURNING last_sequence;
+
+-- name: SetInboxSequence :exec
+UPDATE inbox_sequences SET last_sequence = $4, updated_at = now()
+WHERE consumer = $1 AND source = $2 AND subject = $3;
+
+-- name: GetInboxEvent :one
+SELECT * FROM inbox WHERE consumer = $1 AND event_id = $2;
+
+-- name: CountInbox :one
+SELECT count(*) FROM inbox WHERE consumer = $1;

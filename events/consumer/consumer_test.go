@@ -1,0 +1,368 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/events/consumer"
+)
+
+// TestRedeliveryTakesNoSecondEffect: an event the consumer applied, whether
+// published again (a relay retry outside the duplicate window) or replayed,
+// is acknowledged without running the handler again.
+func TestRedeliveryTakesNoSecondEffect(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "once", true, nil))
+	id := newOrderID()
+	env := orderEvent(id, events.OrderPlaced, 1, "")
+	f.bus.Publish(t, env)
+	eventually(t, "the event applied", func() bool { return c.Stats().Applied == 1 })
+
+	again := env.Msg()
+	again.Header.Set(nats.MsgIdHdr, "republished-"+env.ID)
+	f.bus.PublishMsg(t, again)
+	eventually(t, "the republished copy seen", func() bool { return c.Stats().Duplicates == 1 })
+
+	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "once", FromSeq: 1})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if res.Count != 2 || res.Stream != events.OrderStream {
+		t.Fatalf("replay = %+v, want the 2 messages of %s", res, events.OrderStream)
+	}
+	eventually(t, "the replayed copies seen", func() bool { return c.Stats().Duplicates == 3 })
+
+	if got := f.effects(t, "once"); len(got) != 1 || got[0].EventID != env.ID {
+		t.Fatalf("effects = %+v, want exactly one, of %s", got, env.ID)
+	}
+	if st := c.Stats(); st.Applied != 1 || st.Terminated != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// TestSequenceHoldBack: an event whose predecessor the consumer has not
+// taken is held back until it has, so the handler sees each aggregate in
+// order, while other aggregates go on.
+func TestSequenceHoldBack(t *testing.T) {
+	tests := []struct {
+		name string
+		// failFirst fails this many deliveries of sequence 1.
+		failFirst int32
+		// reversed publishes sequence 2 before sequence 1.
+		reversed bool
+	}{
+		{name: "predecessor being retried", failFirst: 2},
+		{name: "published out of order", reversed: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			var failures atomic.Int32
+			cfg := f.config(t, "ordered", true, func(env events.Envelope) error {
+				if env.Sequence == 1 && env.Type == events.CEType(events.OrderPlaced) && failures.Add(1) <= tt.failFirst {
+					return errors.New("transient")
+				}
+				return nil
+			})
+			cfg.AdoptAfter = cfg.MaxDeliver // no adoption within the test
+			a, b := newOrderID(), newOrderID()
+			first, second := orderEvent(a, events.OrderPlaced, 1, ""), orderEvent(a, events.OrderPaymentAuthorized, 2, "")
+			c := run(t, cfg)
+			if tt.reversed {
+				f.bus.Publish(t, second)
+				eventually(t, "seq 2 held back", func() bool { return c.Stats().HeldBack >= 1 })
+				f.bus.Publish(t, orderEvent(b, events.OrderPlaced, 1, ""))
+				eventually(t, "the other aggregate applied meanwhile", func() bool { return len(f.sequences(t, "ordered", b)) == 1 })
+				f.bus.Publish(t, first)
+			} else {
+				f.bus.Publish(t, first)
+				f.bus.Publish(t, second)
+				f.bus.Publish(t, orderEvent(b, events.OrderPlaced, 1, ""))
+			}
+			eventually(t, "all applied", func() bool { return c.Stats().Applied == 3 })
+			wantSeqs(t, "a", f.sequences(t, "ordered", a), []int64{1, 2})
+			st := c.Stats()
+			if st.Applied != 3 || st.HeldBack < 1 || st.Adopted != 0 || st.Terminated != 0 || st.Retried != int64(tt.failFirst) {
+				t.Fatalf("stats = %+v", st)
+			}
+		})
+	}
+}
+
+// TestMidStreamAggregate: an aggregate whose earliest event in the stream
+// has sequence 3 (its first ones aged out, or the producer joined late) is
+// adopted there instead of waiting forever; a gap after that is held back
+// through every delivery, dead-lettered, and applied in order once the
+// missing event arrives and the dead letter is redriven.
+func TestMidStreamAggregate(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "midstream", true, nil))
+	id := newOrderID()
+	f.bus.Publish(t, orderEvent(id, events.OrderAccepted, 3, ""))
+	eventually(t, "seq 3 adopted", func() bool { return c.Stats().Adopted == 1 })
+
+	f.bus.Publish(t, orderEvent(id, events.OrderUserNotified, 5, ""))
+	dead := f.deadLetters(t, "midstream", 1)[0]
+	if dead.Kind != "terminated" || !strings.Contains(dead.Reason, "waits for 4") || dead.Deliveries != 4 {
+		t.Fatalf("dead letter = %+v, want seq 5 terminated after 4 deliveries, waiting for 4", dead)
+	}
+
+	f.bus.Publish(t, orderEvent(id, events.OrderPaymentCaptured, 4, ""))
+	eventually(t, "seq 4 applied", func() bool { return len(f.sequences(t, "midstream", id)) == 2 })
+	res, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Consumer: "midstream"})
+	if err != nil || len(res.Redriven) != 1 || len(res.Left) != 0 {
+		t.Fatalf("redrive = %+v, %v", res, err)
+	}
+	eventually(t, "seq 5 applied", func() bool { return len(f.sequences(t, "midstream", id)) == 3 })
+	wantSeqs(t, "aggregate", f.sequences(t, "midstream", id), []int64{3, 4, 5})
+	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, "midstream"); len(left) != 0 {
+		t.Fatalf("dead letters left after redrive: %+v", left)
+	}
+}
+
+// TestPoisonDeadLetterRedrive: a message that is not a CloudEvent and an
+// event its handler cannot take yet are terminated, land in the dead
+// letters with why, which consumer and the original event; once the
+// handler is fixed a redrive applies the event exactly once, even when
+// redriven again, and the dead letters keep only what is still poison.
+func TestPoisonDeadLetterRedrive(t *testing.T) {
+	f := newFixture(t)
+	var fixed atomic.Bool
+	poison := orderEvent(newOrderID(), events.OrderPlaced, 1, "poison")
+	cfg := f.config(t, "poisoned", false, func(env events.Envelope) error {
+		if env.ID == poison.ID && !fixed.Load() {
+			return consumer.Permanentf("cannot take mark %q", "poison")
+		}
+		return nil
+	})
+	bystander := run(t, f.config(t, "bystander", false, nil))
+	c := run(t, cfg)
+
+	garbage := nats.NewMsg(events.Subject(events.OrderPlaced, "not-an-order"))
+	garbage.Data = []byte("hello")
+	garbageSeq := f.bus.PublishMsg(t, garbage)
+	poisonSeq := f.bus.Publish(t, poison)
+	fine := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
+	f.bus.Publish(t, fine)
+
+	dead := f.deadLetters(t, "poisoned", 2)
+	tests := []struct {
+		name   string
+		got    consumer.DeadLetter
+		seq    uint64
+		reason string
+		id     string
+	}{
+		{name: "not a CloudEvent", got: dead[0], seq: garbageSeq, reason: "not a CloudEvent"},
+		{name: "permanent error", got: dead[1], seq: poisonSeq, reason: `cannot take mark "poison"`, id: poison.ID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := tt.got
+			if d.Consumer != "poisoned" || d.Stream != events.OrderStream || d.StreamSeq != tt.seq || d.Kind != "terminated" {
+				t.Errorf("dead letter = %+v, want consumer poisoned, %s #%d, terminated", d, events.OrderStream, tt.seq)
+			}
+			if !strings.Contains(d.Why(), tt.reason) {
+				t.Errorf("why = %q, want it to say %q", d.Why(), tt.reason)
+			}
+			if d.EventID != tt.id || d.LookupErr != "" {
+				t.Errorf("event id = %q (lookup error %q), want %q", d.EventID, d.LookupErr, tt.id)
+			}
+		})
+	}
+	if tests[1].got.EventType != poison.Type || tests[1].got.Subject != poison.NATSSubject() {
+		t.Errorf("poison dead letter names %s on %s, want %s on %s", tests[1].got.EventType, tests[1].got.Subject, poison.Type, poison.NATSSubject())
+	}
+
+	fixed.Store(true)
+	for range 2 { // a second redrive finds nothing new to apply
+		if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Consumer: "poisoned"}); err != nil {
+			t.Fatalf("redrive: %v", err)
+		}
+		eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 2 })
+	}
+	// The garbage is poison again: back in the dead letters, now from the
+	// redrive stream, still naming the original.
+	again := f.deadLetters(t, "poisoned", 1)[0]
+	if again.Stream != consumer.RedriveStream || again.OriginalStream != events.OrderStream || again.OriginalSeq != garbageSeq {
+		t.Fatalf("garbage dead letter after redrive = %+v", again)
+	}
+	if n := countEffects(f, "poisoned", poison.ID); n != 1 {
+		t.Fatalf("the poison event took effect %d times, want 1", n)
+	}
+	// The bystander consumer took everything once and was redriven nothing.
+	if st := bystander.Stats(); st.Applied != 2 || st.Terminated != 1 || st.Duplicates != 0 {
+		t.Fatalf("bystander stats = %+v, want 2 applied, the garbage terminated, no redeliveries", st)
+	}
+
+	// Skipping the garbage removes it for good.
+	res, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Only: []uint64{again.Seq}, Skip: true})
+	if err != nil || len(res.Redriven) != 1 {
+		t.Fatalf("skip = %+v, %v", res, err)
+	}
+	eventually(t, "the garbage skipped", func() bool { return c.Stats().Skipped == 1 })
+	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, ""); len(left) != 1 || left[0].Consumer != "bystander" {
+		t.Fatalf("dead letters left = %+v, want only the bystander's", left)
+	}
+}
+
+func countEffects(f *fixture, name, eventID string) int {
+	var n int
+	_ = f.store.DB.QueryRow(`SELECT count(*) FROM kit_effects WHERE consumer = $1 AND event_id = $2`, name, eventID).Scan(&n)
+	return n
+}
+
+// TestGiveUpAfterMaxDeliver: a handler that keeps failing is retried with
+// delays and, on its last delivery, terminated with its error as the
+// reason.
+func TestGiveUpAfterMaxDeliver(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "flaky", false, func(events.Envelope) error {
+		return errors.New("database of record unreachable")
+	}))
+	f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
+	d := f.deadLetters(t, "flaky", 1)[0]
+	if d.Deliveries != 4 || !strings.Contains(d.Why(), "gave up after 4 deliveries: database of record unreachable") {
+		t.Fatalf("dead letter = %+v (why %q)", d, d.Why())
+	}
+	if st := c.Stats(); st.Retried != 3 || st.Terminated != 1 || st.Applied != 0 {
+		t.Fatalf("stats = %+v, want 3 retries then terminated", st)
+	}
+}
+
+// TestRetryAfterDefers: RetryAfter brings the event back after the delay
+// without counting a failure.
+func TestRetryAfterDefers(t *testing.T) {
+	f := newFixture(t)
+	const wait = 300 * time.Millisecond
+	first := time.Now()
+	c := run(t, f.config(t, "patient", false, func(env events.Envelope) error {
+		if since := time.Since(first); since < wait {
+			return consumer.RetryAfter(wait-since, "not yet")
+		}
+		return nil
+	}))
+	f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
+	eventually(t, "applied", func() bool { return c.Stats().Applied == 1 })
+	if took := time.Since(first); took < wait {
+		t.Fatalf("applied after %s, before the %s it asked to wait", took, wait)
+	}
+	if st := c.Stats(); st.Deferred < 1 || st.Retried != 0 {
+		t.Fatalf("stats = %+v, want a deferral and no retries", st)
+	}
+}
+
+// TestConcurrentConsumersApplyOnce: two processes on one durable consumer,
+// with every event also published twice, apply each event exactly once and
+// each aggregate in order.
+func TestConcurrentConsumersApplyOnce(t *testing.T) {
+	f := newFixture(t)
+	const orders, steps = 20, 5
+	var ids []string
+	for range orders {
+		ids = append(ids, newOrderID())
+	}
+	c1 := run(t, f.config(t, "shared", true, nil))
+	c2 := run(t, f.config(t, "shared", true, nil))
+	types := []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderAccepted, events.OrderCompleted}
+	for s := range steps {
+		for _, id := range ids {
+			env := orderEvent(id, types[s], int64(s+1), "")
+			f.bus.Publish(t, env)
+			dup := env.Msg()
+			dup.Header.Set(nats.MsgIdHdr, "dup-"+env.ID)
+			f.bus.PublishMsg(t, dup)
+		}
+	}
+	eventually(t, "every event applied", func() bool { return len(f.effects(t, "shared")) >= orders*steps })
+	// Let the duplicates settle too.
+	eventually(t, "every copy settled", func() bool {
+		s1, s2 := c1.Stats(), c2.Stats()
+		return s1.Duplicates+s2.Duplicates >= orders*steps
+	})
+	for _, id := range ids {
+		wantSeqs(t, "order "+id, f.sequences(t, "shared", id), []int64{1, 2, 3, 4, 5})
+	}
+	if n := len(f.effects(t, "shared")); n != orders*steps {
+		t.Fatalf("%d effects, want %d", n, orders*steps)
+	}
+	t.Logf("consumer 1: %+v", c1.Stats())
+	t.Logf("consumer 2: %+v", c2.Stats())
+}
+
+// TestReplayRebuildsReset: a consumer whose state was reset (its effects
+// and inbox emptied) gets a range of the archive back by replay, in order,
+// adopting each aggregate where the replay starts.
+func TestReplayRebuildsReset(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "rebuilt", true, nil))
+	a, b := newOrderID(), newOrderID()
+	for s := int64(1); s <= 3; s++ {
+		f.bus.Publish(t, orderEvent(a, fmt.Sprintf("order.step%d", s), s, ""))
+	}
+	fromSeq := f.bus.Publish(t, orderEvent(b, events.OrderPlaced, 1, ""))
+	f.bus.Publish(t, orderEvent(a, events.OrderCompleted, 4, ""))
+	eventually(t, "all applied", func() bool { return c.Stats().Applied == 5 })
+
+	for _, q := range []string{
+		`DELETE FROM kit_effects WHERE consumer = 'rebuilt'`,
+		`DELETE FROM inbox WHERE consumer = 'rebuilt'`,
+		`DELETE FROM inbox_sequences WHERE consumer = 'rebuilt'`,
+	} {
+		if _, err := f.store.DB.Exec(q); err != nil {
+			t.Fatalf("reset: %v", err)
+		}
+	}
+	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "rebuilt", FromSeq: fromSeq})
+	if err != nil || res.Count != 2 || res.First != fromSeq {
+		t.Fatalf("replay = %+v, %v; want 2 events from #%d", res, err, fromSeq)
+	}
+	eventually(t, "replay applied", func() bool { return c.Stats().Applied == 7 })
+	wantSeqs(t, "a", f.sequences(t, "rebuilt", a), []int64{4})
+	wantSeqs(t, "b", f.sequences(t, "rebuilt", b), []int64{1})
+	if st := c.Stats(); st.Adopted != 1 {
+		t.Fatalf("stats = %+v, want a adopted at 4", st)
+	}
+
+	// Replay by time: everything, all duplicates now but a's first three.
+	res, err = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "rebuilt", Since: time.Now().Add(-time.Hour)})
+	if err != nil || res.Count != 5 {
+		t.Fatalf("replay since = %+v, %v", res, err)
+	}
+	eventually(t, "replay settled", func() bool { st := c.Stats(); return st.Duplicates+st.Stale == 5 })
+	if st := c.Stats(); st.Stale != 3 || st.Duplicates != 2 {
+		t.Fatalf("stats = %+v, want a's 1-3 stale (older than the adopted 4) and 2 duplicates", st)
+	}
+}
+
+// TestConfigRefused: New refuses a configuration that cannot work.
+func TestConfigRefused(t *testing.T) {
+	f := newFixture(t)
+	base := f.config(t, "ok", false, nil)
+	tests := []struct {
+		name string
+		edit func(*consumer.Config)
+		want string
+	}{
+		{name: "dotted name", edit: func(c *consumer.Config) { c.Name = "a.b" }, want: "letters, digits"},
+		{name: "no handler", edit: func(c *consumer.Config) { c.Handler = nil }, want: "no handler"},
+		{name: "ordered and filtered", edit: func(c *consumer.Config) { c.Ordered, c.Subjects = true, []string{"orderflow.order.placed.*"} }, want: "whole stream"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base
+			tt.edit(&cfg)
+			if _, err := consumer.New(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want an error saying %q", err, tt.want)
+			}
+		})
+	}
+}

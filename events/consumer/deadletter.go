@@ -1,0 +1,322 @@
+package consumer
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/events"
+)
+
+// The dead-letter stream: it captures JetStream's advisories about messages
+// a consumer gave up on, which name the stream, the consumer and the
+// message's stream sequence (the message itself stays in its stream, the
+// archive, where DeadLetters looks it up).
+const (
+	DeadLetterStream = "DEAD_LETTERS"
+	// AdvisoryMaxDeliveries is published when a message was delivered
+	// MaxDeliver times without an ack; followed by ".<stream>.<consumer>".
+	AdvisoryMaxDeliveries = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+	// AdvisoryTerminated is published when a consumer terminated a message.
+	AdvisoryTerminated = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
+)
+
+// The redrive stream: copies of events for one consumer only, from the dead
+// letters or a replay, on orderflow.redrive.<consumer>.<original subject>.
+const (
+	RedriveStream        = "EVENTS_REDRIVE"
+	RedriveSubjectPrefix = "orderflow.redrive."
+)
+
+// Headers a redriven copy carries besides the original's.
+const (
+	HeaderOriginalStream = "Orderflow-Original-Stream"
+	HeaderOriginalSeq    = "Orderflow-Original-Sequence"
+	// HeaderRedrive says why the copy exists: "dead-letter" or "replay".
+	HeaderRedrive = "Orderflow-Redrive"
+	// HeaderReplayFrom is a replay's first stream sequence, where the
+	// replay's reach begins (see the package docs on adoption).
+	HeaderReplayFrom = "Orderflow-Replay-From"
+	// HeaderSkip "true" makes the consumer record the event without
+	// running its handler.
+	HeaderSkip = "Orderflow-Skip"
+)
+
+// SourceStreams are the streams orderflow's consumers read; replay looks
+// for a consumer on them.
+var SourceStreams = []string{events.OrderStream, events.DeliveryStream}
+
+// RedriveSubject is the subject of a copy of an event with the given
+// original subject for one consumer; with original ">" it is the
+// consumer's whole redrive subject space.
+func RedriveSubject(consumer, original string) string {
+	return RedriveSubjectPrefix + consumer + "." + original
+}
+
+// EnsureStreams creates or updates DEAD_LETTERS and EVENTS_REDRIVE. Every
+// consumer runs it at start; it is idempotent.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
+	for _, cfg := range []jetstream.StreamConfig{{
+		Name:        DeadLetterStream,
+		Description: "orderflow dead letters: JetStream's max-deliveries and terminated advisories",
+		Subjects:    []string{AdvisoryMaxDeliveries + ".>", AdvisoryTerminated + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      30 * 24 * time.Hour,
+	}, {
+		Name:        RedriveStream,
+		Description: "orderflow redrive: events redriven from the dead letters or replayed, for one consumer each",
+		Subjects:    []string{RedriveSubjectPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      7 * 24 * time.Hour,
+		Duplicates:  10 * time.Minute,
+	}} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// DeadLetter is one entry of DEAD_LETTERS and the event it names.
+type DeadLetter struct {
+	// Seq is the entry's sequence in DEAD_LETTERS, its ID.
+	Seq  uint64
+	Time time.Time
+	// Kind is "terminated" (by the consumer: poison, or out of retries)
+	// or "max_deliveries" (never acknowledged: a handler that hung or a
+	// process that died on it each time).
+	Kind       string
+	Stream     string // where the consumer read it
+	Consumer   string
+	StreamSeq  uint64
+	Deliveries uint64
+	// Reason is the consumer's reason to terminate it, if any.
+	Reason string
+
+	// The event, looked up in Stream. For a copy on the redrive stream,
+	// Original* name the original one.
+	OriginalStream string
+	OriginalSeq    uint64
+	Subject        string
+	EventID        string
+	EventType      string
+	// LookupErr says why the event could not be looked up ("" when it was):
+	// e.g. it aged out of its stream.
+	LookupErr string
+
+	msg *jetstream.RawStreamMsg
+}
+
+// Why is a one-line explanation of the entry.
+func (d DeadLetter) Why() string {
+	switch {
+	case d.Kind == "max_deliveries":
+		return fmt.Sprintf("not acknowledged after %d deliveries", d.Deliveries)
+	case d.Reason != "":
+		return d.Reason
+	}
+	return fmt.Sprintf("terminated after %d deliveries", d.Deliveries)
+}
+
+// advisory is the JSON of both advisories.
+type advisory struct {
+	Type       string    `json:"type"`
+	Time       time.Time `json:"timestamp"`
+	Stream     string    `json:"stream"`
+	Consumer   string    `json:"consumer"`
+	StreamSeq  uint64    `json:"stream_seq"`
+	Deliveries uint64    `json:"deliveries"`
+	Reason     string    `json:"reason"`
+}
+
+// DeadLetters lists the dead letters, oldest first; consumer "" means
+// every consumer's.
+func DeadLetters(ctx context.Context, js jetstream.JetStream, consumer string) ([]DeadLetter, error) {
+	dlq, err := js.Stream(ctx, DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", DeadLetterStream, err)
+	}
+	streams := map[string]jetstream.Stream{}
+	var out []DeadLetter
+	for seq := uint64(1); ; seq++ {
+		raw, err := dlq.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", DeadLetterStream, err)
+		}
+		seq = raw.Sequence
+		var adv advisory
+		if err := json.Unmarshal(raw.Data, &adv); err != nil {
+			continue // not an advisory; nothing to redrive
+		}
+		if consumer != "" && adv.Consumer != consumer {
+			continue
+		}
+		d := DeadLetter{
+			Seq: raw.Sequence, Time: raw.Time, Kind: "terminated",
+			Stream: adv.Stream, Consumer: adv.Consumer, StreamSeq: adv.StreamSeq,
+			Deliveries: adv.Deliveries, Reason: adv.Reason,
+			OriginalStream: adv.Stream, OriginalSeq: adv.StreamSeq,
+		}
+		if strings.HasPrefix(raw.Subject, AdvisoryMaxDeliveries+".") {
+			d.Kind = "max_deliveries"
+		}
+		lookup(ctx, js, streams, &d)
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// lookup finds the event a dead letter names.
+func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, d *DeadLetter) {
+	st, ok := streams[d.Stream]
+	if !ok {
+		var err error
+		if st, err = js.Stream(ctx, d.Stream); err != nil {
+			d.LookupErr = fmt.Sprintf("stream %s: %v", d.Stream, err)
+			return
+		}
+		streams[d.Stream] = st
+	}
+	raw, err := st.GetMsg(ctx, d.StreamSeq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		d.LookupErr = "gone from the stream (aged out or deleted)"
+		return
+	case err != nil:
+		d.LookupErr = err.Error()
+		return
+	}
+	d.msg = raw
+	d.Subject = raw.Subject
+	d.EventID = raw.Header.Get(events.HeaderID)
+	d.EventType = raw.Header.Get(events.HeaderType)
+	if d.Stream == RedriveStream {
+		d.OriginalStream = raw.Header.Get(HeaderOriginalStream)
+		d.OriginalSeq, _ = strconv.ParseUint(raw.Header.Get(HeaderOriginalSeq), 10, 64)
+		d.Subject = strings.TrimPrefix(raw.Subject, RedriveSubject(d.Consumer, ""))
+	}
+}
+
+// RedriveOptions chooses what Redrive hands back.
+type RedriveOptions struct {
+	// Consumer, when set, redrives that consumer's dead letters only.
+	Consumer string
+	// Only, when set, redrives just these entries (DeadLetter.Seq).
+	Only []uint64
+	// Skip has the consumer record the events without running its
+	// handler: the way past an event that will never go through, so that
+	// its aggregate's later events are no longer held back for it.
+	Skip bool
+}
+
+// RedriveResult reports a redrive.
+type RedriveResult struct {
+	// Redriven lists the entries handed back, in the order they were.
+	Redriven []DeadLetter
+	// Left lists entries left in the dead letters, with LookupErr saying
+	// why.
+	Left []DeadLetter
+}
+
+// Redrive hands dead-lettered events back to the consumer that gave up on
+// them, and to no other: for each consumer, in original stream order, it
+// publishes a copy on the consumer's redrive subject and, once the redrive
+// stream has acknowledged it, deletes the entry. The copy's message ID is
+// the entry's, so a redrive interrupted and run again does not publish
+// twice; the consumer's inbox makes an event it has since taken a no-op.
+func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (RedriveResult, error) {
+	var res RedriveResult
+	all, err := DeadLetters(ctx, js, opts.Consumer)
+	if err != nil {
+		return res, err
+	}
+	var todo []DeadLetter
+	for _, d := range all {
+		if len(opts.Only) == 0 || slices.Contains(opts.Only, d.Seq) {
+			todo = append(todo, d)
+		}
+	}
+	slices.SortStableFunc(todo, func(a, b DeadLetter) int {
+		return cmp.Or(cmp.Compare(a.Consumer, b.Consumer), cmp.Compare(a.OriginalStream, b.OriginalStream),
+			cmp.Compare(a.OriginalSeq, b.OriginalSeq), cmp.Compare(a.Seq, b.Seq))
+	})
+	dlq, err := js.Stream(ctx, DeadLetterStream)
+	if err != nil {
+		return res, fmt.Errorf("stream %s: %w", DeadLetterStream, err)
+	}
+	kit := map[string]bool{} // consumer → has a redrive consumer
+	var prev *DeadLetter
+	for _, d := range todo {
+		if d.msg == nil {
+			res.Left = append(res.Left, d)
+			continue
+		}
+		known, ok := kit[d.Consumer]
+		if !ok {
+			_, err := js.Consumer(ctx, RedriveStream, d.Consumer)
+			if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return res, fmt.Errorf("consumer %s on %s: %w", d.Consumer, RedriveStream, err)
+			}
+			known, kit[d.Consumer] = err == nil, err == nil
+		}
+		if !known {
+			d.LookupErr = "consumer " + d.Consumer + " does not read " + RedriveStream + " (it is not a consumer-kit consumer, or has never run)"
+			res.Left = append(res.Left, d)
+			continue
+		}
+		// The same event dead-lettered twice (e.g. never acknowledged, then
+		// terminated) goes back once.
+		dup := prev != nil && prev.Consumer == d.Consumer && prev.OriginalStream == d.OriginalStream && prev.OriginalSeq == d.OriginalSeq
+		if !dup {
+			kind := "dead-letter"
+			m := redriveMsg(d.Consumer, d.Subject, d.msg, fmt.Sprintf("dlq:%d", d.Seq), d.OriginalStream, d.OriginalSeq, kind)
+			if opts.Skip {
+				m.Header.Set(HeaderSkip, "true")
+			}
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				return res, fmt.Errorf("redrive entry %d (%s %s) to %s: %w", d.Seq, d.EventType, d.EventID, d.Consumer, err)
+			}
+		}
+		if err := dlq.DeleteMsg(ctx, d.Seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return res, fmt.Errorf("delete dead letter %d: %w", d.Seq, err)
+		}
+		res.Redriven = append(res.Redriven, d)
+		prev = &d
+	}
+	return res, nil
+}
+
+// redriveMsg copies a stored message to a consumer's redrive subject, with
+// its CloudEvents headers, where it came from, and a message ID of its own.
+func redriveMsg(consumer, subject string, raw *jetstream.RawStreamMsg, msgID, stream string, seq uint64, kind string) *nats.Msg {
+	m := nats.NewMsg(RedriveSubject(consumer, subject))
+	for k, vs := range raw.Header {
+		for _, v := range vs {
+			m.Header.Add(k, v)
+		}
+	}
+	m.Header.Set(nats.MsgIdHdr, msgID)
+	m.Header.Set(HeaderOriginalStream, stream)
+	m.Header.Set(HeaderOriginalSeq, strconv.FormatUint(seq, 10))
+	m.Header.Set(HeaderRedrive, kind)
+	m.Header.Del(HeaderSkip)
+	m.Data = raw.Data
+	return m
+}

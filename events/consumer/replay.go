@@ -1,0 +1,155 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplayOptions chooses what Replay redelivers.
+type ReplayOptions struct {
+	// Consumer is the durable consumer to redeliver to (required).
+	Consumer string
+	// Stream is the consumer's stream; empty means whichever of
+	// SourceStreams has a consumer of that name.
+	Stream string
+	// Since replays the events stored at or after this time; FromSeq
+	// those from this stream sequence. Exactly one must be set.
+	Since   time.Time
+	FromSeq uint64
+}
+
+// ReplayResult reports a replay.
+type ReplayResult struct {
+	Stream   string
+	Consumer string
+	// First and Last are the stream sequences of the first and last event
+	// replayed; Count how many there were.
+	First, Last uint64
+	Count       int
+}
+
+// Replay redelivers a range of the archive, in stream order, to one
+// consumer only, through its redrive subject: from Since or FromSeq up to
+// the stream's last event when the replay starts (later ones reach the
+// consumer live anyway), through the consumer's own subject filter. The
+// consumer's inbox makes every event it has already taken a no-op; see the
+// package documentation for what a replay is for.
+func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (ReplayResult, error) {
+	res := ReplayResult{Consumer: opts.Consumer}
+	if opts.Consumer == "" {
+		return res, errors.New("replay: no consumer named")
+	}
+	if opts.Since.IsZero() == (opts.FromSeq == 0) {
+		return res, errors.New("replay: give either a time to replay since or a sequence to replay from")
+	}
+	candidates := SourceStreams
+	if opts.Stream != "" {
+		candidates = []string{opts.Stream}
+	}
+	var info *jetstream.ConsumerInfo
+	for _, name := range candidates {
+		cons, err := js.Consumer(ctx, name, opts.Consumer)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("consumer %s on %s: %w", opts.Consumer, name, err)
+		}
+		info, res.Stream = cons.CachedInfo(), name
+		break
+	}
+	if info == nil {
+		return res, fmt.Errorf("replay: no consumer %q on %v", opts.Consumer, candidates)
+	}
+	if _, err := js.Consumer(ctx, RedriveStream, opts.Consumer); err != nil {
+		return res, fmt.Errorf("replay: consumer %s does not read %s (%w): it must be a consumer-kit consumer that has run at least once", opts.Consumer, RedriveStream, err)
+	}
+	st, err := js.Stream(ctx, res.Stream)
+	if err != nil {
+		return res, fmt.Errorf("stream %s: %w", res.Stream, err)
+	}
+	sinfo, err := st.Info(ctx)
+	if err != nil {
+		return res, fmt.Errorf("stream %s: %w", res.Stream, err)
+	}
+	end := sinfo.State.LastSeq
+	if end == 0 || opts.FromSeq > end {
+		return res, nil
+	}
+
+	occ := jetstream.OrderedConsumerConfig{FilterSubjects: info.Config.FilterSubjects}
+	if info.Config.FilterSubject != "" {
+		occ.FilterSubjects = []string{info.Config.FilterSubject}
+	}
+	if opts.FromSeq > 0 {
+		occ.DeliverPolicy, occ.OptStartSeq = jetstream.DeliverByStartSequencePolicy, opts.FromSeq
+	} else {
+		since := opts.Since
+		occ.DeliverPolicy, occ.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	reader, err := st.OrderedConsumer(ctx, occ)
+	if err != nil {
+		return res, fmt.Errorf("read %s: %w", res.Stream, err)
+	}
+	run := nats.NewInbox()[len(nats.InboxPrefix):] // unique per replay run
+	var acks []jetstream.PubAckFuture
+	for done := false; !done; {
+		batch, err := reader.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return res, fmt.Errorf("read %s: %w", res.Stream, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil {
+				return res, err
+			}
+			seq := meta.Sequence.Stream
+			if seq > end {
+				done = true
+				break
+			}
+			if res.First == 0 {
+				res.First = seq
+			}
+			raw := &jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: seq, Header: m.Headers(), Data: m.Data()}
+			msg := redriveMsg(opts.Consumer, m.Subject(), raw, "replay:"+run+":"+strconv.FormatUint(seq, 10), res.Stream, seq, "replay")
+			msg.Header.Set(HeaderReplayFrom, strconv.FormatUint(res.First, 10))
+			ack, err := js.PublishMsgAsync(msg)
+			if err != nil {
+				return res, fmt.Errorf("replay %s #%d: %w", res.Stream, seq, err)
+			}
+			acks = append(acks, ack)
+			res.Last, res.Count = seq, res.Count+1
+			if seq == end || meta.NumPending == 0 {
+				done = true
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return res, fmt.Errorf("read %s: %w", res.Stream, err)
+		}
+		if got == 0 {
+			done = true
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	for _, a := range acks {
+		select {
+		case err := <-a.Err():
+			return res, fmt.Errorf("replay: publish to %s: %w", RedriveStream, err)
+		default:
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,577 @@
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/events"
+)
+
+// Defaults of the Config fields.
+const (
+	DefaultBatchSize         = 1000
+	DefaultPollInterval      = 250 * time.Millisecond
+	DefaultLockRetryInterval = time.Second
+	DefaultAckTimeout        = 10 * time.Second
+	DefaultRetention         = 7 * 24 * time.Hour
+	DefaultRetentionInterval = 5 * time.Minute
+	DefaultStatsInterval     = 30 * time.Second
+)
+
+// lockKey is the advisory lock that elects the active relay. Scaling out
+// later means one relay per hash partition of aggregate_id, each with its
+// own key (lockKey + partition), never several claimers of one partition.
+const lockKey int64 = 0x6f72_6466_6c6f_7701 // "ordflow" + partition 1
+
+const (
+	// retentionChunk bounds one retention DELETE, so that it never holds
+	// many row locks or runs long between two batches.
+	retentionChunk = 1000
+	// queryTimeout bounds one statement of the relay's, so that a database
+	// that stops answering is noticed like one that hangs up.
+	queryTimeout = 30 * time.Second
+	// Backoff after a batch in which every publish failed.
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+	// maxErrorLen bounds the last_error stored on a row.
+	maxErrorLen = 1000
+)
+
+// Config holds the relay's dependencies and settings; zero values take the
+// defaults above.
+type Config struct {
+	// DB is the pool the relay takes its one dedicated connection from.
+	DB *sql.DB
+	// NATS is the connection it publishes on.
+	NATS   *nats.Conn
+	Logger *slog.Logger
+
+	// BatchSize is the number of rows claimed at a time.
+	BatchSize int
+	// PollInterval is how often the relay looks for rows nobody kicked it
+	// about (written by another process, or left by a failure).
+	PollInterval time.Duration
+	// LockRetryInterval is how often a standby tries to become active.
+	LockRetryInterval time.Duration
+	// AckTimeout bounds the wait for one publish's acknowledgement.
+	AckTimeout time.Duration
+	// Retention is how long published rows are kept before deletion, and
+	// RetentionInterval how often the relay looks for such rows.
+	Retention         time.Duration
+	RetentionInterval time.Duration
+	// StatsInterval is how often the active relay logs the outbox
+	// statistics (at info while there is a backlog, at debug otherwise).
+	StatsInterval time.Duration
+
+	// AfterPublish, when set, is called after every publish of a batch was
+	// acknowledged and before the rows are marked, with the event IDs just
+	// published: a fault-injection hook for tests. An error makes the relay
+	// behave as if it crashed there: it marks nothing, gives up its lock and
+	// Run returns the error.
+	AfterPublish func(ctx context.Context, eventIDs []uuid.UUID) error
+}
+
+// Relay publishes the outbox. Make one with New and run it with Run.
+type Relay struct {
+	cfg     Config
+	log     *slog.Logger
+	js      jetstream.JetStream
+	kick    chan struct{}
+	leading atomic.Bool
+}
+
+// New builds a relay. It panics when DB or NATS is missing: a wiring
+// mistake in main, not a runtime condition.
+func New(cfg Config) (*Relay, error) {
+	if cfg.DB == nil || cfg.NATS == nil {
+		panic("relay: Config.DB and Config.NATS are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = DefaultBatchSize
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.LockRetryInterval <= 0 {
+		cfg.LockRetryInterval = DefaultLockRetryInterval
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.RetentionInterval <= 0 {
+		cfg.RetentionInterval = DefaultRetentionInterval
+	}
+	if cfg.StatsInterval <= 0 {
+		cfg.StatsInterval = DefaultStatsInterval
+	}
+	// A wave is at most one batch, so MaxPending never stalls a send; the
+	// library's ack timeout resolves every future even when no answer ever
+	// comes.
+	js, err := jetstream.New(cfg.NATS,
+		jetstream.WithPublishAsyncMaxPending(cfg.BatchSize),
+		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("relay: jetstream: %w", err)
+	}
+	return &Relay{
+		cfg:  cfg,
+		log:  cfg.Logger.With("component", "relay"),
+		js:   js,
+		kick: make(chan struct{}, 1),
+	}, nil
+}
+
+// Kick wakes the relay to look for new rows now rather than at its next
+// poll. It never blocks, and kicks that arrive while one is pending
+// coalesce into one. Wire it to activities.Activities.Committed.
+func (r *Relay) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Leading reports whether this relay is the active one.
+func (r *Relay) Leading() bool { return r.leading.Load() }
+
+// errCrash marks the error of an AfterPublish hook: Run returns it.
+type errCrash struct{ err error }
+
+func (e errCrash) Error() string { return "after publish: " + e.err.Error() }
+func (e errCrash) Unwrap() error { return e.err }
+
+// Run stands by until this relay holds the lock, then publishes until ctx
+// is done or it loses its database session, in which case it stands by
+// again. It returns nil when ctx is done, and the hook's error when
+// AfterPublish fails.
+func (r *Relay) Run(ctx context.Context) error {
+	for {
+		conn, err := r.acquire(ctx)
+		if err != nil {
+			return nil // ctx is done
+		}
+		r.leading.Store(true)
+		r.log.Info("relay active: publishing the outbox")
+		err = r.lead(ctx, conn)
+		r.leading.Store(false)
+		discard(conn)
+		if crash, ok := errors.AsType[errCrash](err); ok {
+			r.log.Warn("relay stopped by its after-publish hook", "err", crash.err)
+			return crash
+		}
+		if ctx.Err() != nil {
+			r.log.Info("relay stopped")
+			return nil
+		}
+		r.log.Warn("relay lost its database session: standing by", "err", err)
+		if !sleep(ctx, r.cfg.LockRetryInterval) {
+			return nil
+		}
+	}
+}
+
+// acquire returns a connection holding the relay lock, trying every
+// LockRetryInterval until ctx is done.
+func (r *Relay) acquire(ctx context.Context) (*sql.Conn, error) {
+	var conn *sql.Conn
+	standing := false
+	for {
+		var locked bool
+		var err error
+		if conn == nil {
+			conn, err = r.cfg.DB.Conn(ctx)
+		}
+		if err == nil {
+			locked, err = tryLock(ctx, conn)
+		}
+		switch {
+		case locked:
+			return conn, nil
+		case ctx.Err() != nil:
+		case err != nil:
+			r.log.Warn("relay cannot reach the database; retrying", "err", err)
+			if conn != nil {
+				discard(conn)
+				conn = nil
+			}
+		case !standing:
+			r.log.Info("relay standing by: another relay is active", "retry_every", r.cfg.LockRetryInterval)
+			standing = true
+		}
+		if ctx.Err() != nil || !sleep(ctx, r.cfg.LockRetryInterval) {
+			if conn != nil {
+				discard(conn)
+			}
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// tryLock takes the relay lock on conn's session if it is free, and then
+// shortens the session's TCP keepalives.
+func tryLock(ctx context.Context, conn *sql.Conn) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	q := db.New(conn)
+	locked, err := q.TryRelayLock(ctx, lockKey)
+	if err != nil || !locked {
+		return false, err
+	}
+	if err := q.SetRelaySessionKeepalives(ctx); err != nil {
+		return false, err // the caller discards the session, and the lock with it
+	}
+	return true, nil
+}
+
+// lead publishes while conn, which holds the lock, works. It returns nil
+// when ctx is done, an errCrash from the hook, or the database error that
+// ended the session.
+func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
+	q := db.New(conn)
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	backoff := time.Duration(0)
+	nextRetention := time.Now()
+	nextStats := time.Now().Add(r.cfg.StatsInterval)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !r.cfg.NATS.IsConnected() {
+			// Claiming now would only record failures. Keep checking the
+			// session, so that a relay that lost its lock while NATS was
+			// down steps aside for one that can publish.
+			if err := ping(ctx, conn); err != nil {
+				return err
+			}
+			sleep(ctx, r.cfg.PollInterval)
+			continue
+		}
+		// A kick that arrives from here on wakes the next iteration.
+		select {
+		case <-r.kick:
+		default:
+		}
+		res, err := r.batch(ctx, q)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		now := time.Now()
+		if !now.Before(nextRetention) {
+			n, err := r.retain(ctx, q)
+			if err != nil {
+				return err
+			}
+			if n < retentionChunk {
+				nextRetention = now.Add(r.cfg.RetentionInterval)
+			}
+		}
+		if !now.Before(nextStats) {
+			r.logStats(ctx, q)
+			nextStats = now.Add(r.cfg.StatsInterval)
+		}
+		switch {
+		case res.failed > 0 && res.published == 0:
+			backoff = min(max(2*backoff, minBackoff), maxBackoff)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			continue
+		case res.failed > 0 || res.claimed == r.cfg.BatchSize:
+			// More may be waiting: the rest of a backlog, or the other
+			// orders' successors of the rows that failed.
+			backoff = 0
+			continue
+		}
+		backoff = 0
+		poll.Reset(r.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.kick:
+		case <-poll.C:
+		}
+	}
+}
+
+// batchResult counts what one batch did.
+type batchResult struct {
+	claimed, published, failed int
+}
+
+// row is one claimed row on its way out.
+type row struct {
+	db.ClaimOutboxBatchRow
+	msg *nats.Msg
+	err error // non-nil: could not be encoded, or its publish failed
+}
+
+// batch claims up to BatchSize rows and publishes them in waves (see the
+// package documentation for why), then marks them.
+func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
+	var res batchResult
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	claimed, err := q.ClaimOutboxBatch(qctx, int32(r.cfg.BatchSize))
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	res.claimed = len(claimed)
+	if len(claimed) == 0 {
+		return res, nil
+	}
+
+	// Wave k holds the k-th claimed row of every aggregate.
+	rows := make([]row, len(claimed))
+	rank := make(map[string]int, len(claimed))
+	var waves [][]*row
+	for i, c := range claimed {
+		rw := &rows[i]
+		rw.ClaimOutboxBatchRow = c
+		rw.msg, rw.err = message(c)
+		k := rank[c.AggregateID]
+		rank[c.AggregateID] = k + 1
+		if k == len(waves) {
+			waves = append(waves, nil)
+		}
+		waves[k] = append(waves[k], rw)
+	}
+
+	blocked := make(map[string]bool)
+	var published, failed []*row
+	fail := func(rw *row, err error) {
+		rw.err = err
+		blocked[rw.AggregateID] = true
+		failed = append(failed, rw)
+	}
+	stopped := false
+	for _, wave := range waves {
+		type inflight struct {
+			rw  *row
+			ack jetstream.PubAckFuture
+		}
+		sent := make([]inflight, 0, len(wave))
+		for _, rw := range wave {
+			if blocked[rw.AggregateID] {
+				continue // a predecessor in this batch failed
+			}
+			if rw.err != nil {
+				fail(rw, rw.err)
+				continue
+			}
+			f, err := r.js.PublishMsgAsync(rw.msg)
+			if err != nil {
+				fail(rw, fmt.Errorf("publish: %w", err))
+				continue
+			}
+			sent = append(sent, inflight{rw, f})
+		}
+		if len(sent) == 0 {
+			break // every aggregate left is blocked
+		}
+		deadline := time.NewTimer(r.cfg.AckTimeout + time.Second)
+		for _, s := range sent {
+			select {
+			case <-s.ack.Ok():
+				published = append(published, s.rw)
+			case err := <-s.ack.Err():
+				fail(s.rw, fmt.Errorf("publish: %w", err))
+			case <-deadline.C:
+				// The library's own timeout should have fired first; never
+				// wait forever on a future that does not resolve.
+				fail(s.rw, fmt.Errorf("publish: no acknowledgement within %s", r.cfg.AckTimeout))
+				deadline.Reset(0)
+			case <-ctx.Done():
+				stopped = true
+			}
+			if stopped {
+				break
+			}
+		}
+		deadline.Stop()
+		if stopped {
+			break
+		}
+	}
+	res.published, res.failed = len(published), len(failed)
+
+	ids := make([]int64, len(published))
+	eventIDs := make([]uuid.UUID, len(published))
+	for i, rw := range published {
+		ids[i], eventIDs[i] = rw.ID, rw.EventID
+	}
+	if stopped {
+		// Shutting down: mark what was acknowledged, so that a restart
+		// does not send it again, on a context of its own.
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		ctx = mctx
+	} else if r.cfg.AfterPublish != nil && len(published) > 0 {
+		if err := r.cfg.AfterPublish(ctx, eventIDs); err != nil {
+			return res, errCrash{err}
+		}
+	}
+	if len(published) > 0 {
+		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		_, err := q.MarkOutboxPublished(qctx, db.MarkOutboxPublishedParams{PublishedAt: time.Now(), Ids: ids})
+		cancel()
+		if err != nil {
+			return res, fmt.Errorf("mark %d outbox rows published: %w", len(ids), err)
+		}
+	}
+	if len(failed) > 0 {
+		fids := make([]int64, len(failed))
+		errs := make([]string, len(failed))
+		for i, rw := range failed {
+			fids[i], errs[i] = rw.ID, truncate(rw.err.Error(), maxErrorLen)
+		}
+		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		_, err := q.RecordOutboxFailures(qctx, db.RecordOutboxFailuresParams{Ids: fids, Errors: errs})
+		cancel()
+		if err != nil {
+			return res, fmt.Errorf("record %d outbox failures: %w", len(fids), err)
+		}
+		first := failed[0]
+		r.log.Warn("outbox publish failed; the orders concerned wait for a retry",
+			"failed", len(failed), "published", len(published), "orders_blocked", len(blocked),
+			"first_id", first.ID, "first_event_id", first.EventID, "first_event_type", first.EventType,
+			"first_aggregate_id", first.AggregateID, "err", first.err)
+	}
+	r.log.Debug("outbox batch", "claimed", res.claimed, "published", res.published, "failed", res.failed, "waves", len(waves))
+	return res, nil
+}
+
+// message encodes a row as its CloudEvent.
+func message(c db.ClaimOutboxBatchRow) (*nats.Msg, error) {
+	env := events.Envelope{
+		ID:       c.EventID.String(),
+		Type:     events.CEType(c.EventType),
+		Source:   source(c.AggregateType),
+		Subject:  c.AggregateID,
+		Time:     c.OccurredAt,
+		Sequence: c.AggregateVersion,
+		Data:     c.Payload,
+	}
+	if c.Headers.Valid {
+		// Extra attributes the writer recorded; today only the W3C trace
+		// context.
+		var h map[string]string
+		if err := json.Unmarshal(c.Headers.RawMessage, &h); err != nil {
+			return nil, fmt.Errorf("outbox headers are not a JSON object of strings: %w", err)
+		}
+		env.Traceparent = h[events.HeaderTraceparent]
+	}
+	return env.Msg(), nil
+}
+
+// source is the CloudEvents source of an aggregate type's events.
+func source(aggregateType string) string {
+	if aggregateType == events.AggregateOrder {
+		return events.SourceOrders
+	}
+	return "/orderflow/" + aggregateType
+}
+
+// retain deletes one chunk of rows published before the retention period
+// and returns how many it deleted.
+func (r *Relay) retain(ctx context.Context, q *db.Queries) (int64, error) {
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	n, err := q.DeletePublishedOutboxEvents(qctx, db.DeletePublishedOutboxEventsParams{
+		PublishedBefore: time.Now().Add(-r.cfg.Retention), MaxRows: retentionChunk,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("delete published outbox rows: %w", err)
+	}
+	if n > 0 {
+		r.log.Debug("deleted published outbox rows past retention", "rows", n, "retention", r.cfg.Retention)
+	}
+	return n, nil
+}
+
+// logStats logs the outbox statistics: at info when there is a backlog (the
+// oldest row waits longer than a second), at debug otherwise.
+func (r *Relay) logStats(ctx context.Context, q *db.Queries) {
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	s, err := ReadStats(qctx, q)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("outbox statistics", "err", err)
+		}
+		return
+	}
+	level := slog.LevelDebug
+	if s.OldestAge() >= time.Second {
+		level = slog.LevelInfo
+	}
+	attrs := []any{
+		"backlog", s.Backlog, "failing", s.Failing, "oldest_age", s.OldestAge().Round(time.Millisecond),
+		"lag_p50", s.Lag.P50, "lag_p99", s.Lag.P99, "lag_events", s.Lag.Events,
+	}
+	if s.Oldest != nil && s.Oldest.LastError != "" {
+		attrs = append(attrs, "oldest_attempts", s.Oldest.Attempts, "oldest_last_error", s.Oldest.LastError)
+	}
+	r.log.Log(ctx, level, "outbox", attrs...)
+}
+
+// ping checks that the session still answers.
+func ping(ctx context.Context, conn *sql.Conn) error {
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	if err := conn.PingContext(qctx); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+// discard closes the connection's session instead of returning it to the
+// pool: a pooled session would keep the lock, unused, forever. Ending the
+// session releases the lock at once.
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = conn.Close()
+}
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

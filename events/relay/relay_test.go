@@ -1,0 +1,443 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/events/relay"
+)
+
+// TestRelayPublishesCloudEventsInOrder: every row reaches ORDER_EVENTS once,
+// on its subject, as a binary-mode CloudEvent carrying the row's
+// attributes, each order's events in version order; rows are marked.
+func TestRelayPublishesCloudEventsInOrder(t *testing.T) {
+	e := newEnv(t)
+	a, b := uuid.NewString(), uuid.NewString()
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	rows := []outboxRow{
+		{order: a, version: 1, eventType: events.OrderPlaced, headers: map[string]string{"traceparent": traceparent}},
+		{order: b, version: 1, eventType: events.OrderPlaced},
+		{order: a, version: 2, eventType: events.OrderPaymentAuthorized},
+		{order: a, version: 3, eventType: events.OrderRestaurantNotified},
+		{order: b, version: 2, eventType: events.OrderPaymentAuthorized},
+		{order: a, version: 4, eventType: events.OrderAccepted},
+		{order: b, version: 3, eventType: events.OrderRejected},
+	}
+	ids := e.insert(t, rows...)
+	e.startRelay(t)
+	waitFor(t, 10*time.Second, "the backlog to drain", func() bool { return e.backlog(t) == 0 })
+
+	msgs := e.readStream(t, events.OrderStream)
+	checkOrder(t, msgs, map[string]int64{a: 4, b: 3})
+	byID := map[string]streamed{}
+	for _, m := range msgs {
+		byID[m.env.ID] = m
+	}
+	for i, r := range rows {
+		m, ok := byID[ids[i].String()]
+		if !ok {
+			t.Errorf("event %s (order %s v%d) is not in the stream", ids[i], r.order, r.version)
+			continue
+		}
+		stored, err := e.store.ListAggregateOutboxEvents(context.Background(), db.ListAggregateOutboxEventsParams{AggregateType: events.AggregateOrder, AggregateID: r.order})
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := stored[r.version-1]
+		checks := []struct{ name, got, want string }{
+			{"subject", m.subject, events.Subject(r.eventType, r.order)},
+			{"Nats-Msg-Id", m.header.Get(nats.MsgIdHdr), ids[i].String()},
+			{"ce-specversion", m.header.Get(events.HeaderSpecVersion), "1.0"},
+			{"ce-type", m.env.Type, events.CEType(r.eventType)},
+			{"ce-source", m.env.Source, events.SourceOrders},
+			{"ce-subject", m.env.Subject, r.order},
+			{"ce-time", m.env.Time.UTC().String(), row.OccurredAt.UTC().String()},
+			{"ce-sequence", m.header.Get(events.HeaderSequence), strconv.FormatInt(r.version, 10)},
+			{"content-type", m.header.Get(events.HeaderContentType), "application/json"},
+		}
+		if i == 0 {
+			checks = append(checks, struct{ name, got, want string }{"traceparent", m.env.Traceparent, traceparent})
+		}
+		for _, c := range checks {
+			if c.got != c.want {
+				t.Errorf("event %s: %s = %q, want %q", ids[i], c.name, c.got, c.want)
+			}
+		}
+		if !jsonEqual(m.env.Data, row.Payload) {
+			t.Errorf("event %s: data %s, want %s", ids[i], m.env.Data, row.Payload)
+		}
+		if !row.PublishedAt.Valid || row.Attempts != 1 || row.LastError.Valid {
+			t.Errorf("event %s: published_at %v, attempts %d, last_error %v; want set, 1, null", ids[i], row.PublishedAt, row.Attempts, row.LastError)
+		}
+	}
+}
+
+// TestRelayWakesOnKick: with no poll to speak of, a Kick alone gets a new
+// row out.
+func TestRelayWakesOnKick(t *testing.T) {
+	e := newEnv(t)
+	order := uuid.NewString()
+	e.insert(t, outboxRow{order: order, version: 1})
+	r := e.startRelay(t, func(c *relay.Config) { c.PollInterval = time.Hour })
+	// Its first claim, at start, publishes the first row; from then on
+	// only a kick (or an hour) makes it claim again.
+	waitFor(t, 5*time.Second, "the first row to go out", func() bool { return e.backlog(t) == 0 })
+	e.insert(t, outboxRow{order: order, version: 2})
+	time.Sleep(300 * time.Millisecond)
+	if n := e.backlog(t); n != 1 {
+		t.Fatalf("backlog = %d before the kick, want 1 (the relay should not poll)", n)
+	}
+	r.Kick()
+	r.Kick() // coalesces, never blocks
+	waitFor(t, 5*time.Second, "the kicked relay to publish", func() bool { return e.backlog(t) == 0 })
+}
+
+// TestRelayKeepsOrderPastAFailedPublish: the stream refuses one event (too
+// large for it); the relay publishes the other orders, holds back the
+// refused event's successors, records the failure, and once the stream
+// takes the event, publishes it and its successors, in order, nothing lost
+// or doubled.
+func TestRelayKeepsOrderPastAFailedPublish(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	setMaxMsgSize(t, e, 4096)
+
+	a, b := uuid.NewString(), uuid.NewString()
+	big := []byte(`{"order_id":"` + a + `","status":"placed","padding":"` + strings.Repeat("x", 8192) + `"}`)
+	e.insert(t,
+		outboxRow{order: a, version: 1}, outboxRow{order: b, version: 1},
+		outboxRow{order: a, version: 2, payload: big}, outboxRow{order: b, version: 2},
+		outboxRow{order: a, version: 3}, outboxRow{order: b, version: 3},
+	)
+	list := func(order string) []db.OutboxEvent {
+		rows, err := e.store.ListAggregateOutboxEvents(ctx, db.ListAggregateOutboxEventsParams{AggregateType: events.AggregateOrder, AggregateID: order})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	e.startRelay(t)
+	waitFor(t, 10*time.Second, "order b out and a's v2 refused twice", func() bool {
+		ra, rb := list(a), list(b)
+		return ra[1].Attempts >= 2 && rb[2].PublishedAt.Valid
+	})
+	ra := list(a)
+	if !ra[0].PublishedAt.Valid {
+		t.Errorf("order a v1 is not published")
+	}
+	if ra[1].PublishedAt.Valid || !strings.Contains(ra[1].LastError.String, "maximum") {
+		t.Errorf("order a v2: published_at %v, last_error %q; want unpublished with the stream's refusal", ra[1].PublishedAt, ra[1].LastError.String)
+	}
+	if ra[2].PublishedAt.Valid || ra[2].Attempts != 0 {
+		t.Errorf("order a v3: published_at %v, attempts %d; want never sent past the failed v2", ra[2].PublishedAt, ra[2].Attempts)
+	}
+	for _, m := range e.readStream(t, events.OrderStream) {
+		if m.env.Subject == a && m.env.Sequence > 1 {
+			t.Errorf("order a v%d is in the stream while v2 failed", m.env.Sequence)
+		}
+	}
+	stats, err := relay.ReadStats(ctx, e.store.Queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Backlog != 2 || stats.Failing != 1 || stats.Oldest == nil || stats.Oldest.ID != ra[1].ID || stats.Oldest.LastError == "" {
+		t.Errorf("stats = %+v (oldest %+v); want backlog 2, failing 1, oldest a's v2 with its error", stats, stats.Oldest)
+	}
+
+	setMaxMsgSize(t, e, -1) // the fix: the stream takes it now
+	waitFor(t, 15*time.Second, "the backlog to drain after the fix", func() bool { return e.backlog(t) == 0 })
+	checkOrder(t, e.readStream(t, events.OrderStream), map[string]int64{a: 3, b: 3})
+	if ra := list(a); ra[1].Attempts < 3 || !ra[1].LastError.Valid {
+		t.Errorf("order a v2 after the fix: attempts %d, last_error %v; want >= 3 and the last refusal kept", ra[1].Attempts, ra[1].LastError)
+	}
+}
+
+// TestRelayCrashBetweenPublishAndMark: a relay that dies after the stream
+// acknowledged a batch but before it marked the rows leaves them
+// unpublished; the next relay publishes them again and the stream keeps
+// each event once (Nats-Msg-Id de-duplication), in order.
+func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
+	e := newEnv(t)
+	want := map[string]int64{}
+	var rows []outboxRow
+	for v := int64(1); v <= 4; v++ {
+		for range 5 {
+			rows = append(rows, outboxRow{version: v})
+		}
+	}
+	orders := make([]string, 5)
+	for i := range orders {
+		orders[i] = uuid.NewString()
+		want[orders[i]] = 4
+	}
+	for i := range rows {
+		rows[i].order = orders[i%5]
+	}
+	e.insert(t, rows...)
+
+	crash := errors.New("killed between publish and mark")
+	first := e.startRelay(t, func(c *relay.Config) {
+		c.AfterPublish = func(context.Context, []uuid.UUID) error { return crash }
+	})
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the crashing relay did not stop")
+	}
+	if !errors.Is(first.err, crash) {
+		t.Fatalf("Run = %v, want the hook's error", first.err)
+	}
+	if n, got := e.backlog(t), len(e.readStream(t, events.OrderStream)); n != 20 || got != 20 {
+		t.Fatalf("after the crash: backlog %d, stream %d; want 20 unmarked rows, all 20 in the stream", n, got)
+	}
+
+	second := e.startRelay(t)
+	waitFor(t, 10*time.Second, "the restarted relay to drain", func() bool { return e.backlog(t) == 0 })
+	if n := second.publishedCount(); n != 20 {
+		t.Errorf("restarted relay published %d events, want all 20 again", n)
+	}
+	msgs := e.readStream(t, events.OrderStream)
+	if len(msgs) != 20 {
+		t.Errorf("stream holds %d messages, want 20 (each event once)", len(msgs))
+	}
+	checkOrder(t, msgs, want)
+}
+
+// TestRelaySurvivesNATSOutage: NATS stops for outage while orders keep
+// emitting events; the backlog grows, then drains once NATS is back on the
+// same store, with nothing lost or doubled and every order in order.
+func TestRelaySurvivesNATSOutage(t *testing.T) {
+	const (
+		outage   = 30 * time.Second // the issue's figure
+		orders   = 8
+		interval = 100 * time.Millisecond // per order: 80 events/s in all
+	)
+	e := newEnv(t)
+	r := e.startRelay(t)
+	waitFor(t, 5*time.Second, "the relay to lead", r.Leading)
+
+	var (
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		written = map[string]int64{}
+	)
+	for range orders {
+		order := uuid.NewString()
+		wg.Go(func() {
+			for v := int64(1); !stop.Load(); v++ {
+				if _, err := e.tryInsert(outboxRow{order: order, version: v}); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				written[order] = v
+				mu.Unlock()
+				time.Sleep(interval)
+			}
+		})
+	}
+	defer func() { stop.Store(true); wg.Wait() }()
+
+	time.Sleep(time.Second)
+	waitFor(t, 5*time.Second, "events to flow before the outage", func() bool { return len(e.readStream(t, events.OrderStream)) > 0 })
+	e.stopNATS()
+	down := time.Now()
+	time.Sleep(outage)
+	stats, err := relay.ReadStats(context.Background(), e.store.Queries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after %s without NATS: backlog %d, oldest unpublished %s old", time.Since(down).Round(time.Second), stats.Backlog, stats.OldestAge().Round(time.Second))
+	if minBacklog := int64(outage / interval * orders / 2); stats.Backlog < minBacklog || stats.OldestAge() < outage-2*time.Second {
+		t.Errorf("backlog %d, oldest %s; want it to grow during the outage (>= %d rows, >= %s)", stats.Backlog, stats.OldestAge(), minBacklog, outage-2*time.Second)
+	}
+
+	e.startNATS(t)
+	time.Sleep(2 * time.Second) // orders keep coming after NATS is back
+	stop.Store(true)
+	wg.Wait()
+	waitFor(t, 60*time.Second, "the backlog to drain after the outage", func() bool { return e.backlog(t) == 0 })
+	checkOrder(t, e.readStream(t, events.OrderStream), written)
+	var total int64
+	for _, n := range written {
+		total += n
+	}
+	t.Logf("%d events from %d orders, all in the stream once, in order", total, orders)
+}
+
+// TestOneActiveRelayAndStandbyTakeover: of two relays only the one holding
+// the lock publishes; when its database session ends it notices and stops,
+// and the standby takes over within 5 seconds.
+func TestOneActiveRelayAndStandbyTakeover(t *testing.T) {
+	e := newEnv(t)
+	// Once it has lost its session, the first relay waits long before it
+	// tries the lock again, so the standby is the one that takes over.
+	active := e.startRelay(t, func(c *relay.Config) { c.LockRetryInterval = 30 * time.Second })
+	waitFor(t, 5*time.Second, "the first relay to lead", active.Leading)
+	standby := e.startRelay(t, func(c *relay.Config) { c.LockRetryInterval = time.Second })
+	time.Sleep(1500 * time.Millisecond)
+	if standby.Leading() {
+		t.Fatal("two relays lead at once")
+	}
+
+	want := map[string]int64{}
+	write := func(from int64) {
+		var rows []outboxRow
+		for v := from; v < from+3; v++ {
+			for range 3 {
+				rows = append(rows, outboxRow{version: v})
+			}
+		}
+		for i := range rows {
+			order := string(rune('a' + i%3))
+			rows[i].order = order
+			want[order] = max(want[order], rows[i].version)
+		}
+		e.insert(t, rows...)
+	}
+	write(1)
+	waitFor(t, 10*time.Second, "the backlog to drain", func() bool { return e.backlog(t) == 0 })
+	if a, s := active.publishedCount(), standby.publishedCount(); a != 9 || s != 0 {
+		t.Fatalf("published: active %d, standby %d; want 9 and 0", a, s)
+	}
+
+	terminateLockHolder(t, e)
+	killed := time.Now()
+	waitFor(t, 5*time.Second, "the standby to take over", standby.Leading)
+	t.Logf("standby took over %s after the active relay's session ended", time.Since(killed).Round(time.Millisecond))
+	waitFor(t, 2*time.Second, "the old relay to notice it lost its session", func() bool { return !active.Leading() })
+	before := active.publishedCount()
+
+	write(4)
+	waitFor(t, 10*time.Second, "the new active relay to drain", func() bool { return e.backlog(t) == 0 })
+	if a, s := active.publishedCount(), standby.publishedCount(); a != before || s != 9 {
+		t.Errorf("after the takeover: old relay published %d more, new one %d; want 0 and 9", a-before, s)
+	}
+	checkOrder(t, e.readStream(t, events.OrderStream), want)
+}
+
+// TestRelayDeletesPublishedRowsPastRetention: published rows older than the
+// retention period go, in chunks; recent and unpublished ones stay.
+func TestRelayDeletesPublishedRowsPastRetention(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	exec := func(query string) {
+		if _, err := e.store.DB.ExecContext(ctx, query); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2,500 rows published 9 days ago (three retention chunks), 10 published
+	// a day ago, 3 unpublished written 10 days ago.
+	exec(`INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, occurred_at, published_at, attempts)
+		SELECT gen_random_uuid(), 'order', 'old-' || g, 1, 'order.placed', '{}', now() - interval '10 days', now() - interval '9 days', 1
+		FROM generate_series(1, 2500) AS g`)
+	exec(`INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, occurred_at, published_at, attempts)
+		SELECT gen_random_uuid(), 'order', 'recent-' || g, 1, 'order.placed', '{}', now() - interval '25 hours', now() - interval '1 day', 1
+		FROM generate_series(1, 10) AS g`)
+	exec(`INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, occurred_at)
+		SELECT gen_random_uuid(), 'order', 'late-' || g, 1, 'order.placed', '{}', now() - interval '10 days'
+		FROM generate_series(1, 3) AS g`)
+	count := func() (n int) {
+		if err := e.store.DB.QueryRowContext(ctx, `SELECT count(*) FROM outbox_events`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	e.startRelay(t, func(c *relay.Config) { c.Retention = 7 * 24 * time.Hour })
+	waitFor(t, 10*time.Second, "the retention delete", func() bool { return count() == 13 })
+	var left int
+	if err := e.store.DB.QueryRowContext(ctx, `SELECT count(*) FROM outbox_events WHERE aggregate_id LIKE 'old-%'`).Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d rows past retention left (err %v)", left, err)
+	}
+}
+
+// TestReadStats: backlog, oldest row and publish lag, from the database.
+func TestReadStats(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	read := func() relay.Stats {
+		s, err := relay.ReadStats(ctx, e.store.Queries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s := read(); s.Backlog != 0 || s.Oldest != nil || s.Lag.Events != 0 {
+		t.Fatalf("empty outbox: %+v", s)
+	}
+	order := uuid.NewString()
+	e.insert(t, outboxRow{order: order, version: 1}, outboxRow{order: order, version: 2}, outboxRow{order: order, version: 3})
+	time.Sleep(50 * time.Millisecond)
+	s := read()
+	if s.Backlog != 3 || s.Failing != 0 || s.Oldest == nil || s.Oldest.Age < 50*time.Millisecond || s.Oldest.Attempts != 0 {
+		t.Fatalf("3 unpublished rows: %+v, oldest %+v", s, s.Oldest)
+	}
+	e.startRelay(t)
+	waitFor(t, 10*time.Second, "the backlog to drain", func() bool { return e.backlog(t) == 0 })
+	s = read()
+	if s.Backlog != 0 || s.Oldest != nil || s.Lag.Events != 3 || s.Lag.P50 < 50*time.Millisecond || s.Lag.P99 < s.Lag.P50 || s.Lag.Max < s.Lag.P99 || s.Lag.Window != relay.LagWindow {
+		t.Fatalf("after publishing: %+v", s)
+	}
+}
+
+// setMaxMsgSize changes ORDER_EVENTS' largest message (-1: no limit).
+func setMaxMsgSize(tb testing.TB, e *env, size int32) {
+	tb.Helper()
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, events.OrderStream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := info.Config
+	cfg.MaxMsgSize = size
+	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+		tb.Fatalf("update stream: %v", err)
+	}
+}
+
+// terminateLockHolder ends the database session that holds the relay lock,
+// as the death of its process or host would.
+func terminateLockHolder(tb testing.TB, e *env) {
+	tb.Helper()
+	ctx := context.Background()
+	var pid int
+	if err := e.store.DB.QueryRowContext(ctx, `
+		SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND granted
+		  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&pid); err != nil {
+		tb.Fatalf("find the relay lock's holder: %v", err)
+	}
+	var ok bool
+	if err := e.store.DB.QueryRowContext(ctx, `SELECT pg_terminate_backend($1)`, pid).Scan(&ok); err != nil || !ok {
+		tb.Fatalf("terminate backend %d: %v", pid, err)
+	}
+}
+
+// jsonEqual compares two JSON documents by value (jsonb reorders keys).
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return bytes.Equal(xb, yb)
+}
