@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"sync"
 	"testing"
@@ -50,9 +51,16 @@ func TestRecordPlacedWritesOrderItemsTimelineAndOutbox(t *testing.T) {
 	}
 	row := ob[0]
 	if row.EventID != wantID || row.AggregateType != events.AggregateOrder || row.AggregateID != in.OrderID ||
-		row.AggregateVersion != 1 || row.EventType != events.OrderPlaced || row.Headers.Valid ||
+		row.AggregateVersion != 1 || row.EventType != events.OrderPlaced ||
 		row.PublishedAt.Valid || !row.OccurredAt.Equal(placedAt) {
 		t.Errorf("outbox row = %+v", row)
+	}
+	var headers map[string]string
+	if err := json.Unmarshal(row.Headers.RawMessage, &headers); err != nil || !row.Headers.Valid {
+		t.Fatalf("outbox headers %s: %v", row.Headers.RawMessage, err)
+	}
+	if got, want := headers[events.HeaderTraceparent], events.Traceparent(in.OrderID, wantID); got != want || len(got) != 55 {
+		t.Errorf("traceparent = %q; want %q (W3C: 00-<32 hex>-<16 hex>-01)", got, want)
 	}
 	ev := decode(t, row)
 	if ev.OrderID != in.OrderID || ev.Status != "placed" || ev.CustomerID != "c_ada" || ev.RestaurantID != "r_pizza" ||

@@ -117,6 +117,10 @@ func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
 	if err != nil {
 		return fmt.Errorf("encode %s payload: %w", s.eventType, err)
 	}
+	headers, err := json.Marshal(map[string]string{events.HeaderTraceparent: events.Traceparent(orderID, eventID)})
+	if err != nil {
+		return fmt.Errorf("encode %s headers: %w", s.eventType, err)
+	}
 	n, err := q.InsertOutboxEvent(ctx, db.InsertOutboxEventParams{
 		EventID:          eventID,
 		AggregateType:    events.AggregateOrder,
@@ -124,7 +128,7 @@ func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
 		AggregateVersion: version,
 		EventType:        s.eventType,
 		Payload:          payload,
-		Headers:          pqtype.NullRawMessage{},
+		Headers:          pqtype.NullRawMessage{RawMessage: headers, Valid: true},
 		OccurredAt:       at,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@
 package events
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -57,6 +58,16 @@ func EventID(orderID, eventType, discriminator string) uuid.UUID {
 		name += "/" + discriminator
 	}
 	return uuid.NewSHA1(eventNamespace, []byte(name))
+}
+
+// Traceparent is the W3C trace context an event travels with: one trace
+// per order (its ID derived from the order's), one span per event (from
+// the event's ID), sampled. Derived, not random, so that a retried step
+// writes the same header and every consumer's work on an order's events
+// joins one trace in whatever tracing backend reads it.
+func Traceparent(orderID string, eventID uuid.UUID) string {
+	trace := uuid.NewSHA1(eventNamespace, []byte("trace/"+orderID))
+	return fmt.Sprintf("00-%x-%x-01", trace[:], eventID[:8])
 }
 
 // OrderItem is one line of an order.

@@ -225,7 +225,8 @@ func finish(t *testing.T, app *apptest.App, id, path string) order {
 		t.Fatalf("workflow %s: %v", wid, err)
 	}
 	o := getOrder(t, app, id)
-	if !*record {
+	checkBus(t, app, jetStream(t, app), id)
+	if !*record || path == "" {
 		return o
 	}
 	hist := &historypb.History{}

@@ -1,0 +1,66 @@
+package tests_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/orderflow/orderflow/bench"
+	"github.com/orderflow/orderflow/tests/apptest"
+	"github.com/orderflow/orderflow/tests/stacktest"
+)
+
+// TestBenchSmoke runs `orderflow bench` at N=20, so that the command keeps
+// working. It checks that every figure was measured and written, not how
+// fast anything was: the bench is never a timed test.
+func TestBenchSmoke(t *testing.T) {
+	if err := stacktest.Prerequisites(); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := apptest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	cmd := exec.Command(bin, "bench", "-n", "20", "-c", "5", "-rounds", "1", "-warmup", "2", "-drain", "500", "-out", out)
+	cmd.Env = append(os.Environ(), "ORDERFLOW_DATA_DIR="+stacktest.TempDir(t), "ORDERFLOW_LOG_LEVEL=warn")
+	began := time.Now()
+	output, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("orderflow bench: %v\n%s", err, output)
+	}
+	t.Logf("orderflow bench -n 20 took %s", time.Since(began).Round(time.Second))
+	if !strings.Contains(string(output), "orderflow ÷ same-shape") {
+		t.Errorf("the printed table lacks the ratios:\n%s", output)
+	}
+	for _, f := range []string{bench.ResultJSON, bench.ResultMD, bench.ResultSVG} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(out, bench.ResultJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res bench.Result
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatalf("result.json: %v", err)
+	}
+	if res.OrdersPerS <= 0 || res.RatioSameShape <= 0 || res.RatioNaive <= 0 || res.DrainEventsPerS <= 0 || res.LagP99Ms <= 0 {
+		t.Errorf("top-level figures missing: orders_per_s %v ratio_same_shape %v ratio_naive %v drain %v lag_p99 %v",
+			res.OrdersPerS, res.RatioSameShape, res.RatioNaive, res.DrainEventsPerS, res.LagP99Ms)
+	}
+	for _, name := range []string{bench.SystemOrderflow, bench.SystemSameShape, bench.SystemNaive} {
+		s := res.Systems[name]
+		if s == nil || s.OrdersPerS.Median <= 0 || s.HistoryEventsPerOrder <= 0 || s.Total.P50.Median <= 0 {
+			t.Errorf("system %s not measured: %+v", name, s)
+		}
+	}
+	if res.Machine.Cores == 0 || res.Machine.TemporalServer == "" {
+		t.Errorf("machine description incomplete: %+v", res.Machine)
+	}
+}

@@ -1,0 +1,400 @@
+package tests_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/events/consumer"
+	"github.com/orderflow/orderflow/tests/apptest"
+)
+
+// busEvents reads every event of one order from ORDER_EVENTS, in stream
+// order, waiting until there are want of them.
+func busEvents(t *testing.T, js jetstream.JetStream, orderID string, want int) []events.Envelope {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []events.Envelope
+	for ctx.Err() == nil {
+		got = got[:0]
+		cons, err := js.OrderedConsumer(ctx, events.OrderStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{events.Subject("order.*", orderID)},
+		})
+		if err != nil {
+			t.Fatalf("ordered consumer: %v", err)
+		}
+		for {
+			batch, err := cons.FetchNoWait(100)
+			if err != nil {
+				t.Fatalf("fetch: %v", err)
+			}
+			n := 0
+			for m := range batch.Messages() {
+				n++
+				env, err := events.Decode(m.Headers(), m.Data())
+				if err != nil {
+					t.Fatalf("order %s: message on %s is not a CloudEvent: %v", orderID, m.Subject(), err)
+				}
+				got = append(got, env)
+			}
+			if n == 0 {
+				break
+			}
+		}
+		if len(got) >= want {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("order %s: %d events on the bus after 30s; want %d", orderID, len(got), want)
+	return nil
+}
+
+// checkBus compares an order's events on the bus with its outbox (GET
+// /v1/orders/{id}/events): the same events, in ce-sequence order 1..n with
+// no gap or duplicate, each with the CloudEvents attributes and a payload
+// that validates against its type's JSON Schema. Every test that ends an
+// order calls it, so every path's events are checked.
+func checkBus(t *testing.T, app *apptest.App, js jetstream.JetStream, orderID string) {
+	t.Helper()
+	resp := app.Do(t, http.MethodGet, "/v1/orders/"+orderID+"/events", nil)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("GET events = %d %s", resp.Status, resp.Body)
+	}
+	var outbox []struct {
+		EventID  string `json:"event_id"`
+		Type     string `json:"type"`
+		CEType   string `json:"ce_type"`
+		Sequence int64  `json:"sequence"`
+	}
+	resp.JSON(t, &outbox)
+	bus := busEvents(t, js, orderID, len(outbox))
+	if len(bus) != len(outbox) {
+		t.Fatalf("order %s: %d events on the bus, %d in the outbox", orderID, len(bus), len(outbox))
+	}
+	for i, env := range bus {
+		o := outbox[i]
+		switch {
+		case env.Sequence != int64(i+1):
+			t.Errorf("order %s: event %d on the bus has ce-sequence %d; want %d", orderID, i, env.Sequence, i+1)
+		case env.ID != o.EventID || env.Type != o.CEType:
+			t.Errorf("order %s: bus event %d is %s %s; outbox has %s %s", orderID, i, env.ID, env.Type, o.EventID, o.CEType)
+		case env.Subject != orderID || env.Source != events.SourceOrders || env.Time.IsZero() || env.Traceparent == "":
+			t.Errorf("order %s: event %s lacks CloudEvents attributes: subject %q source %q time %v traceparent %q",
+				orderID, env.ID, env.Subject, env.Source, env.Time, env.Traceparent)
+		}
+		if err := events.ValidatePayload(env.EventType(), env.Data); err != nil {
+			t.Errorf("order %s: %s payload does not validate against its schema: %v\n%s", orderID, env.Type, err, env.Data)
+		}
+	}
+}
+
+func jetStream(t *testing.T, app *apptest.App) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(app.Env.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestCompletedOrderReachesOtherContexts follows one order through the
+// choreography: its events on the bus in order, the delivery context's
+// delivery.completed completing it through the inbound consumer, one
+// voucher from promotions, and the restaurant's stats counting it.
+func TestCompletedOrderReachesOtherContexts(t *testing.T) {
+	app := apptest.Start(t)
+	js := jetStream(t, app)
+	statsBefore := restaurantStats(t, app, pizzeria)
+
+	p := place(t, app, orderRequest(pizzeria, diavola, 1, "tok_visa"))
+	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	mustDecide(t, app, p.ID, "accept", nil, "accepted")
+
+	// The delivery context reports the delivery on the bus, twice (a
+	// courier app retrying): the order completes once.
+	for range 2 {
+		publishDelivered(t, js, p.ID)
+	}
+	o := finish(t, app, p.ID, "")
+	if o.Status != "completed" {
+		t.Fatalf("order is %q after delivery.completed; want completed", o.Status)
+	}
+	if o.Payment.Status != "captured" {
+		t.Errorf("payment %q; want captured", o.Payment.Status)
+	}
+	checkBus(t, app, js, p.ID)
+
+	vouchers := waitVouchers(t, app, customer, p.ID)
+	if vouchers[p.ID] != 1 {
+		t.Errorf("customer has %d vouchers for order %s; want exactly 1", vouchers[p.ID], p.ID)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		after := restaurantStats(t, app, pizzeria)
+		if after.Placed >= statsBefore.Placed+1 && after.Accepted >= statsBefore.Accepted+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restaurant stats did not count the order: before %+v, after %+v", statsBefore, after)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type stats struct {
+	Placed   int `json:"placed"`
+	Accepted int `json:"accepted"`
+}
+
+// restaurantStats reads the restaurant's totals over its stats' default
+// range of days.
+func restaurantStats(t *testing.T, app *apptest.App, restaurant string) stats {
+	t.Helper()
+	resp := app.Do(t, http.MethodGet, "/v1/restaurants/"+restaurant+"/stats", nil)
+	if resp.Status != http.StatusOK {
+		t.Fatalf("GET stats = %d %s", resp.Status, resp.Body)
+	}
+	var body struct {
+		Totals stats `json:"totals"`
+	}
+	resp.JSON(t, &body)
+	return body.Totals
+}
+
+// waitVouchers waits until the customer holds a voucher for orderID, and
+// returns the customer's voucher count per order.
+func waitVouchers(t *testing.T, app *apptest.App, customerID, orderID string) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp := app.Do(t, http.MethodGet, "/v1/customers/"+customerID+"/vouchers", nil)
+		if resp.Status != http.StatusOK {
+			t.Fatalf("GET vouchers = %d %s", resp.Status, resp.Body)
+		}
+		var vouchers []struct {
+			OrderID string `json:"order_id"`
+		}
+		resp.JSON(t, &vouchers)
+		count := map[string]int{}
+		for _, v := range vouchers {
+			count[v.OrderID]++
+		}
+		if count[orderID] > 0 || time.Now().After(deadline) {
+			return count
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// publishDelivered is the delivery context's courier app reporting that
+// the order was handed over.
+func publishDelivered(t *testing.T, js jetstream.JetStream, orderID string) {
+	t.Helper()
+	now := time.Now().UTC()
+	data, err := json.Marshal(events.DeliveryCompletedEvent{OrderID: orderID, CourierID: "courier-e2e", DeliveredAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := events.Envelope{
+		ID:      events.DeliveryEventID(orderID, events.DeliveryCompleted).String(),
+		Type:    events.CEType(events.DeliveryCompleted),
+		Source:  events.SourceDelivery,
+		Subject: orderID,
+		Time:    now,
+		Data:    data,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.PublishMsg(ctx, env.Msg()); err != nil {
+		t.Fatalf("publish delivery.completed: %v", err)
+	}
+}
+
+// TestConcurrentOrdersReachEveryConsumerInOrder places 200 orders at once
+// and drives each to completion, the delivery through the bus. Then every
+// consumer must have taken every event exactly once and, for the ordered
+// ones, in ce-sequence order: a consumer of the test's own (built with the
+// consumer kit, as another context would) records the order it applied
+// each order's events in, and the contexts' inboxes are checked.
+func TestConcurrentOrdersReachEveryConsumerInOrder(t *testing.T) {
+	const orders = 200
+	app := apptest.Start(t)
+	js := jetStream(t, app)
+
+	// A downstream context of the test's own, starting from now.
+	var (
+		mu      sync.Mutex
+		applied = map[string][]int64{}
+	)
+	probe, err := consumer.New(consumer.Config{
+		Name: "e2e-order-probe-" + keyRun, Stream: events.OrderStream, Ordered: true,
+		DB: app.Env.Store.DB, JetStream: js, Validate: consumer.ValidateSchema,
+		Handler: func(_ context.Context, _ *sql.Tx, env events.Envelope) error {
+			mu.Lock()
+			defer mu.Unlock()
+			applied[env.Subject] = append(applied[env.Subject], env.Sequence)
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	probeDone := make(chan error, 1)
+	go func() { probeDone <- probe.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-probeDone
+	})
+
+	ids := make([]string, orders)
+	var wg sync.WaitGroup
+	errs := make(chan error, orders)
+	for i := range orders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := func() error {
+				resp := app.Do(t, http.MethodPost, "/v1/orders", orderRequest(pizzeria, margherita, 1+i%3, "tok_visa"),
+					"Idempotency-Key: "+newKey(fmt.Sprintf("c200-%d", i)))
+				if resp.Status != http.StatusCreated {
+					return fmt.Errorf("order %d: POST = %d %s", i, resp.Status, resp.Body)
+				}
+				var p placed
+				resp.JSON(t, &p)
+				ids[i] = p.ID
+				for {
+					// A restaurant accepts once it has been notified; an
+					// accept that comes earlier is refused and retried.
+					resp = app.Do(t, http.MethodPost, "/v1/orders/"+p.ID+"/accept", nil)
+					if resp.Status == http.StatusConflict && strings.Contains(string(resp.Body), "not been notified yet") {
+						time.Sleep(20 * time.Millisecond)
+						continue
+					}
+					break
+				}
+				if resp.Status != http.StatusOK {
+					return fmt.Errorf("order %d: accept = %d %s", i, resp.Status, resp.Body)
+				}
+				publishDelivered(t, js, p.ID)
+				return nil
+			}(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Every order completes through the inbound consumer.
+	for _, id := range ids {
+		waitStatus(t, app, id, "completed")
+	}
+	const eventsPerOrder = 7 // placed, authorized, notified, accepted, captured, user_notified, completed
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		done := 0
+		for _, id := range ids {
+			if len(applied[id]) >= eventsPerOrder {
+				done++
+			}
+		}
+		mu.Unlock()
+		if done == orders {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the probe consumer applied every event of only %d of %d orders within 60s", done, orders)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	for _, id := range ids {
+		if want := []int64{1, 2, 3, 4, 5, 6, 7}; !slices.Equal(applied[id], want) {
+			t.Errorf("order %s: probe applied sequences %v; want %v, each once, in order", id, applied[id], want)
+		}
+	}
+	mu.Unlock()
+
+	// The contexts' own consumers: every event of every order in their
+	// inbox exactly once (the primary key), taken in order (applied, not
+	// stale), and, for ordered consumers, the aggregate's last sequence
+	// is the order's last event.
+	checkInboxes(t, app, ids, eventsPerOrder)
+
+	// Promotions: exactly one voucher per order.
+	var vouchers, distinct int
+	if err := app.Env.Store.DB.QueryRow(
+		`SELECT count(*), count(DISTINCT order_id) FROM promotions.vouchers WHERE order_id = ANY($1::uuid[])`,
+		pgArray(ids)).Scan(&vouchers, &distinct); err != nil {
+		t.Fatalf("count vouchers: %v", err)
+	}
+	if vouchers != orders || distinct != orders {
+		t.Errorf("%d vouchers for %d distinct orders; want exactly one for each of %d", vouchers, distinct, orders)
+	}
+}
+
+// checkInboxes reads the inboxes of the orderflow contexts that consume
+// ORDER_EVENTS.
+func checkInboxes(t *testing.T, app *apptest.App, ids []string, eventsPerOrder int) {
+	t.Helper()
+	rows, err := app.Env.Store.DB.Query(`
+		SELECT consumer, subject, count(*), count(*) FILTER (WHERE outcome = 'applied'), max(sequence)
+		FROM inbox WHERE stream = $1 AND subject = ANY($2::text[])
+		GROUP BY consumer, subject`, events.OrderStream, pgArray(ids))
+	if err != nil {
+		t.Fatalf("read inboxes: %v", err)
+	}
+	defer rows.Close()
+	perConsumer := map[string]int{}
+	for rows.Next() {
+		var (
+			name, subject         string
+			total, applied, maxSq int
+		)
+		if err := rows.Scan(&name, &subject, &total, &applied, &maxSq); err != nil {
+			t.Fatal(err)
+		}
+		perConsumer[name]++
+		if applied != total {
+			t.Errorf("consumer %s, order %s: %d of %d events applied; the rest stale or skipped", name, subject, applied, total)
+		}
+		if total == eventsPerOrder && maxSq != eventsPerOrder {
+			t.Errorf("consumer %s, order %s: last sequence %d; want %d", name, subject, maxSq, eventsPerOrder)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"analytics", "promotions"} {
+		if perConsumer[name] != len(ids) {
+			t.Errorf("consumer %s has inbox rows for %d of %d orders (consumers: %v)", name, perConsumer[name], len(ids), perConsumer)
+		}
+	}
+}
+
+// pgArray renders ids as a PostgreSQL array literal.
+func pgArray(ids []string) string {
+	b, _ := json.Marshal(ids)
+	s := string(b)
+	return "{" + s[1:len(s)-1] + "}"
+}
