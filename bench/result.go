@@ -44,7 +44,7 @@ type SystemResult struct {
 	Total   PercentileSpread `json:"place_to_completed"`
 	// AcceptRetries: accepts refused because the restaurant had not been
 	// notified yet, per order.
-	AcceptRetries        float64 `json:"accept_retries_per_order"`
+	AcceptRetries         float64 `json:"accept_retries_per_order"`
 	HistoryEventsPerOrder float64 `json:"history_events_per_order"`
 	// CPU per order, in milliseconds: this process (Temporal server,
 	// worker, API, relay, NATS, consumers all run in it) and the private
