@@ -62,6 +62,8 @@ func (a *Activities) committed() {
 // version and writes the step's own rows, the timeline row and the outbox
 // row. The row lock makes version order equal commit order.
 func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
+	orderID := s.orderID.String()
+	eventID := events.EventID(orderID, s.eventType, s.discriminator)
 	o, err := q.LockOrder(ctx, s.orderID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return unknownOrder(s.orderID)
@@ -69,8 +71,6 @@ func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
 	if err != nil {
 		return fmt.Errorf("lock order: %w", err)
 	}
-	orderID := o.ID.String()
-	eventID := events.EventID(orderID, s.eventType, s.discriminator)
 	done, err := q.TimelineHasEvent(ctx, eventID)
 	if err != nil {
 		return fmt.Errorf("check timeline: %w", err)
@@ -102,17 +102,6 @@ func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
 			return err
 		}
 	}
-
-	version, err := q.AdvanceOrder(ctx, db.AdvanceOrderParams{ID: o.ID, Status: status, Reason: reason, UpdatedAt: at})
-	if err != nil {
-		return fmt.Errorf("advance order: %w", err)
-	}
-	if err := q.InsertTimeline(ctx, db.InsertTimelineParams{
-		OrderID: o.ID, Version: version, EventID: eventID, EventType: s.eventType,
-		Status: status, Reason: eventReason, OccurredAt: at,
-	}); err != nil {
-		return fmt.Errorf("insert timeline: %w", err)
-	}
 	payload, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode %s payload: %w", s.eventType, err)
@@ -121,25 +110,22 @@ func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
 	if err != nil {
 		return fmt.Errorf("encode %s headers: %w", s.eventType, err)
 	}
-	n, err := q.InsertOutboxEvent(ctx, db.InsertOutboxEventParams{
-		EventID:          eventID,
-		AggregateType:    events.AggregateOrder,
-		AggregateID:      orderID,
-		AggregateVersion: version,
-		EventType:        s.eventType,
-		Payload:          payload,
-		Headers:          pqtype.NullRawMessage{RawMessage: headers, Valid: true},
-		OccurredAt:       at,
+	// One statement: the version bump, the timeline row and the outbox row.
+	rec, err := q.RecordStep(ctx, db.RecordStepParams{
+		ID: o.ID, Status: status, Reason: reason, OccurredAt: at,
+		EventID: eventID, EventType: s.eventType, EventReason: eventReason,
+		AggregateType: events.AggregateOrder, Payload: payload,
+		Headers: pqtype.NullRawMessage{RawMessage: headers, Valid: true},
 	})
 	if err != nil {
-		return fmt.Errorf("insert outbox: %w", err)
+		return fmt.Errorf("record %s: %w", s.eventType, err)
 	}
-	if n == 0 {
+	if rec.OutboxRows == 0 {
 		// The timeline and the outbox are written together, so the outbox
 		// cannot hold an event the timeline lacks; refuse to number it twice.
 		return fmt.Errorf("insert outbox: event %s is in the outbox but not on the timeline", eventID)
 	}
-	a.logger().DebugContext(ctx, "order event recorded", "order_id", orderID, "event_type", s.eventType, "version", version)
+	a.logger().DebugContext(ctx, "order event recorded", "order_id", orderID, "event_type", s.eventType, "version", rec.Version)
 	return nil
 }
 

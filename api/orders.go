@@ -112,17 +112,23 @@ func (s *Server) placeOrder(c echo.Context) error {
 	}
 	orderID := uuid.NewSHA1(orderNamespace, []byte(key)).String()
 
-	run, err := s.describeOrder(ctx, orderID)
-	if err != nil {
-		return err
-	}
-	if run != nil {
-		return s.replayOrder(c, orderID, hash, run)
-	}
-	// No workflow, yet a row: the workflow's history outlived its retention
-	// and was deleted. Starting again would make a second order with the
-	// same ID, and the request can no longer be compared with the first.
+	// The first request for a key finds no row and starts the workflow
+	// straight away: one round trip to Temporal per order. A retry finds
+	// the row (or, while the first workflow has not written it yet, the
+	// start fails as already started) and is answered from the first
+	// order's workflow.
 	if _, err := s.store.GetOrder(ctx, uuid.MustParse(orderID)); err == nil {
+		run, err := s.describeOrder(ctx, orderID)
+		if err != nil {
+			return err
+		}
+		if run != nil {
+			return s.replayOrder(c, orderID, hash, run)
+		}
+		// A row, yet no workflow: the workflow's history outlived its
+		// retention and was deleted. Starting again would make a second
+		// order with the same ID, and the request can no longer be
+		// compared with the first.
 		return &orderflow.Error{Code: orderflow.ECONFLICT, Field: headerIdempotencyKey,
 			Message: fmt.Sprintf("already used by order %s, which can no longer be compared with this request; use a new key", orderID)}
 	} else if !errors.Is(err, sql.ErrNoRows) {
@@ -185,7 +191,9 @@ func (s *Server) placeOrder(c echo.Context) error {
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
-		// A concurrent retry with the same key won the race.
+		// A retry with the same key whose first request started the
+		// workflow, which has not recorded the order yet (or which ended
+		// before it could).
 		run, err := s.describeOrder(ctx, orderID)
 		if err != nil {
 			return err

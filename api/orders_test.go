@@ -161,9 +161,8 @@ func TestPlaceOrderStartsWorkflow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// A first request goes straight to the start: no Describe.
 			f := newFixture(t, func(c *api.Config) { c.AcceptTimeout, c.DeliverySLA = tt.override, tt.sla })
-			f.temporal.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").
-				Return(nil, serviceerror.NewNotFound("workflow not found")).Once()
 			var (
 				opts client.StartWorkflowOptions
 				in   workflows.OrderInput
@@ -248,8 +247,6 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 		defer mu.Unlock()
 		return describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, memo), nil
 	}
-	f.temporal.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").
-		Return(nil, serviceerror.NewNotFound("workflow not found")).Once()
 	f.temporal.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
 		Run(func(args mock.Arguments) {
 			mu.Lock()
@@ -257,6 +254,10 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 			memo = args.Get(1).(client.StartWorkflowOptions).Memo
 		}).
 		Return(&mocks.WorkflowRun{}, nil).Once()
+	// The mock workflow writes no order row, so every retry tries to start
+	// again, is told the workflow exists, and compares with its memo.
+	f.temporal.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
+		Return(nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "", "run-1"))
 	f.temporal.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").Return(described)
 
 	key := header("Idempotency-Key", "key-idem")
@@ -296,8 +297,6 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 
 	t.Run("lost start race", func(t *testing.T) {
 		g := newFixture(t)
-		g.temporal.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").
-			Return(nil, serviceerror.NewNotFound("workflow not found")).Once()
 		g.temporal.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
 			Run(func(args mock.Arguments) {
 				mu.Lock()
@@ -321,16 +320,18 @@ func TestPlaceOrderTemporalUnavailable(t *testing.T) {
 		name   string
 		expect func(tc *mocks.Client)
 	}{
-		{name: "describe", expect: func(tc *mocks.Client) {
-			tc.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").Return(nil, serviceerror.NewUnavailable("connection refused"))
-		}},
 		{name: "start", expect: func(tc *mocks.Client) {
-			tc.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").Return(nil, serviceerror.NewNotFound("workflow not found"))
 			tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
 				Return(nil, serviceerror.NewUnavailable("connection refused"))
 		}},
 		{name: "deadline", expect: func(tc *mocks.Client) {
-			tc.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").Return(nil, context.DeadlineExceeded)
+			tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
+				Return(nil, context.DeadlineExceeded)
+		}},
+		{name: "describe after already started", expect: func(tc *mocks.Client) {
+			tc.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
+				Return(nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "", "run-1"))
+			tc.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").Return(nil, serviceerror.NewUnavailable("connection refused"))
 		}},
 	}
 	for _, tt := range tests {

@@ -8,38 +8,12 @@ package db
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/sqlc-dev/pqtype"
 )
-
-const advanceOrder = `-- name: AdvanceOrder :one
-UPDATE orders
-SET version = version + 1, status = $2, reason = $3, updated_at = $4
-WHERE id = $1
-RETURNING version
-`
-
-type AdvanceOrderParams struct {
-	ID        uuid.UUID `json:"id"`
-	Status    string    `json:"status"`
-	Reason    string    `json:"reason"`
-	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// Bumps the version of a locked order and sets its status; the caller
-// writes the matching timeline and outbox rows in the same transaction.
-func (q *Queries) AdvanceOrder(ctx context.Context, arg AdvanceOrderParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, advanceOrder,
-		arg.ID,
-		arg.Status,
-		arg.Reason,
-		arg.UpdatedAt,
-	)
-	var version int64
-	err := row.Scan(&version)
-	return version, err
-}
 
 const getOrder = `-- name: GetOrder :one
 SELECT id, customer_id, restaurant_id, delivery_address, status, reason, total_cents, accept_by, version, created_at, updated_at FROM orders WHERE id = $1
@@ -294,10 +268,71 @@ func (q *Queries) LockOrder(ctx context.Context, id uuid.UUID) (Order, error) {
 	return i, err
 }
 
+const recordStep = `-- name: RecordStep :one
+WITH adv AS (
+    UPDATE orders
+    SET version = version + 1, status = $1, reason = $2, updated_at = $3
+    WHERE orders.id = $4
+    RETURNING orders.id, orders.version
+), tl AS (
+    INSERT INTO order_timeline (order_id, version, event_id, event_type, status, reason, occurred_at)
+    SELECT adv.id, adv.version, $5, $6, $1, $7, $3 FROM adv
+), ob AS (
+    INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at)
+    SELECT $5, $8, adv.id::text, adv.version, $6, $9, $10, $3 FROM adv
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING outbox_events.id
+)
+SELECT adv.version, (SELECT count(*) FROM ob) AS outbox_rows FROM adv
+`
+
+type RecordStepParams struct {
+	Status        string                `json:"status"`
+	Reason        string                `json:"reason"`
+	OccurredAt    time.Time             `json:"occurred_at"`
+	ID            uuid.UUID             `json:"id"`
+	EventID       uuid.UUID             `json:"event_id"`
+	EventType     string                `json:"event_type"`
+	EventReason   string                `json:"event_reason"`
+	AggregateType string                `json:"aggregate_type"`
+	Payload       json.RawMessage       `json:"payload"`
+	Headers       pqtype.NullRawMessage `json:"headers"`
+}
+
+type RecordStepRow struct {
+	Version    int64 `json:"version"`
+	OutboxRows int64 `json:"outbox_rows"`
+}
+
+// Records one step of a locked order in one statement: bumps its version
+// and sets its status, and writes the timeline row and the outbox row under
+// the new version. outbox_rows is 0 when the event was in the outbox
+// already, which the timeline check before it makes a bug.
+func (q *Queries) RecordStep(ctx context.Context, arg RecordStepParams) (RecordStepRow, error) {
+	row := q.db.QueryRowContext(ctx, recordStep,
+		arg.Status,
+		arg.Reason,
+		arg.OccurredAt,
+		arg.ID,
+		arg.EventID,
+		arg.EventType,
+		arg.EventReason,
+		arg.AggregateType,
+		arg.Payload,
+		arg.Headers,
+	)
+	var i RecordStepRow
+	err := row.Scan(&i.Version, &i.OutboxRows)
+	return i, err
+}
+
 const timelineHasEvent = `-- name: TimelineHasEvent :one
 SELECT EXISTS (SELECT 1 FROM order_timeline WHERE event_id = $1)
 `
 
+// Run after LockOrder, in a statement of its own: a statement's snapshot is
+// taken when it starts, so only a check that starts after the lock is
+// granted sees the event a concurrent retry committed while we waited.
 func (q *Queries) TimelineHasEvent(ctx context.Context, eventID uuid.UUID) (bool, error) {
 	row := q.db.QueryRowContext(ctx, timelineHasEvent, eventID)
 	var exists bool
