@@ -19,9 +19,9 @@ build:
 test: lint check-generated
 	$(GO) test $(TEST_FLAGS) ./...
 
-## unit: the fast tests only (no embedded stack)
+## unit: the tests that need neither PostgreSQL nor a Temporal server (seconds): workflows on the SDK's test suite, the bench's baselines, event schemas and streams
 unit:
-	$(GO) test -count=1 -short ./...
+	$(GO) test -count=1 ./workflows/... ./bench/... ./events/
 
 ## bench: measure end to end next to bare-Temporal baselines (BENCH_FLAGS, e.g. -n 1000 -c 50 -rounds 3); writes bench/results
 BENCH_FLAGS ?=
