@@ -141,6 +141,26 @@ func (q *Queries) InsertOutboxEvent(ctx context.Context, arg InsertOutboxEventPa
 	return result.RowsAffected()
 }
 
+const latestOutboxPublication = `-- name: LatestOutboxPublication :one
+SELECT coalesce(max(published_at), 'epoch')::timestamptz AS latest, (max(published_at) IS NOT NULL)::boolean AS found
+FROM outbox_events
+WHERE published_at IS NOT NULL
+`
+
+type LatestOutboxPublicationRow struct {
+	Latest time.Time `json:"latest"`
+	Found  bool      `json:"found"`
+}
+
+// When the relay last published: after a crash of NATS or of the relay,
+// about the time of the crash.
+func (q *Queries) LatestOutboxPublication(ctx context.Context) (LatestOutboxPublicationRow, error) {
+	row := q.db.QueryRowContext(ctx, latestOutboxPublication)
+	var i LatestOutboxPublicationRow
+	err := row.Scan(&i.Latest, &i.Found)
+	return i, err
+}
+
 const listAggregateOutboxEvents = `-- name: ListAggregateOutboxEvents :many
 SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at, published_at, attempts, last_error FROM outbox_events
 WHERE aggregate_type = $1 AND aggregate_id = $2
@@ -188,19 +208,116 @@ func (q *Queries) ListAggregateOutboxEvents(ctx context.Context, arg ListAggrega
 	return items, nil
 }
 
+const listOutboxPublishedSince = `-- name: ListOutboxPublishedSince :many
+SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
+       payload, headers, occurred_at
+FROM outbox_events
+WHERE id > $1 AND id <= $2 AND published_at >= $3::timestamptz
+ORDER BY id
+LIMIT $4
+`
+
+type ListOutboxPublishedSinceParams struct {
+	AfterID int64     `json:"after_id"`
+	LastID  int64     `json:"last_id"`
+	Since   time.Time `json:"since"`
+	MaxRows int32     `json:"max_rows"`
+}
+
+type ListOutboxPublishedSinceRow struct {
+	ID               int64                 `json:"id"`
+	EventID          uuid.UUID             `json:"event_id"`
+	AggregateType    string                `json:"aggregate_type"`
+	AggregateID      string                `json:"aggregate_id"`
+	AggregateVersion int64                 `json:"aggregate_version"`
+	EventType        string                `json:"event_type"`
+	Payload          json.RawMessage       `json:"payload"`
+	Headers          pqtype.NullRawMessage `json:"headers"`
+	OccurredAt       time.Time             `json:"occurred_at"`
+}
+
+// One page, in id order, of the rows published at or after @since, with
+// ids in (@after_id, @last_id].
+func (q *Queries) ListOutboxPublishedSince(ctx context.Context, arg ListOutboxPublishedSinceParams) ([]ListOutboxPublishedSinceRow, error) {
+	rows, err := q.db.QueryContext(ctx, listOutboxPublishedSince,
+		arg.AfterID,
+		arg.LastID,
+		arg.Since,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListOutboxPublishedSinceRow{}
+	for rows.Next() {
+		var i ListOutboxPublishedSinceRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.EventID,
+			&i.AggregateType,
+			&i.AggregateID,
+			&i.AggregateVersion,
+			&i.EventType,
+			&i.Payload,
+			&i.Headers,
+			&i.OccurredAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const markOutboxPublished = `-- name: MarkOutboxPublished :execrows
 UPDATE outbox_events
-SET published_at = $1::timestamptz, attempts = attempts + 1
+SET published_at = statement_timestamp() - make_interval(secs => $1::float8),
+    attempts = attempts + 1
 WHERE id = ANY($2::bigint[]) AND published_at IS NULL
 `
 
 type MarkOutboxPublishedParams struct {
-	PublishedAt time.Time `json:"published_at"`
-	Ids         []int64   `json:"ids"`
+	AckedAgoSeconds float64 `json:"acked_ago_seconds"`
+	Ids             []int64 `json:"ids"`
 }
 
+// published_at is when the stream acknowledged the batch's last row, on the
+// database's clock (@acked_ago_seconds before this statement), so that
+// every relay, whatever its host's clock, writes times of one clock: the
+// re-publish window is computed from them (see events/relay).
 func (q *Queries) MarkOutboxPublished(ctx context.Context, arg MarkOutboxPublishedParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, markOutboxPublished, arg.PublishedAt, pq.Array(arg.Ids))
+	result, err := q.db.ExecContext(ctx, markOutboxPublished, arg.AckedAgoSeconds, pq.Array(arg.Ids))
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const markOutboxRepublished = `-- name: MarkOutboxRepublished :execrows
+UPDATE outbox_events
+SET published_at = statement_timestamp() - make_interval(secs => $1::float8),
+    attempts = attempts + 1
+WHERE id = ANY($2::bigint[]) AND published_at IS NOT NULL
+`
+
+type MarkOutboxRepublishedParams struct {
+	AckedAgoSeconds float64 `json:"acked_ago_seconds"`
+	Ids             []int64 `json:"ids"`
+}
+
+// Rows the relay published again because the stream had lost them: their
+// published_at moves to the new acknowledgement, as in
+// MarkOutboxPublished, so that the re-publish window after a later crash
+// covers them again.
+func (q *Queries) MarkOutboxRepublished(ctx context.Context, arg MarkOutboxRepublishedParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, markOutboxRepublished, arg.AckedAgoSeconds, pq.Array(arg.Ids))
 	if err != nil {
 		return 0, err
 	}
@@ -291,6 +408,28 @@ func (q *Queries) OutboxPublishLag(ctx context.Context, arg OutboxPublishLagPara
 		&i.P99Seconds,
 		&i.MaxSeconds,
 	)
+	return i, err
+}
+
+const outboxPublishedSince = `-- name: OutboxPublishedSince :one
+SELECT coalesce(min(id), 0)::bigint AS first_id,
+       coalesce(max(id), 0)::bigint AS last_id,
+       count(*) AS rows
+FROM outbox_events
+WHERE published_at >= $1::timestamptz
+`
+
+type OutboxPublishedSinceRow struct {
+	FirstID int64 `json:"first_id"`
+	LastID  int64 `json:"last_id"`
+	Rows    int64 `json:"rows"`
+}
+
+// The id range and count of the rows published at or after @since.
+func (q *Queries) OutboxPublishedSince(ctx context.Context, since time.Time) (OutboxPublishedSinceRow, error) {
+	row := q.db.QueryRowContext(ctx, outboxPublishedSince, since)
+	var i OutboxPublishedSinceRow
+	err := row.Scan(&i.FirstID, &i.LastID, &i.Rows)
 	return i, err
 }
 

@@ -33,6 +33,11 @@ type Config struct {
 	// NATSURL, when set, is used instead of an embedded NATS on NATSAddr.
 	NATSURL  string
 	NATSAddr string
+	// NATSSyncAlways and NATSSyncInterval set when the embedded NATS syncs
+	// its file store to disk (natsdev.Config; zero: every
+	// natsdev.DefaultSyncInterval).
+	NATSSyncAlways   bool
+	NATSSyncInterval time.Duration
 
 	// TemporalExternal, when true, skips the embedded Temporal server
 	// (TEMPORAL_ADDRESS is set); otherwise it listens on TemporalAddr with
@@ -114,7 +119,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.NATSURL == "" {
 		n++
 		go func() {
-			ns, err := natsdev.Start(natsdev.Config{StoreDir: filepath.Join(cfg.DataDir, "nats"), Addr: cfg.NATSAddr, Logger: cfg.Logger})
+			ns, err := natsdev.Start(natsdev.Config{
+				StoreDir: filepath.Join(cfg.DataDir, "nats"), Addr: cfg.NATSAddr, Logger: cfg.Logger,
+				SyncAlways: cfg.NATSSyncAlways, SyncInterval: cfg.NATSSyncInterval,
+			})
 			if err == nil {
 				s.nats, s.NATSURL = ns, ns.URL()
 			}

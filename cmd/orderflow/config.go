@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 
+	"github.com/orderflow/orderflow/events/natsdev"
+	"github.com/orderflow/orderflow/events/relay"
 	"github.com/orderflow/orderflow/temporal"
 	"github.com/orderflow/orderflow/temporal/devserver"
 )
@@ -45,6 +47,12 @@ var envVars = []envVar{
 	{"ORDERFLOW_PG_ADDR", "127.0.0.1:15432", "private PostgreSQL listen address"},
 	{"NATS_URL", "", "external NATS with JetStream (nats://...); unset: embedded server"},
 	{"ORDERFLOW_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address"},
+	{"ORDERFLOW_NATS_SYNC", natsdev.DefaultSyncInterval.String(), "when the NATS server syncs its JetStream file store to disk. " +
+		"A Go duration: that often; a crash of orderflow loses nothing acknowledged, a power loss or OS crash can lose the streams' last interval or so, " +
+		"which for ORDER_EVENTS the outbox relay restores from the outbox (when it becomes active or reconnects, it publishes again what the stream lacks of the events published in the last interval plus " +
+		relay.DefaultRepublishMargin.String() + "; the README says what the other streams risk). " +
+		"always: every message before it is acknowledged; nothing is lost even on power loss and nothing needs re-publishing, but the disk's flush rate bounds the streams (a few thousand messages a second). " +
+		"The embedded server runs with it; with NATS_URL, set it to that server's setting (unset: 2m, NATS's default sync_interval)"},
 	{"ORDERFLOW_RELAY_POLL", "250ms", "how often the outbox relay looks for rows no in-process commit woke it for"},
 	{"ORDERFLOW_RELAY_BATCH", "1000", "outbox rows the relay claims and publishes at a time"},
 	{"ORDERFLOW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the relay deletes them"},
@@ -79,6 +87,11 @@ type Config struct {
 
 	NATSURL  string
 	NATSAddr string
+	// NATSSyncAlways and NATSSyncInterval are the NATS server's sync
+	// setting (ORDERFLOW_NATS_SYNC): the embedded server runs with it, and
+	// the relay's re-publish window follows from it.
+	NATSSyncAlways   bool
+	NATSSyncInterval time.Duration
 
 	// The outbox relay and the streams it publishes to.
 	RelayPoll       time.Duration
@@ -125,6 +138,9 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		cfg.UIAddr = ""
 	}
 	if err := temporalStoreVars(&cfg, get, or); err != nil {
+		return cfg, err
+	}
+	if err := natsSyncVar(&cfg, get); err != nil {
 		return cfg, err
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(or("ORDERFLOW_LOG_LEVEL"))); err != nil {
@@ -211,6 +227,40 @@ func temporalStoreVars(cfg *Config, get, or func(string) string) error {
 		cfg.TemporalShards = int32(n)
 	}
 	return nil
+}
+
+// externalNATSSyncInterval is NATS's own default sync_interval, assumed
+// for a server named by NATS_URL when ORDERFLOW_NATS_SYNC is unset.
+const externalNATSSyncInterval = 2 * time.Minute
+
+// natsSyncVar reads ORDERFLOW_NATS_SYNC: "always" or a positive duration.
+func natsSyncVar(cfg *Config, get func(string) string) error {
+	v := get("ORDERFLOW_NATS_SYNC")
+	switch {
+	case v == "" && cfg.NATSURL != "":
+		cfg.NATSSyncInterval = externalNATSSyncInterval
+	case v == "":
+		cfg.NATSSyncInterval = natsdev.DefaultSyncInterval
+	case strings.EqualFold(v, "always"):
+		cfg.NATSSyncAlways = true
+	default:
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("ORDERFLOW_NATS_SYNC: %q is neither always nor a positive Go duration (e.g. 1s)", v)
+		}
+		cfg.NATSSyncInterval = d
+	}
+	return nil
+}
+
+// RepublishWindow is the outbox relay's re-publish window for the NATS
+// sync setting: none when NATS syncs every message, the sync interval plus
+// a margin otherwise (see events/relay).
+func (c Config) RepublishWindow() time.Duration {
+	if c.NATSSyncAlways {
+		return 0
+	}
+	return c.NATSSyncInterval + relay.DefaultRepublishMargin
 }
 
 // durationVar parses an optional Go duration.

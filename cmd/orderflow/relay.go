@@ -41,5 +41,6 @@ func newRelay(cfg Config, logger *slog.Logger, d *deps) (*relay.Relay, error) {
 	return relay.New(relay.Config{
 		DB: d.store.DB, NATS: d.nc, Logger: logger,
 		BatchSize: cfg.RelayBatch, PollInterval: cfg.RelayPoll, Retention: cfg.OutboxRetention,
+		RepublishWindow: cfg.RepublishWindow(),
 	})
 }

@@ -60,7 +60,12 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needN
 			d.Close()
 			return nil, errors.New("NATS_URL is not set (orderflow dev starts an embedded NATS; the other commands need one)")
 		}
-		if d.nc, err = nats.Connect(cfg.NATSURL, nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)); err != nil {
+		// ReconnectBufSize(-1): a publish made while reconnecting fails
+		// rather than waiting in a buffer that is flushed to the server on
+		// reconnection, where it could overtake the relay's re-publish of
+		// what a restarted server lost (events/relay).
+		if d.nc, err = nats.Connect(cfg.NATSURL, nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+			nats.ReconnectBufSize(-1)); err != nil {
 			d.Close()
 			return nil, fmt.Errorf("connect to nats at %s: %w", cfg.NATSURL, err)
 		}
@@ -139,6 +144,7 @@ func devStackConfig(cfg Config, dataDir string, logger *slog.Logger) devstack.Co
 		DataDir:     dataDir,
 		DatabaseURL: cfg.DatabaseURL, PGAddr: cfg.PGAddr, PGDurable: true,
 		NATSURL: cfg.NATSURL, NATSAddr: cfg.NATSAddr,
+		NATSSyncAlways: cfg.NATSSyncAlways, NATSSyncInterval: cfg.NATSSyncInterval,
 		TemporalExternal: cfg.TemporalExternal, TemporalAddr: cfg.TemporalAddr, UIAddr: cfg.UIAddr,
 		TemporalLogLevel:    slog.LevelWarn,
 		TemporalPersistence: cfg.TemporalPersistence, TemporalShards: cfg.TemporalShards,

@@ -42,9 +42,49 @@ ORDER BY id
 LIMIT @max_rows;
 
 -- name: MarkOutboxPublished :execrows
+-- published_at is when the stream acknowledged the batch's last row, on the
+-- database's clock (@acked_ago_seconds before this statement), so that
+-- every relay, whatever its host's clock, writes times of one clock: the
+-- re-publish window is computed from them (see events/relay).
 UPDATE outbox_events
-SET published_at = @published_at::timestamptz, attempts = attempts + 1
+SET published_at = statement_timestamp() - make_interval(secs => @acked_ago_seconds::float8),
+    attempts = attempts + 1
 WHERE id = ANY(@ids::bigint[]) AND published_at IS NULL;
+
+-- name: MarkOutboxRepublished :execrows
+-- Rows the relay published again because the stream had lost them: their
+-- published_at moves to the new acknowledgement, as in
+-- MarkOutboxPublished, so that the re-publish window after a later crash
+-- covers them again.
+UPDATE outbox_events
+SET published_at = statement_timestamp() - make_interval(secs => @acked_ago_seconds::float8),
+    attempts = attempts + 1
+WHERE id = ANY(@ids::bigint[]) AND published_at IS NOT NULL;
+
+-- name: LatestOutboxPublication :one
+-- When the relay last published: after a crash of NATS or of the relay,
+-- about the time of the crash.
+SELECT coalesce(max(published_at), 'epoch')::timestamptz AS latest, (max(published_at) IS NOT NULL)::boolean AS found
+FROM outbox_events
+WHERE published_at IS NOT NULL;
+
+-- name: OutboxPublishedSince :one
+-- The id range and count of the rows published at or after @since.
+SELECT coalesce(min(id), 0)::bigint AS first_id,
+       coalesce(max(id), 0)::bigint AS last_id,
+       count(*) AS rows
+FROM outbox_events
+WHERE published_at >= @since::timestamptz;
+
+-- name: ListOutboxPublishedSince :many
+-- One page, in id order, of the rows published at or after @since, with
+-- ids in (@after_id, @last_id].
+SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
+       payload, headers, occurred_at
+FROM outbox_events
+WHERE id > @after_id AND id <= @last_id AND published_at >= @since::timestamptz
+ORDER BY id
+LIMIT @max_rows;
 
 -- name: RecordOutboxFailures :execrows
 UPDATE outbox_events AS o

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,12 +11,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/orderflow/orderflow/db/dbtest"
 	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/events/natsdev"
 	"github.com/orderflow/orderflow/events/relay"
 )
 
@@ -31,20 +29,28 @@ const (
 )
 
 // BenchmarkRelayDrain measures how fast the relay drains a 50,000-event
-// backlog into ORDER_EVENTS: claim, publish in waves, mark. The natsdev
-// case runs NATS as orderflow dev does (file store, every write synced to
-// disk before its acknowledgement: one fsync per message, which bounds it;
-// BenchmarkStreamCeiling measures that bound without the relay); the
-// nosync cases run the same server without sync always, to show the
-// relay's own ceiling apart from the disk's. Run it with
+// backlog into ORDER_EVENTS: claim, publish in waves, mark. NATS runs as
+// orderflow dev runs it: the embedded server (natsdev), file store, synced
+// to disk every natsdev.DefaultSyncInterval (sync=1s, the default) or
+// before every acknowledgement (sync=always, one fsync per message, which
+// bounds it; BenchmarkStreamCeiling measures that bound without the
+// relay). The relay runs with the re-publish window cmd gives it; a
+// takeover's re-publish is measured by BenchmarkTakeoverRepublish. Run it
+// with
 //
 //	go test -run '^$' -bench 'RelayDrain|StreamCeiling' -benchtime 1x -count 5 ./events/relay/
 func BenchmarkRelayDrain(b *testing.B) {
-	b.Run(fmt.Sprintf("nats=natsdev/batch=%d", relay.DefaultBatchSize), func(b *testing.B) {
-		benchmarkDrain(b, true, relay.DefaultBatchSize)
-	})
-	for _, batch := range []int{500, 1000, 2000} {
-		b.Run(fmt.Sprintf("nats=nosync/batch=%d", batch), func(b *testing.B) { benchmarkDrain(b, false, batch) })
+	for _, c := range []struct {
+		sync  benchSync
+		batch int
+	}{
+		{syncDefault, relay.DefaultBatchSize},
+		{syncDefault, 2000},
+		{syncAlways, relay.DefaultBatchSize},
+	} {
+		b.Run(fmt.Sprintf("nats=natsdev/sync=%s/batch=%d", c.sync, c.batch), func(b *testing.B) {
+			benchmarkDrain(b, c.sync, c.batch)
+		})
 	}
 }
 
@@ -52,8 +58,14 @@ func BenchmarkRelayDrain(b *testing.B) {
 // ORDER_EVENTS on natsdev with nothing else going on, 1,000 in flight at a
 // time: the rate no relay can beat on this machine's disk.
 func BenchmarkStreamCeiling(b *testing.B) {
+	for _, sync := range []benchSync{syncDefault, syncAlways} {
+		b.Run("sync="+string(sync), func(b *testing.B) { benchmarkStreamCeiling(b, sync) })
+	}
+}
+
+func benchmarkStreamCeiling(b *testing.B, sync benchSync) {
 	const n, inflight = 10_000, 1000
-	e := benchEnv(b, true)
+	e := benchEnv(b, sync)
 	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(inflight))
 	if err != nil {
 		b.Fatal(err)
@@ -88,8 +100,53 @@ func BenchmarkStreamCeiling(b *testing.B) {
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-func benchmarkDrain(b *testing.B, syncAlways bool, batch int) {
-	e := benchEnv(b, syncAlways)
+// BenchmarkTakeoverRepublish measures what a new active relay does before
+// it publishes anything new, right after a 50,000-event drain at full speed
+// (so the whole drain lies inside the re-publish window, more than the
+// 20,000 events a second the window would hold at that rate): read which
+// events of the window the stream holds and publish again those it lost.
+// lost=0 is a takeover with nothing lost; lost=10000 a power loss that took
+// the stream's last 10,000 messages.
+func BenchmarkTakeoverRepublish(b *testing.B) {
+	for _, lost := range []int{0, 10_000} {
+		b.Run(fmt.Sprintf("lost=%d", lost), func(b *testing.B) {
+			e := benchEnv(b, syncDefault)
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				fillOutbox(b, e)
+				drainer := e.startRelay(b, func(c *relay.Config) { c.BatchSize = relay.DefaultBatchSize })
+				waitFor(b, 5*time.Minute, "the drain", func() bool { return e.backlog(b) == 0 })
+				drainer.stop()
+				if lost > 0 {
+					e.loseTail(b, lost, false)
+					e.startNATS(b)
+					waitFor(b, 30*time.Second, "the reconnection", e.nc.IsConnected)
+				}
+				done := make(chan struct{})
+				b.StartTimer()
+				r := e.startRelay(b, func(c *relay.Config) {
+					c.AfterRepublish = func(relay.Republished) { close(done) }
+				})
+				select {
+				case <-done:
+				case <-time.After(5 * time.Minute):
+					b.Fatal("no re-publish within 5 minutes")
+				}
+				b.StopTimer()
+				res := r.republishes()[0]
+				if len(res.Appended) != lost {
+					b.Fatalf("re-published %d events as new, want the %d lost", len(res.Appended), lost)
+				}
+				b.ReportMetric(float64(len(res.Window)), "window-events")
+				r.stop()
+			}
+		})
+	}
+}
+
+func benchmarkDrain(b *testing.B, sync benchSync, batch int) {
+	e := benchEnv(b, sync)
 	ctx := context.Background()
 	b.ResetTimer()
 	for range b.N {
@@ -99,6 +156,7 @@ func benchmarkDrain(b *testing.B, syncAlways bool, batch int) {
 		done := make(chan struct{})
 		r, err := relay.New(relay.Config{
 			DB: e.store.DB, NATS: e.nc, Logger: e.logger, BatchSize: batch,
+			RepublishWindow: sync.republishWindow(),
 			AfterPublish: func(_ context.Context, ids []uuid.UUID) error {
 				if published.Add(int64(len(ids))) >= benchBacklog {
 					select {
@@ -133,38 +191,26 @@ func benchmarkDrain(b *testing.B, syncAlways bool, batch int) {
 	b.ReportMetric(float64(benchBacklog*b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// benchEnv is newEnv with, for syncAlways=false, a NATS server that does
-// not sync every write.
-func benchEnv(b *testing.B, syncAlways bool) *env {
+// benchSync is how the benchmark's NATS syncs its file store.
+type benchSync string
+
+const (
+	syncDefault benchSync = "1s"     // natsdev.DefaultSyncInterval
+	syncAlways  benchSync = "always" // every write, before its acknowledgement
+)
+
+// republishWindow is the relay's window for the setting, as cmd sets it.
+func (s benchSync) republishWindow() time.Duration {
+	if s == syncAlways {
+		return 0
+	}
+	return natsdev.DefaultSyncInterval + relay.DefaultRepublishMargin
+}
+
+// benchEnv is newEnv with NATS syncing as sync says.
+func benchEnv(b *testing.B, sync benchSync) *env {
 	b.Helper()
-	if syncAlways {
-		return newEnv(b)
-	}
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, NoSigs: true,
-		StoreDir: filepath.Join(b.TempDir(), "nats"), MaxPayload: 1 << 20, JetStreamMaxMemory: 256 << 20,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(30 * time.Second) {
-		b.Fatal("nats server not ready")
-	}
-	b.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
-		b.Fatal(err)
-	}
-	return &env{store: dbtest.New(b), nc: nc, js: js, logger: testLogger(b)}
+	return newEnvSync(b, sync == syncAlways)
 }
 
 // fillOutbox writes the backlog with COPY, in one transaction.

@@ -3,6 +3,7 @@ package relay_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,25 +31,38 @@ func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 // env is a fresh database and an embedded NATS server of the test's own,
 // with the streams in place.
 type env struct {
-	store    *db.Store
-	natsDir  string
-	natsAddr string
-	server   *natsdev.Server
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	logger   *slog.Logger
+	store      *db.Store
+	natsDir    string
+	natsAddr   string
+	syncAlways bool // NATS syncs every write rather than every second
+	server     *natsdev.Server
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	logger     *slog.Logger
 }
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	e := &env{store: dbtest.New(tb), natsDir: filepath.Join(tb.TempDir(), "nats"), natsAddr: freeAddr(tb), logger: testLogger(tb)}
+	return newEnvSync(tb, false)
+}
+
+// newEnvSync is newEnv with NATS syncing every write when syncAlways.
+func newEnvSync(tb testing.TB, syncAlways bool) *env {
+	tb.Helper()
+	e := &env{
+		store: dbtest.New(tb), natsDir: filepath.Join(tb.TempDir(), "nats"), natsAddr: freeAddr(tb),
+		syncAlways: syncAlways, logger: testLogger(tb),
+	}
 	e.startNATS(tb)
 	tb.Cleanup(func() {
 		if e.server != nil {
 			e.server.Stop()
 		}
 	})
-	nc, err := nats.Connect(e.server.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Name("relay-test"))
+	// As cmd connects: no publish is buffered across a reconnection (see
+	// the relay's package documentation).
+	nc, err := nats.Connect(e.server.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
+		nats.ReconnectBufSize(-1), nats.Name("relay-test"))
 	if err != nil {
 		tb.Fatalf("connect to nats: %v", err)
 	}
@@ -64,10 +78,11 @@ func newEnv(tb testing.TB) *env {
 }
 
 // startNATS starts (or restarts) the embedded server on the env's store
-// dir and address, as natsdev runs it for orderflow dev.
+// dir and address, as natsdev runs it for orderflow dev: syncing its file
+// store every natsdev.DefaultSyncInterval (or every write).
 func (e *env) startNATS(tb testing.TB) {
 	tb.Helper()
-	s, err := natsdev.Start(natsdev.Config{StoreDir: e.natsDir, Addr: e.natsAddr, Logger: e.logger})
+	s, err := natsdev.Start(natsdev.Config{StoreDir: e.natsDir, Addr: e.natsAddr, Logger: e.logger, SyncAlways: e.syncAlways})
 	if err != nil {
 		tb.Fatalf("start nats: %v", err)
 	}
@@ -86,8 +101,9 @@ type relayRun struct {
 	done   chan struct{} // closed when Run returned
 	err    error         // what Run returned
 
-	mu        sync.Mutex
-	published []uuid.UUID // as seen by AfterPublish
+	mu          sync.Mutex
+	published   []uuid.UUID         // as seen by AfterPublish
+	republished []relay.Republished // as seen by AfterRepublish
 }
 
 // startRelay runs a relay on the env; edit adjusts its configuration. It is
@@ -98,6 +114,8 @@ func (e *env) startRelay(tb testing.TB, edit ...func(*relay.Config)) *relayRun {
 	cfg := relay.Config{
 		DB: e.store.DB, NATS: e.nc, Logger: e.logger,
 		PollInterval: 50 * time.Millisecond, LockRetryInterval: 100 * time.Millisecond, AckTimeout: 5 * time.Second,
+		// As cmd sets it for the embedded server's default.
+		RepublishWindow: natsdev.DefaultSyncInterval + relay.DefaultRepublishMargin,
 	}
 	for _, f := range edit {
 		f(&cfg)
@@ -111,6 +129,15 @@ func (e *env) startRelay(tb testing.TB, edit ...func(*relay.Config)) *relayRun {
 			return hook(ctx, ids)
 		}
 		return nil
+	}
+	rehook := cfg.AfterRepublish
+	cfg.AfterRepublish = func(res relay.Republished) {
+		run.mu.Lock()
+		run.republished = append(run.republished, res)
+		run.mu.Unlock()
+		if rehook != nil {
+			rehook(res)
+		}
 	}
 	r, err := relay.New(cfg)
 	if err != nil {
@@ -135,6 +162,13 @@ func (r *relayRun) stop() {
 	case <-time.After(30 * time.Second):
 		panic("relay did not stop within 30s")
 	}
+}
+
+// republishes returns the re-publishes this relay completed, in order.
+func (r *relayRun) republishes() []relay.Republished {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]relay.Republished(nil), r.republished...)
 }
 
 // publishedCount is the number of events this relay published.
@@ -215,6 +249,9 @@ func (e *env) readStream(tb testing.TB, name string) []streamed {
 	var out []streamed
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // a gap: deleted, or lost and recovered as deleted
+		}
 		if err != nil {
 			tb.Fatalf("get message %d of %s: %v", seq, name, err)
 		}

@@ -28,6 +28,12 @@ const (
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultRetentionInterval = 5 * time.Minute
 	DefaultStatsInterval     = 30 * time.Second
+	// DefaultRepublishMargin is what a re-publish window adds to the NATS
+	// server's sync interval: the time two of its syncs take (a message is
+	// on disk once the first sync that starts after its acknowledgement has
+	// finished), the latency of the statement that marks rows published,
+	// and small clock steps. See the package documentation.
+	DefaultRepublishMargin = 5 * time.Second
 )
 
 // lockKey is the advisory lock that elects the active relay. Scaling out
@@ -47,6 +53,14 @@ const (
 	maxBackoff = 5 * time.Second
 	// maxErrorLen bounds the last_error stored on a row.
 	maxErrorLen = 1000
+	// streamClockSlack is how much earlier than the re-publish window the
+	// relay starts reading the stream, whose timestamps come from the NATS
+	// server's clock rather than the database's. A survivor it misses
+	// because the clocks are further apart is published again and dropped
+	// by the stream's duplicate window.
+	streamClockSlack = 5 * time.Second
+	// streamReadTimeout bounds the read of which events the stream holds.
+	streamReadTimeout = time.Minute
 )
 
 // Config holds the relay's dependencies and settings; zero values take the
@@ -75,12 +89,42 @@ type Config struct {
 	// statistics (at info while there is a backlog, at debug otherwise).
 	StatsInterval time.Duration
 
+	// RepublishWindow, when positive, covers a NATS server that syncs its
+	// file store periodically and so can lose the tail of a stream on a
+	// power loss or OS crash: each time the relay becomes the active one,
+	// and after each reconnection of its NATS connection, before it
+	// publishes anything new, it publishes again, in id order, the rows
+	// published within RepublishWindow before the latest publication that
+	// the stream no longer holds. Set it to the server's sync interval plus
+	// DefaultRepublishMargin; zero, right for a server that syncs every
+	// write before acknowledging it, turns it off. The package
+	// documentation has the argument.
+	RepublishWindow time.Duration
+
 	// AfterPublish, when set, is called after every publish of a batch was
 	// acknowledged and before the rows are marked, with the event IDs just
 	// published: a fault-injection hook for tests. An error makes the relay
 	// behave as if it crashed there: it marks nothing, gives up its lock and
 	// Run returns the error.
 	AfterPublish func(ctx context.Context, eventIDs []uuid.UUID) error
+	// AfterRepublish, when set, is called after every completed re-publish
+	// with what it did: a hook for tests.
+	AfterRepublish func(Republished)
+}
+
+// Republished describes one re-publish (Config.RepublishWindow).
+type Republished struct {
+	// Since is the start of the window, on the database's clock.
+	Since time.Time
+	// Window holds the event IDs of the rows published since then, in id
+	// order.
+	Window []uuid.UUID
+	// Sent holds those the stream did not hold, published again: every one
+	// of the window when the stream could not be read.
+	Sent []uuid.UUID
+	// Appended holds those of Sent the stream took as new messages rather
+	// than dropping them as duplicates: the events it had lost.
+	Appended []uuid.UUID
 }
 
 // Relay publishes the outbox. Make one with New and run it with Run.
@@ -90,6 +134,9 @@ type Relay struct {
 	js      jetstream.JetStream
 	kick    chan struct{}
 	leading atomic.Bool
+	// epoch is the NATS connection's reconnect count when the relay last
+	// completed a re-publish; only the goroutine running Run uses it.
+	epoch uint64
 }
 
 // New builds a relay. It panics when DB or NATS is missing: a wiring
@@ -131,12 +178,19 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: jetstream: %w", err)
 	}
-	return &Relay{
+	r := &Relay{
 		cfg:  cfg,
 		log:  cfg.Logger.With("component", "relay"),
 		js:   js,
 		kick: make(chan struct{}, 1),
-	}, nil
+	}
+	if cfg.RepublishWindow > 0 && cfg.NATS.Opts.ReconnectBufSize >= 0 {
+		// See "A NATS server that restarts under a running relay" in the
+		// package documentation.
+		r.log.Warn("the relay's NATS connection buffers publishes while it reconnects; " +
+			"connect with nats.ReconnectBufSize(-1) so that nothing reaches a restarted server before the relay has re-published what it lost")
+	}
+	return r, nil
 }
 
 // Kick wakes the relay to look for new rows now rather than at its next
@@ -251,6 +305,7 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 	backoff := time.Duration(0)
 	nextRetention := time.Now()
 	nextStats := time.Now().Add(r.cfg.StatsInterval)
+	republished := false // in this term as the active relay
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -263,6 +318,29 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 				return err
 			}
 			sleep(ctx, r.cfg.PollInterval)
+			continue
+		}
+		if r.cfg.RepublishWindow > 0 && (!republished || r.reconnects() != r.epoch) {
+			// Before anything new: what the stream may have lost.
+			epoch := r.reconnects()
+			err := r.republish(ctx, q, epoch)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if _, ok := errors.AsType[errRepublish](err); ok {
+				backoff = min(max(2*backoff, minBackoff), maxBackoff)
+				r.log.Warn("re-publish failed; publishing nothing new until it succeeds", "err", err, "retry_in", backoff)
+				if !sleep(ctx, backoff) {
+					return nil
+				}
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			// A reconnection during the re-publish shows at the next
+			// iteration, which re-publishes again.
+			r.epoch, republished, backoff = epoch, true, 0
 			continue
 		}
 		// A kick that arrives from here on wakes the next iteration.
@@ -292,6 +370,8 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 			nextStats = now.Add(r.cfg.StatsInterval)
 		}
 		switch {
+		case res.reconnected:
+			continue // re-publish first
 		case res.failed > 0 && res.published == 0:
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			if !sleep(ctx, backoff) {
@@ -318,17 +398,28 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 // batchResult counts what one batch did.
 type batchResult struct {
 	claimed, published, failed int
+	// reconnected: the NATS connection reconnected during the batch, which
+	// stopped sending; the rows not sent stay unpublished.
+	reconnected bool
 }
 
-// row is one claimed row on its way out.
+// row is one row on its way out.
 type row struct {
 	db.ClaimOutboxBatchRow
 	msg *nats.Msg
 	err error // non-nil: could not be encoded, or its publish failed
+	// duplicate: the stream acknowledged it as a copy of a message it
+	// holds.
+	duplicate bool
 }
 
-// batch claims up to BatchSize rows and publishes them in waves (see the
-// package documentation for why), then marks them.
+func newRow(c db.ClaimOutboxBatchRow) *row {
+	rw := &row{ClaimOutboxBatchRow: c}
+	rw.msg, rw.err = message(c)
+	return rw
+}
+
+// batch claims up to BatchSize rows, publishes them (send) and marks them.
 func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 	var res batchResult
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
@@ -341,87 +432,20 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 	if len(claimed) == 0 {
 		return res, nil
 	}
-
-	// Wave k holds the k-th claimed row of every aggregate.
-	rows := make([]row, len(claimed))
-	rank := make(map[string]int, len(claimed))
-	var waves [][]*row
+	rows := make([]*row, len(claimed))
 	for i, c := range claimed {
-		rw := &rows[i]
-		rw.ClaimOutboxBatchRow = c
-		rw.msg, rw.err = message(c)
-		k := rank[c.AggregateID]
-		rank[c.AggregateID] = k + 1
-		if k == len(waves) {
-			waves = append(waves, nil)
-		}
-		waves[k] = append(waves[k], rw)
+		rows[i] = newRow(c)
 	}
-
-	blocked := make(map[string]bool)
-	var published, failed []*row
-	fail := func(rw *row, err error) {
-		rw.err = err
-		blocked[rw.AggregateID] = true
-		failed = append(failed, rw)
-	}
-	stopped := false
-	for _, wave := range waves {
-		type inflight struct {
-			rw  *row
-			ack jetstream.PubAckFuture
-		}
-		sent := make([]inflight, 0, len(wave))
-		for _, rw := range wave {
-			if blocked[rw.AggregateID] {
-				continue // a predecessor in this batch failed
-			}
-			if rw.err != nil {
-				fail(rw, rw.err)
-				continue
-			}
-			f, err := r.js.PublishMsgAsync(rw.msg)
-			if err != nil {
-				fail(rw, fmt.Errorf("publish: %w", err))
-				continue
-			}
-			sent = append(sent, inflight{rw, f})
-		}
-		if len(sent) == 0 {
-			break // every aggregate left is blocked
-		}
-		deadline := time.NewTimer(r.cfg.AckTimeout + time.Second)
-		for _, s := range sent {
-			select {
-			case <-s.ack.Ok():
-				published = append(published, s.rw)
-			case err := <-s.ack.Err():
-				fail(s.rw, fmt.Errorf("publish: %w", err))
-			case <-deadline.C:
-				// The library's own timeout should have fired first; never
-				// wait forever on a future that does not resolve.
-				fail(s.rw, fmt.Errorf("publish: no acknowledgement within %s", r.cfg.AckTimeout))
-				deadline.Reset(0)
-			case <-ctx.Done():
-				stopped = true
-			}
-			if stopped {
-				break
-			}
-		}
-		deadline.Stop()
-		if stopped {
-			break
-		}
-	}
-	res.published, res.failed = len(published), len(failed)
+	out := r.send(ctx, rows, r.epoch)
+	published, failed := out.published, out.failed
+	res.published, res.failed, res.reconnected = len(published), len(failed), out.reconnected
 
 	ids := make([]int64, len(published))
 	eventIDs := make([]uuid.UUID, len(published))
 	for i, rw := range published {
 		ids[i], eventIDs[i] = rw.ID, rw.EventID
 	}
-	if stopped {
+	if out.stopped {
 		// Shutting down: mark what was acknowledged, so that a restart
 		// does not send it again, on a context of its own.
 		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -433,8 +457,12 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 		}
 	}
 	if len(published) > 0 {
+		// published_at is when the last acknowledgement came, on the
+		// database's clock; see the package documentation.
 		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
-		_, err := q.MarkOutboxPublished(qctx, db.MarkOutboxPublishedParams{PublishedAt: time.Now(), Ids: ids})
+		_, err := q.MarkOutboxPublished(qctx, db.MarkOutboxPublishedParams{
+			AckedAgoSeconds: time.Since(out.lastAck).Seconds(), Ids: ids,
+		})
 		cancel()
 		if err != nil {
 			return res, fmt.Errorf("mark %d outbox rows published: %w", len(ids), err)
@@ -454,13 +482,117 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 		}
 		first := failed[0]
 		r.log.Warn("outbox publish failed; the orders concerned wait for a retry",
-			"failed", len(failed), "published", len(published), "orders_blocked", len(blocked),
+			"failed", len(failed), "published", len(published), "orders_blocked", out.blocked,
 			"first_id", first.ID, "first_event_id", first.EventID, "first_event_type", first.EventType,
 			"first_aggregate_id", first.AggregateID, "err", first.err)
 	}
-	r.log.Debug("outbox batch", "claimed", res.claimed, "published", res.published, "failed", res.failed, "waves", len(waves))
+	r.log.Debug("outbox batch", "claimed", res.claimed, "published", res.published, "failed", res.failed, "waves", out.waves)
 	return res, nil
 }
+
+// sent is what send did with its rows.
+type sent struct {
+	published []*row // acknowledged, in acknowledgement order
+	failed    []*row // refused, unanswered or not encodable
+	// lastAck is when the last acknowledgement of a published row was
+	// read.
+	lastAck time.Time
+	// blocked is the number of aggregates a failure held back; waves the
+	// number of waves sent.
+	blocked, waves int
+	// stopped: ctx ended while waiting for acknowledgements. reconnected:
+	// the NATS connection reconnected, so send stopped before a wave.
+	stopped, reconnected bool
+}
+
+// send publishes rows, given in id order, in waves (see the package
+// documentation for why): wave k holds the k-th row of every aggregate,
+// sent asynchronously, and every acknowledgement of a wave is awaited
+// before the next is sent. A row that fails holds back the rest of its
+// aggregate. With a re-publish window, send stops before a wave when the
+// connection's reconnect count is no longer epoch, the count when the last
+// re-publish began.
+func (r *Relay) send(ctx context.Context, rows []*row, epoch uint64) (out sent) {
+	rank := make(map[string]int, len(rows))
+	var waves [][]*row
+	for _, rw := range rows {
+		k := rank[rw.AggregateID]
+		rank[rw.AggregateID] = k + 1
+		if k == len(waves) {
+			waves = append(waves, nil)
+		}
+		waves[k] = append(waves[k], rw)
+	}
+
+	blocked := make(map[string]bool)
+	fail := func(rw *row, err error) {
+		rw.err = err
+		blocked[rw.AggregateID] = true
+		out.failed = append(out.failed, rw)
+	}
+	defer func() { out.blocked = len(blocked) }()
+	for _, wave := range waves {
+		if r.cfg.RepublishWindow > 0 && r.reconnects() != epoch {
+			// The server may be a restarted one that lost the tail of
+			// the stream: nothing more before the re-publish.
+			out.reconnected = true
+			return out
+		}
+		type inflight struct {
+			rw  *row
+			ack jetstream.PubAckFuture
+		}
+		pending := make([]inflight, 0, len(wave))
+		for _, rw := range wave {
+			if blocked[rw.AggregateID] {
+				continue // a predecessor in this batch failed
+			}
+			if rw.err != nil {
+				fail(rw, rw.err)
+				continue
+			}
+			f, err := r.js.PublishMsgAsync(rw.msg)
+			if err != nil {
+				fail(rw, fmt.Errorf("publish: %w", err))
+				continue
+			}
+			pending = append(pending, inflight{rw, f})
+		}
+		if len(pending) == 0 {
+			break // every aggregate left is blocked
+		}
+		out.waves++
+		deadline := time.NewTimer(r.cfg.AckTimeout + time.Second)
+		for _, s := range pending {
+			select {
+			case ack := <-s.ack.Ok():
+				s.rw.duplicate = ack.Duplicate
+				out.published = append(out.published, s.rw)
+				out.lastAck = time.Now()
+			case err := <-s.ack.Err():
+				fail(s.rw, fmt.Errorf("publish: %w", err))
+			case <-deadline.C:
+				// The library's own timeout should have fired first; never
+				// wait forever on a future that does not resolve.
+				fail(s.rw, fmt.Errorf("publish: no acknowledgement within %s", r.cfg.AckTimeout))
+				deadline.Reset(0)
+			case <-ctx.Done():
+				out.stopped = true
+			}
+			if out.stopped {
+				break
+			}
+		}
+		deadline.Stop()
+		if out.stopped {
+			break
+		}
+	}
+	return out
+}
+
+// reconnects is the NATS connection's reconnect count.
+func (r *Relay) reconnects() uint64 { return r.cfg.NATS.Stats().Reconnects }
 
 // message encodes a row as its CloudEvent.
 func message(c db.ClaimOutboxBatchRow) (*nats.Msg, error) {
