@@ -284,6 +284,68 @@ func (a *Activities) RefundPayment(ctx context.Context, in PaymentInput) error {
 	return a.movePayment(ctx, in, a.Payments.Refund, orderflow.PaymentRefunded, events.OrderPaymentRefunded)
 }
 
+// ReleasePayment gives back whatever the gateway holds for the order — it
+// voids an authorization and refunds a capture — and records the outcome
+// with its event (order.payment_voided or order.payment_refunded). It asks
+// the gateway (by the order's idempotency key) instead of trusting what the
+// workflow last heard: an authorization that succeeded at the gateway but
+// whose recording failed, or a capture whose answer was lost, is released
+// all the same. It returns the payment's status afterwards: voided,
+// refunded, declined, or "" when the gateway holds nothing.
+func (a *Activities) ReleasePayment(ctx context.Context, in PaymentInput) (string, error) {
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return "", err
+	}
+	if _, err := a.getOrder(ctx, id); err != nil {
+		return "", surface(err)
+	}
+	hold, err := a.Payments.Lookup(ctx, id.String())
+	if errors.Is(err, ErrNoHold) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var (
+		status    orderflow.PaymentStatus
+		eventType string
+	)
+	switch orderflow.PaymentStatus(hold.Status) {
+	case orderflow.PaymentDeclined:
+		return hold.Status, nil
+	case orderflow.PaymentAuthorized, orderflow.PaymentVoided:
+		status, eventType = orderflow.PaymentVoided, events.OrderPaymentVoided
+		if err := a.Payments.Void(ctx, hold.AuthorizationID); err != nil {
+			return "", err
+		}
+	case orderflow.PaymentCaptured, orderflow.PaymentRefunded:
+		status, eventType = orderflow.PaymentRefunded, events.OrderPaymentRefunded
+		if err := a.Payments.Refund(ctx, hold.AuthorizationID); err != nil {
+			return "", err
+		}
+	default:
+		return "", invalidf("order %s: the gateway reports payment status %q", id, hold.Status)
+	}
+	err = a.apply(ctx, step{
+		orderID: id, eventType: eventType,
+		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
+			if err := q.UpsertPayment(ctx, db.UpsertPaymentParams{
+				OrderID: id, AuthorizationID: hold.AuthorizationID, AmountCents: hold.AmountCents,
+				Status: string(status), UpdatedAt: ev.OccurredAt,
+			}); err != nil {
+				return fmt.Errorf("upsert payment: %w", err)
+			}
+			ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(status), hold.AuthorizationID, hold.AmountCents
+			return nil
+		},
+	})
+	if err != nil {
+		return "", surface(err)
+	}
+	return string(status), nil
+}
+
 // movePayment asks the gateway to move the order's hold (the gateway makes
 // a repeat a no-op and refuses an impossible move), then records the new
 // payment status and emits eventType in one transaction.

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -13,6 +14,11 @@ type PaymentGateway interface {
 	// is a *DeclinedError; any other error may be retried.
 	Authorize(ctx context.Context, idempotencyKey, token string, amountCents int64) (authorizationID string, err error)
 	Capture(ctx context.Context, authorizationID string) error
+	// Lookup tells what the gateway holds under an idempotency key: the
+	// authorization and its status, or ErrNoHold when it holds nothing. A
+	// compensation asks the gateway rather than trusting what the workflow
+	// last heard, which a crash or a time-out can have left behind.
+	Lookup(ctx context.Context, idempotencyKey string) (Hold, error)
 	Void(ctx context.Context, authorizationID string) error
 	Refund(ctx context.Context, authorizationID string) error
 }
@@ -21,3 +27,14 @@ type PaymentGateway interface {
 type DeclinedError struct{ Reason string }
 
 func (e *DeclinedError) Error() string { return fmt.Sprintf("payment declined: %s", e.Reason) }
+
+// Hold is what a gateway holds for one idempotency key.
+type Hold struct {
+	AuthorizationID string
+	// Status is authorized, captured, voided, refunded or declined.
+	Status string
+	AmountCents int64
+}
+
+// ErrNoHold is Lookup's answer for a key the gateway holds nothing under.
+var ErrNoHold = errors.New("payment gateway holds nothing under this key")

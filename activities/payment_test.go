@@ -388,3 +388,90 @@ func waitForLockWait(tb testing.TB, pool *sql.DB) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestReleasePaymentAsksTheGateway: the compensation gives back whatever
+// the gateway holds for the order, also what the order's own records never
+// heard of, and does it once however often it is retried.
+func TestReleasePaymentAsksTheGateway(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	release := func(t *testing.T, orderID string) string {
+		t.Helper()
+		var last string
+		for range 2 { // a retried compensation
+			got, err := f.acts.ReleasePayment(t.Context(), activities.PaymentInput{OrderID: orderID})
+			if err != nil {
+				t.Fatalf("ReleasePayment: %v", err)
+			}
+			last = got
+		}
+		return last
+	}
+	t.Run("authorized hold is voided", func(t *testing.T) {
+		in := f.place(t)
+		f.authorize(t, in, activities.SandboxTokenVisa)
+		if got := release(t, in.OrderID); got != "voided" {
+			t.Errorf("released = %q; want voided", got)
+		}
+		if got := f.ledger(t, in.OrderID); !slices.Equal(got, []string{"authorize", "void"}) {
+			t.Errorf("ledger %v; want authorize, void", got)
+		}
+		if p := f.payment(t, in.OrderID); p.Status != "voided" {
+			t.Errorf("payment row %q; want voided", p.Status)
+		}
+	})
+	t.Run("captured payment is refunded", func(t *testing.T) {
+		in := f.place(t)
+		authID := f.authorize(t, in, activities.SandboxTokenVisa)
+		if err := f.acts.CapturePayment(t.Context(), activities.PaymentInput{OrderID: in.OrderID, AuthorizationID: authID}); err != nil {
+			t.Fatal(err)
+		}
+		if got := release(t, in.OrderID); got != "refunded" {
+			t.Errorf("released = %q; want refunded", got)
+		}
+		if charged, _ := f.store.SandboxNetCharged(t.Context(), in.OrderID); charged != 0 {
+			t.Errorf("net charged %d after the refund; want 0", charged)
+		}
+		var refunds int
+		for _, row := range f.outbox(t, in.OrderID) {
+			if row.EventType == events.OrderPaymentRefunded {
+				refunds++
+			}
+		}
+		if refunds != 1 {
+			t.Errorf("%d payment_refunded events; want 1", refunds)
+		}
+	})
+	t.Run("hold the order never recorded is voided", func(t *testing.T) {
+		// The gateway placed the hold but the activity failed before its
+		// transaction committed: the order has no payment row.
+		in := f.place(t)
+		if _, err := f.gw.Authorize(t.Context(), in.OrderID, activities.SandboxTokenVisa, in.TotalCents); err != nil {
+			t.Fatal(err)
+		}
+		if p := f.payment(t, in.OrderID); p.Status != "" {
+			t.Fatalf("payment row %+v before the release; want none", p)
+		}
+		if got := release(t, in.OrderID); got != "voided" {
+			t.Errorf("released = %q; want voided", got)
+		}
+		if got := f.ledger(t, in.OrderID); !slices.Equal(got, []string{"authorize", "void"}) {
+			t.Errorf("ledger %v; want authorize, void", got)
+		}
+	})
+	t.Run("nothing held", func(t *testing.T) {
+		in := f.place(t)
+		if got := release(t, in.OrderID); got != "" {
+			t.Errorf("released = %q; want empty: nothing to release", got)
+		}
+	})
+	t.Run("declined stays declined", func(t *testing.T) {
+		in := f.place(t)
+		if _, err := f.acts.AuthorizePayment(t.Context(), activities.AuthorizeInput{OrderID: in.OrderID, PaymentToken: activities.SandboxTokenDeclined, AmountCents: in.TotalCents}); err == nil {
+			t.Fatal("tok_declined was approved")
+		}
+		if got := release(t, in.OrderID); got != "declined" {
+			t.Errorf("released = %q; want declined", got)
+		}
+	})
+}

@@ -155,6 +155,18 @@ func (g *SandboxGateway) Refund(ctx context.Context, authorizationID string) err
 	return g.move(ctx, authorizationID, entryRefund, orderflow.PaymentCaptured, orderflow.PaymentRefunded)
 }
 
+// Lookup returns the authorization placed under idempotencyKey.
+func (g *SandboxGateway) Lookup(ctx context.Context, idempotencyKey string) (Hold, error) {
+	auth, err := g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Hold{}, ErrNoHold
+	}
+	if err != nil {
+		return Hold{}, fmt.Errorf("sandbox: look up %s: %w", idempotencyKey, err)
+	}
+	return Hold{AuthorizationID: auth.ID, Status: auth.Status, AmountCents: auth.AmountCents}, nil
+}
+
 // move takes an authorization from status from to status to and books
 // entry, under the authorization's row lock, in one transaction. An
 // authorization already in status to is left alone; any other status cannot

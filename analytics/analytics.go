@@ -7,6 +7,20 @@
 //
 // A day is the UTC calendar day an order was placed on; all of the order's
 // counts go to that day, also an acceptance after midnight.
+//
+// The counts are the restaurant's, judged from each order's own history as
+// the projection saw it, never from reason texts. Placed counts every order
+// placed at the restaurant, also one whose payment was then declined. The
+// order workflow ends such an order with order.rejected before the
+// restaurant hears of it; a rejection counts only for an order the
+// restaurant was notified of (order.restaurant_notified). order.cancelled
+// ends an order cancelled by the customer before the restaurant decided,
+// and also one whose workflow was cancelled, maybe after the acceptance: a
+// cancellation counts only before the acceptance, and an order cancelled
+// after it stays counted as accepted. Rejections and cancellations need the
+// order's earlier events: an order the projection first sees at its
+// rejection or cancellation (its earlier events had aged out of the stream
+// before the projection started) counts as neither.
 package analytics
 
 import (
@@ -36,13 +50,20 @@ const MaxDays = 366
 // DateLayout is how days are written.
 const DateLayout = time.DateOnly
 
-// counters names the per-day counter each counted event type adds to.
-var counters = map[string]string{
-	events.OrderPlaced:    "placed",
+// outcomes names the per-day counter and the order outcome of each event
+// type that ends an order's wait for the restaurant.
+var outcomes = map[string]string{
 	events.OrderAccepted:  "accepted",
 	events.OrderRejected:  "rejected",
 	events.OrderTimedOut:  "timed_out",
 	events.OrderCancelled: "cancelled",
+}
+
+// projected tells the event types the projection applies; it ignores the
+// others.
+func projected(eventType string) bool {
+	_, ok := outcomes[eventType]
+	return ok || eventType == events.OrderPlaced || eventType == events.OrderRestaurantNotified
 }
 
 // Service is the analytics context.
@@ -85,10 +106,10 @@ func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
 }
 
 // Handle projects one order event, in the consumer's transaction (so each
-// event counts once). Types the projection does not count are ignored.
+// event counts once). Types the projection does not use are ignored.
 func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) error {
-	counter, ok := counters[env.EventType()]
-	if !ok {
+	eventType := env.EventType()
+	if !projected(eventType) {
 		return nil
 	}
 	var ev events.OrderEvent
@@ -105,12 +126,13 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 	}
 	q := db.New(tx)
 	o, err := q.GetAnalyticsOrder(ctx, orderID)
+	seen := err == nil // the projection saw an earlier event of the order
 	if errors.Is(err, sql.ErrNoRows) {
 		// Normally order.placed; another type when the projection joined
 		// the stream after the order's placement (it counts on the day of
 		// this event then, with no time to accept).
 		o = db.AnalyticsOrder{OrderID: orderID, RestaurantID: ev.RestaurantID, Day: day(at)}
-		if env.EventType() == events.OrderPlaced {
+		if eventType == events.OrderPlaced {
 			o.PlacedAt = sql.NullTime{Time: at, Valid: true}
 		}
 		if _, err := q.InsertAnalyticsOrder(ctx, db.InsertAnalyticsOrderParams{
@@ -121,8 +143,14 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 	} else if err != nil {
 		return fmt.Errorf("get order: %w", err)
 	}
-	switch env.EventType() {
+	counter := ""
+	switch eventType {
 	case events.OrderPlaced:
+		counter = "placed"
+	case events.OrderRestaurantNotified:
+		if err := q.SetAnalyticsOrderNotified(ctx, orderID); err != nil {
+			return fmt.Errorf("set notified: %w", err)
+		}
 	case events.OrderAccepted:
 		var ms sql.NullInt64
 		if o.PlacedAt.Valid && !at.Before(o.PlacedAt.Time) {
@@ -133,10 +161,25 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 		}); err != nil {
 			return fmt.Errorf("set accepted: %w", err)
 		}
+		counter = "accepted"
 	default:
-		if err := q.SetAnalyticsOrderOutcome(ctx, db.SetAnalyticsOrderOutcomeParams{OrderID: orderID, Outcome: counter}); err != nil {
+		outcome := outcomes[eventType]
+		if err := q.SetAnalyticsOrderOutcome(ctx, db.SetAnalyticsOrderOutcomeParams{OrderID: orderID, Outcome: outcome}); err != nil {
 			return fmt.Errorf("set outcome: %w", err)
 		}
+		switch {
+		case eventType == events.OrderRejected && !o.Notified:
+			// The restaurant never heard of the order: its payment was
+			// declined (or the projection cannot tell).
+		case eventType == events.OrderCancelled && (!seen || o.AcceptedAt.Valid):
+			// Cancelled after the acceptance (it stays accepted), or the
+			// projection cannot tell.
+		default:
+			counter = outcome
+		}
+	}
+	if counter == "" {
+		return nil
 	}
 	if err := q.CountRestaurantDay(ctx, db.CountRestaurantDayParams{RestaurantID: o.RestaurantID, Day: o.Day, Counter: counter}); err != nil {
 		return fmt.Errorf("count %s: %w", counter, err)
@@ -146,11 +189,18 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 
 // Counts are a restaurant's numbers over a day or a range of days.
 type Counts struct {
+	// Placed counts every order placed at the restaurant, also those whose
+	// payment was declined, that failed, or that still wait: it is at
+	// least the sum of the four outcomes below.
 	Placed   int `json:"placed"`
 	Accepted int `json:"accepted"`
+	// Rejected by the restaurant: a declined payment, which rejects the
+	// order before the restaurant is notified, is not counted.
 	Rejected int `json:"rejected"`
 	TimedOut int `json:"timed_out"`
-	// Cancelled by the customer before the restaurant decided.
+	// Cancelled before the restaurant decided, by the customer or by the
+	// cancellation of the order's workflow. An order cancelled after its
+	// acceptance stays counted as accepted.
 	Cancelled int `json:"cancelled"`
 	// MedianSecondsToAccept is the median time from placement to
 	// acceptance; nil when no accepted order's placement is known.

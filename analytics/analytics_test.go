@@ -2,6 +2,7 @@ package analytics_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -10,9 +11,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/pressly/goose/v3"
 
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/analytics"
+	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/db/dbtest"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/consumer"
@@ -137,6 +140,190 @@ func TestProjection(t *testing.T) {
 			{Day: "2026-03-14", Counts: analytics.Counts{Placed: 1, Accepted: 1, MedianSecondsToAccept: ptr(300)}},
 		},
 	})
+}
+
+// TestOutcomes: what each way an order ends counts as, judged from the
+// order's own events as the projection saw them, not from reason texts
+// (eventtest gives every rejection the same reason).
+func TestOutcomes(t *testing.T) {
+	store := dbtest.New(t)
+	bus := eventtest.Start(t)
+	svc := analytics.New(store, eventtest.Logger())
+	settled := run(t, svc, bus)
+
+	d := time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)
+	placed := d.Add(12 * time.Hour)
+	ptr := func(f float64) *float64 { return &f }
+	tests := []struct {
+		name string
+		// firstSeq is the version of the first event the projection sees
+		// (above 1: the earlier ones aged out of the stream before it
+		// started); each next event is one version and one second later.
+		firstSeq int64
+		steps    []string
+		want     analytics.Counts
+	}{
+		{name: "payment declined: placed, not the restaurant's rejection",
+			steps: []string{events.OrderPlaced, events.OrderRejected},
+			want:  analytics.Counts{Placed: 1}},
+		{name: "rejected by the restaurant",
+			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderRejected},
+			want:  analytics.Counts{Placed: 1, Rejected: 1}},
+		{name: "timed out",
+			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderTimedOut},
+			want:  analytics.Counts{Placed: 1, TimedOut: 1}},
+		{name: "cancelled by the customer while awaiting acceptance",
+			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderCancelled},
+			want:  analytics.Counts{Placed: 1, Cancelled: 1}},
+		{name: "cancelled before the restaurant was notified",
+			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderCancelled},
+			want:  analytics.Counts{Placed: 1, Cancelled: 1}},
+		{name: "cancelled after the acceptance: stays accepted",
+			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderAccepted, events.OrderCancelled},
+			want:  analytics.Counts{Placed: 1, Accepted: 1, MedianSecondsToAccept: ptr(3)}},
+		{name: "accepted and completed",
+			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderAccepted, events.OrderCompleted},
+			want:  analytics.Counts{Placed: 1, Accepted: 1, MedianSecondsToAccept: ptr(3)}},
+		{name: "first seen at its rejection: cannot tell, not counted",
+			firstSeq: 4, steps: []string{events.OrderRejected},
+			want: analytics.Counts{}},
+		{name: "first seen at its notification, then rejected",
+			firstSeq: 3, steps: []string{events.OrderRestaurantNotified, events.OrderRejected},
+			want: analytics.Counts{Rejected: 1}},
+		{name: "first seen at its cancellation: cannot tell, not counted",
+			firstSeq: 4, steps: []string{events.OrderCancelled},
+			want: analytics.Counts{}},
+	}
+	published := 0
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			restaurant := fmt.Sprintf("r_%d", i)
+			ord := eventtest.Order{ID: uuid.NewString(), CustomerID: "c_ada", RestaurantID: restaurant}
+			seq := max(tt.firstSeq, 1)
+			for _, typ := range tt.steps {
+				bus.Publish(t, eventtest.OrderEvent(ord, typ, seq, placed.Add(time.Duration(seq-1)*time.Second)))
+				published++
+				seq++
+			}
+			eventually(t, "every event settled", func() bool { return settled.Load() == int64(published) })
+			got, err := svc.Stats(context.Background(), restaurant, d, d)
+			if err != nil {
+				t.Fatalf("stats: %v", err)
+			}
+			wantStats(t, got, analytics.RestaurantStats{
+				RestaurantID: restaurant, From: "2026-03-14", To: "2026-03-14", Totals: tt.want,
+				Days: []analytics.Day{{Day: "2026-03-14", Counts: tt.want}},
+			})
+		})
+	}
+}
+
+// TestMigrationRepairsCounts: migration 0007 marks the orders whose
+// notification the projection had taken (from its inbox) and takes back
+// the counts the old rules added: rejections of orders the restaurant never
+// heard of, and cancellations after the acceptance or of orders first seen
+// at their cancellation.
+func TestMigrationRepairsCounts(t *testing.T) {
+	store := dbtest.New(t)
+	ctx := context.Background()
+	provider, err := goose.NewProvider(goose.DialectPostgres, store.DB, os.DirFS("../db/migrations"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.DownTo(ctx, 6); err != nil {
+		t.Fatalf("migrate down to 6: %v", err)
+	}
+
+	// The projection's state as the old rules left it.
+	d := time.Date(2026, 3, 14, 0, 0, 0, 0, time.UTC)
+	placedAt := sql.NullTime{Time: d.Add(12 * time.Hour), Valid: true}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(counter string) {
+		t.Helper()
+		must(store.CountRestaurantDay(ctx, db.CountRestaurantDayParams{RestaurantID: "r_pizza", Day: d, Counter: counter}))
+	}
+	notified := func(consumer string, id uuid.UUID) {
+		t.Helper()
+		_, err := store.InsertInbox(ctx, db.InsertInboxParams{
+			Consumer: consumer, EventID: uuid.NewString(), EventType: events.CEType(events.OrderRestaurantNotified),
+			Source: events.SourceOrders, Subject: id.String(), Sequence: 3, Stream: events.OrderStream, StreamSeq: 1,
+		})
+		must(err)
+	}
+	order := func(placed bool, steps ...string) uuid.UUID {
+		t.Helper()
+		id := uuid.New()
+		p := placedAt
+		if !placed {
+			p = sql.NullTime{}
+		} else {
+			count("placed")
+		}
+		_, err := store.InsertAnalyticsOrder(ctx, db.InsertAnalyticsOrderParams{OrderID: id, RestaurantID: "r_pizza", Day: d, PlacedAt: p})
+		must(err)
+		for _, s := range steps {
+			switch s {
+			case "notified":
+				notified(analytics.ConsumerName, id)
+			case "accepted":
+				must(store.SetAnalyticsOrderAccepted(ctx, db.SetAnalyticsOrderAcceptedParams{
+					OrderID: id, AcceptedAt: sql.NullTime{Time: placedAt.Time.Add(time.Minute), Valid: true}, AcceptMs: sql.NullInt64{Int64: 60000, Valid: true},
+				}))
+				count(s)
+			default:
+				must(store.SetAnalyticsOrderOutcome(ctx, db.SetAnalyticsOrderOutcomeParams{OrderID: id, Outcome: s}))
+				count(s)
+			}
+		}
+		return id
+	}
+	declined := order(true, "rejected")
+	notified("promotions", declined) // another consumer's inbox does not count
+	rejected := order(true, "notified", "rejected")
+	cancelledAfter := order(true, "notified", "accepted", "cancelled")
+	cancelledBefore := order(true, "notified", "cancelled")
+	cancelledUnseen := order(false, "cancelled")
+	awaiting := order(true, "notified")
+
+	if _, err := provider.UpTo(ctx, 7); err != nil {
+		t.Fatalf("migrate up to 7: %v", err)
+	}
+	svc := analytics.New(store, nil)
+	got, err := svc.Stats(ctx, "r_pizza", d, d)
+	if err != nil {
+		t.Fatalf("stats: %v", err)
+	}
+	m := 60.0
+	want := analytics.Counts{Placed: 5, Accepted: 1, Rejected: 1, Cancelled: 1, MedianSecondsToAccept: &m}
+	wantStats(t, got, analytics.RestaurantStats{
+		RestaurantID: "r_pizza", From: "2026-03-14", To: "2026-03-14", Totals: want,
+		Days: []analytics.Day{{Day: "2026-03-14", Counts: want}},
+	})
+	for _, o := range []struct {
+		name string
+		id   uuid.UUID
+		want bool
+	}{
+		{"declined", declined, false},
+		{"rejected", rejected, true},
+		{"cancelled after acceptance", cancelledAfter, true},
+		{"cancelled before acceptance", cancelledBefore, true},
+		{"cancelled, first seen then", cancelledUnseen, false},
+		{"awaiting acceptance", awaiting, true},
+	} {
+		row, err := store.GetAnalyticsOrder(ctx, o.id)
+		if err != nil {
+			t.Fatalf("%s: %v", o.name, err)
+		}
+		if row.Notified != o.want {
+			t.Errorf("%s: notified = %v, want %v", o.name, row.Notified, o.want)
+		}
+	}
 }
 
 // TestStatsRange: a range must run forwards and cover at most MaxDays.

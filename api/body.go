@@ -10,10 +10,12 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // maxBodyBytes bounds every request body: an order of 50 lines fits many
@@ -74,7 +76,64 @@ func decodeStrict(data []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return orderflow.FieldErrorf("body", "unexpected data after the JSON value")
 	}
+	return checkText(reflect.ValueOf(v), "")
+}
+
+// checkText refuses, naming the field, a string anywhere in v that holds a
+// NUL or another control character but tab, newline and carriage return:
+// PostgreSQL cannot store a NUL, so such a value would fail the order
+// later, deep in a workflow, instead of now, here, as a 400. (Invalid UTF-8
+// cannot get this far: encoding/json replaces it.)
+func checkText(v reflect.Value, path string) error {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return checkText(v.Elem(), path)
+		}
+	case reflect.String:
+		if i := strings.IndexFunc(v.String(), badRune); i >= 0 {
+			return orderflow.FieldErrorf(path, "must not contain control characters (found %q at byte %d)", v.String()[i:i+1], i)
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if err := checkText(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			if err := checkText(v.Field(i), name); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
+}
+
+func badRune(r rune) bool {
+	return r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f
+}
+
+// pathID reads an ID from the path. An ID with a control character or not
+// in UTF-8 names nothing that can exist: 404, without asking the database
+// (which would refuse the value with an error, not an empty answer).
+func pathID(c echo.Context, what string) (string, error) {
+	id := c.Param("id")
+	if !utf8.ValidString(id) || strings.IndexFunc(id, badRune) >= 0 {
+		return "", orderflow.Errorf(orderflow.ENOTFOUND, "no %s %q", what, id)
+	}
+	return id, nil
 }
 
 // jsonError turns an encoding/json error into an EINVALID *orderflow.Error.
@@ -134,7 +193,7 @@ type reasonBody struct {
 
 // maxReasonLen bounds a rejection or cancellation reason; it ends up in
 // events and customer notifications.
-const maxReasonLen = 500
+const maxReasonLen = workflows.MaxReasonLength
 
 // decodeReason reads an optional {reason} body; a missing body or a blank
 // reason gives def.

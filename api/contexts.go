@@ -27,7 +27,11 @@ func (s *Server) listCustomerVouchers(c echo.Context) error {
 		}
 		limit = n
 	}
-	vs, err := s.vouchers.CustomerVouchers(c.Request().Context(), c.Param("id"), limit)
+	id, err := pathID(c, "customer")
+	if err != nil {
+		return err
+	}
+	vs, err := s.vouchers.CustomerVouchers(c.Request().Context(), id, limit)
 	if err != nil {
 		return err
 	}
@@ -54,7 +58,11 @@ func (s *Server) getRestaurantStats(c echo.Context) error {
 		}
 		from = d
 	}
-	st, err := s.restaurantStats.Stats(c.Request().Context(), c.Param("id"), from, to)
+	id, err := pathID(c, "restaurant")
+	if err != nil {
+		return err
+	}
+	st, err := s.restaurantStats.Stats(c.Request().Context(), id, from, to)
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,11 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update string, args ...any
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID:   orderflow.OrderWorkflowID(id.String()),
+		WorkflowID: orderflow.OrderWorkflowID(id.String()),
+		// Each decision happens at most once per order, so its name is its
+		// ID: a client that retries after a lost answer is attached to the
+		// update it already made and gets its result, not a 409.
+		UpdateID:     update,
 		UpdateName:   update,
 		Args:         args,
 		WaitForStage: client.WorkflowUpdateStageCompleted,

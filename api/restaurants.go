@@ -140,7 +140,10 @@ func (s *Server) listRestaurantOrders(c echo.Context) error {
 
 // restaurantParam loads the restaurant the :id path parameter names.
 func (s *Server) restaurantParam(c echo.Context) (db.Restaurant, error) {
-	id := c.Param("id")
+	id, err := pathID(c, "restaurant")
+	if err != nil {
+		return db.Restaurant{}, err
+	}
 	r, err := s.store.GetRestaurant(c.Request().Context(), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return db.Restaurant{}, orderflow.Errorf(orderflow.ENOTFOUND, "no restaurant %q", id)

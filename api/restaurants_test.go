@@ -100,3 +100,13 @@ func TestRestaurantQueue(t *testing.T) {
 		wantProblem(t, f.do(t, http.MethodGet, "/v1/restaurants/r_nope/orders", "", nil), 404, "")
 	})
 }
+
+// TestPathIDsWithControlCharacters: an ID no row can have is a 404, not a
+// database error surfacing as a 500.
+func TestPathIDsWithControlCharacters(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{"/v1/restaurants/%00", "/v1/restaurants/r_%ff", "/v1/restaurants/%00/orders", "/v1/restaurants/%00/stats", "/v1/customers/%00/vouchers"} {
+		rec := f.do(t, http.MethodGet, path, "", nil)
+		wantProblem(t, rec, http.StatusNotFound, "")
+	}
+}

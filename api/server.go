@@ -171,7 +171,8 @@ func (s *Server) Routes() []Route {
 // Handler is the API as an http.Handler, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Serve serves on l until ctx is done, then shuts down gracefully.
+// Serve serves on l until ctx is done, then stops accepting connections
+// and returns once the requests in flight have been answered.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
@@ -181,7 +182,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// The longest request is an accept or delivered Update, which waits up
+	// to updateTimeout for the workflow: cutting it short would leave its
+	// caller without the answer. Shutdown returns as soon as the requests
+	// in flight are answered, at once when there are none.
+	sctx, cancel := context.WithTimeout(context.Background(), updateTimeout+5*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shut down http: %w", err)

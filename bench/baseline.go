@@ -60,6 +60,11 @@ func (*NoopActivities) VoidPayment(context.Context, activities.PaymentInput) err
 // RefundPayment does nothing.
 func (*NoopActivities) RefundPayment(context.Context, activities.PaymentInput) error { return nil }
 
+// ReleasePayment reports the payment voided.
+func (*NoopActivities) ReleasePayment(context.Context, activities.PaymentInput) (string, error) {
+	return "voided", nil
+}
+
 // NotifyCustomer does nothing.
 func (*NoopActivities) NotifyCustomer(context.Context, activities.CustomerNotice) error { return nil }
 

@@ -45,7 +45,7 @@ func (q *Queries) CountRestaurantDay(ctx context.Context, arg CountRestaurantDay
 }
 
 const getAnalyticsOrder = `-- name: GetAnalyticsOrder :one
-SELECT order_id, restaurant_id, day, placed_at, accepted_at, accept_ms, outcome FROM analytics.orders WHERE order_id = $1
+SELECT order_id, restaurant_id, day, placed_at, accepted_at, accept_ms, outcome, notified FROM analytics.orders WHERE order_id = $1
 `
 
 func (q *Queries) GetAnalyticsOrder(ctx context.Context, orderID uuid.UUID) (AnalyticsOrder, error) {
@@ -59,6 +59,7 @@ func (q *Queries) GetAnalyticsOrder(ctx context.Context, orderID uuid.UUID) (Ana
 		&i.AcceptedAt,
 		&i.AcceptMs,
 		&i.Outcome,
+		&i.Notified,
 	)
 	return i, err
 }
@@ -216,6 +217,15 @@ type SetAnalyticsOrderAcceptedParams struct {
 
 func (q *Queries) SetAnalyticsOrderAccepted(ctx context.Context, arg SetAnalyticsOrderAcceptedParams) error {
 	_, err := q.db.ExecContext(ctx, setAnalyticsOrderAccepted, arg.AcceptedAt, arg.AcceptMs, arg.OrderID)
+	return err
+}
+
+const setAnalyticsOrderNotified = `-- name: SetAnalyticsOrderNotified :exec
+UPDATE analytics.orders SET notified = true WHERE order_id = $1
+`
+
+func (q *Queries) SetAnalyticsOrderNotified(ctx context.Context, orderID uuid.UUID) error {
+	_, err := q.db.ExecContext(ctx, setAnalyticsOrderNotified, orderID)
 	return err
 }
 

@@ -21,6 +21,7 @@ type AnalyticsOrder struct {
 	AcceptedAt   sql.NullTime  `json:"accepted_at"`
 	AcceptMs     sql.NullInt64 `json:"accept_ms"`
 	Outcome      string        `json:"outcome"`
+	Notified     bool          `json:"notified"`
 }
 
 type AnalyticsRestaurantDay struct {

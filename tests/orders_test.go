@@ -17,10 +17,15 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/tests/apptest"
+	"github.com/orderflow/orderflow/workflows"
 )
 
 // record re-records the histories the replay tests replay: `make histories`.
@@ -221,7 +226,7 @@ func finish(t *testing.T, app *apptest.App, id, path string) order {
 	defer cancel()
 	wid := orderflow.OrderWorkflowID(id)
 	run := app.Env.Temporal.GetWorkflow(ctx, wid, "")
-	if err := run.Get(ctx, nil); err != nil {
+	if err := run.Get(ctx, nil); err != nil && !temporal.IsCanceledError(err) {
 		t.Fatalf("workflow %s: %v", wid, err)
 	}
 	o := getOrder(t, app, id)
@@ -287,6 +292,9 @@ func TestOrderPaths(t *testing.T) {
 		}
 		waitStatus(t, app, p.ID, "awaiting_acceptance")
 		mustDecide(t, app, p.ID, "accept", nil, "accepted")
+		// A restaurant whose answer was lost retries: it gets the same
+		// answer, not a conflict with its own decision.
+		mustDecide(t, app, p.ID, "accept", nil, "accepted")
 		if code, _ := decide(t, app, p.ID, "cancel", nil); code != http.StatusConflict {
 			t.Errorf("cancel after accept = %d; want 409", code)
 		}
@@ -302,8 +310,13 @@ func TestOrderPaths(t *testing.T) {
 		if got := netCharged(t, app, p.ID); got != 2300 {
 			t.Errorf("customer paid %d; want 2300", got)
 		}
-		if code, _ := decide(t, app, p.ID, "delivered", nil); code != http.StatusConflict {
-			t.Errorf("delivered again on a completed order = %d; want 409", code)
+		// Marking it delivered again is a retry of the same decision: the
+		// same answer. Any other decision on the closed order is a 409.
+		if code, status := decide(t, app, p.ID, "delivered", nil); code != http.StatusOK || status != "completed" {
+			t.Errorf("delivered again on a completed order = %d %q; want the first answer, 200 completed", code, status)
+		}
+		if code, _ := decide(t, app, p.ID, "reject", nil); code != http.StatusConflict {
+			t.Errorf("reject on a completed order = %d; want 409", code)
 		}
 	})
 
@@ -368,6 +381,61 @@ func TestOrderPaths(t *testing.T) {
 		if got := netCharged(t, app, p.ID); got != 0 {
 			t.Errorf("customer paid %d for a declined order; want 0", got)
 		}
+	})
+
+	t.Run("workflow_cancelled_after_acceptance", func(t *testing.T) {
+		// An operator cancels the order's workflow (Web UI, CLI) after the
+		// capture: the compensations still run and refund the customer.
+		p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_visa"))
+		waitStatus(t, app, p.ID, "awaiting_acceptance")
+		mustDecide(t, app, p.ID, "accept", nil, "accepted")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := app.Env.Temporal.CancelWorkflow(ctx, orderflow.OrderWorkflowID(p.ID), ""); err != nil {
+			t.Fatalf("cancel workflow: %v", err)
+		}
+		o := finish(t, app, p.ID, "workflow_cancelled")
+		if o.Status != "cancelled" || o.Payment.Status != "refunded" {
+			t.Errorf("order %q payment %q; want cancelled, refunded", o.Status, o.Payment.Status)
+		}
+		if got := netCharged(t, app, p.ID); got != 0 {
+			t.Errorf("customer paid %d for a cancelled order; want 0", got)
+		}
+	})
+
+	t.Run("delivery_escalated", func(t *testing.T) {
+		// The delivery SLA is the same for every order of an app, so this
+		// order is started with the SDK, as the API would start it, with
+		// a 2-second SLA; it runs on the app's worker like any other.
+		id := uuid.NewString()
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		in := workflows.OrderInput{
+			Order: activities.NewOrder{
+				OrderID: id, CustomerID: customer, RestaurantID: pizzeria, DeliveryAddress: "1 Test Street",
+				Items:      []events.OrderItem{{MenuItemID: margherita, Name: "Margherita", UnitPriceCents: 1150, Quantity: 1}},
+				TotalCents: 1150, PlacedAt: now, AcceptBy: now.Add(10 * time.Minute),
+			},
+			PaymentToken: "tok_visa", AcceptTimeout: 10 * time.Minute, DeliverySLA: 2 * time.Second,
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := app.Env.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID: orderflow.OrderWorkflowID(id), TaskQueue: apptest.TaskQueue,
+		}, workflows.OrderWorkflowName, in); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		waitStatus(t, app, id, "awaiting_acceptance")
+		mustDecide(t, app, id, "accept", nil, "accepted")
+		deadline := time.Now().Add(statusTimeout)
+		for !slices.Contains(timelineTypes(getOrder(t, app, id)), "order.delivery_escalated") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no order.delivery_escalated on the timeline %v", timelineTypes(getOrder(t, app, id)))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		mustDecide(t, app, id, "delivered", nil, "completed")
+		o := finish(t, app, id, "delivery_escalated")
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted", "customer:delivery_late")
 	})
 
 	t.Run("transient_payment_failures", func(t *testing.T) {

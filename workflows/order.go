@@ -3,7 +3,9 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -89,7 +91,16 @@ func (o *order) setup(ctx workflow.Context) error {
 		err := workflow.Await(ctx, func() bool {
 			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance
 		})
-		return DecisionResult{Status: string(o.status)}, err
+		if err != nil {
+			return DecisionResult{}, err
+		}
+		// The decision was taken, but the order may still have ended
+		// otherwise (a step after it failed): the caller must not read
+		// success into a different outcome.
+		if want := decisionOutcome(update); o.status != want {
+			return DecisionResult{Status: string(o.status)}, fmt.Errorf("order is %s: the %s did not take effect", o.status, update)
+		}
+		return DecisionResult{Status: string(o.status)}, nil
 	}
 	handlers := []struct {
 		name      string
@@ -104,8 +115,8 @@ func (o *order) setup(ctx workflow.Context) error {
 				return decide(ctx, UpdateReject, reasonOr(in.Reason, "rejected by restaurant"))
 			},
 			func(ctx workflow.Context, in RejectInput) error {
-				if len(in.Reason) > 500 {
-					return errors.New("reason is longer than 500 characters")
+				if err := validReason(in.Reason); err != nil {
+					return err
 				}
 				return o.canDecide("reject", orderflow.StatusAwaitingAcceptance)
 			}},
@@ -114,8 +125,8 @@ func (o *order) setup(ctx workflow.Context) error {
 				return decide(ctx, UpdateCancel, reasonOr(in.Reason, "cancelled by customer"))
 			},
 			func(ctx workflow.Context, in CancelInput) error {
-				if len(in.Reason) > 500 {
-					return errors.New("reason is longer than 500 characters")
+				if err := validReason(in.Reason); err != nil {
+					return err
 				}
 				return o.canDecide("cancel", orderflow.StatusPlaced, orderflow.StatusAwaitingAcceptance)
 			}},
@@ -159,6 +170,35 @@ func (o *order) canDecide(what string, allowed ...orderflow.OrderStatus) error {
 		return fmt.Errorf("order is %s: the restaurant has not been notified yet, cannot %s", o.status, what)
 	}
 	return fmt.Errorf("order is %s: cannot %s", o.status, what)
+}
+
+// MaxReasonLength bounds a rejection's or cancellation's reason, in
+// characters (runes), as the API counts them too.
+const MaxReasonLength = 500
+
+// validReason refuses a reason the order could not record: too long, not
+// UTF-8, or with a NUL (PostgreSQL stores neither), so a compensation never
+// retries forever on a value it can never write.
+func validReason(reason string) error {
+	switch {
+	case utf8.RuneCountInString(reason) > MaxReasonLength:
+		return fmt.Errorf("reason is longer than %d characters", MaxReasonLength)
+	case !utf8.ValidString(reason) || strings.ContainsRune(reason, 0):
+		return errors.New("reason must be UTF-8 text without NUL characters")
+	}
+	return nil
+}
+
+// decisionOutcome is the status a decision leads to.
+func decisionOutcome(update string) orderflow.OrderStatus {
+	switch update {
+	case UpdateAccept:
+		return orderflow.StatusAccepted
+	case UpdateReject:
+		return orderflow.StatusRejected
+	default:
+		return orderflow.StatusCancelled
+	}
 }
 
 func reasonOr(reason, def string) string {
@@ -248,7 +288,10 @@ func (o *order) fulfil(ctx workflow.Context) error {
 		return o.failed(ctx, err, "payment capture failed")
 	}
 	o.payment = orderflow.PaymentCaptured
-	if err := o.do(ctx, "notify customer: accepted", a.NotifyCustomer, activities.CustomerNotice{
+	// From here on the customer has paid and the kitchen is cooking: no
+	// outage of the notifier or the database fails the order (and refunds
+	// it); the remaining steps are retried until they succeed.
+	if err := o.settle(ctx, "notify customer: accepted", a.NotifyCustomer, activities.CustomerNotice{
 		OrderID: id, Kind: "accepted", Message: "Your order was accepted and is being prepared.",
 	}); err != nil {
 		return o.failed(ctx, err, "could not notify the customer")
@@ -273,7 +316,9 @@ func (o *order) fulfil(ctx workflow.Context) error {
 			return err
 		}
 	}
-	if err := o.transition(ctx, orderflow.StatusCompleted, events.OrderCompleted, ""); err != nil {
+	if err := o.settle(ctx, "record "+events.OrderCompleted, a.Transition, activities.TransitionInput{
+		OrderID: id, Status: string(orderflow.StatusCompleted), EventType: events.OrderCompleted,
+	}); err != nil {
 		return o.failed(ctx, err, "could not record the completion")
 	}
 	o.status = orderflow.StatusCompleted
@@ -284,13 +329,15 @@ func (o *order) escalate(ctx workflow.Context) error {
 	id := o.in.Order.OrderID
 	reason := fmt.Sprintf("delivery exceeded its SLA of %s", o.in.DeliverySLA)
 	o.logger.Warn("delivery late: escalating", "OrderID", id, "SLA", o.in.DeliverySLA)
-	if err := o.transition(ctx, orderflow.StatusAccepted, events.OrderDeliveryEscalated, reason); err != nil {
+	if err := o.settle(ctx, "record "+events.OrderDeliveryEscalated, a.Transition, activities.TransitionInput{
+		OrderID: id, Status: string(orderflow.StatusAccepted), EventType: events.OrderDeliveryEscalated, Reason: reason,
+	}); err != nil {
 		return err
 	}
 	if workflow.GetVersion(ctx, changeEscalationNotice, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
-	return o.do(ctx, "notify customer: running late", a.NotifyCustomer, activities.CustomerNotice{
+	return o.settle(ctx, "notify customer: running late", a.NotifyCustomer, activities.CustomerNotice{
 		OrderID: id, Kind: "delivery_late", Message: "Your order is running late; we are on it.",
 	})
 }
@@ -302,33 +349,35 @@ func (o *order) escalate(ctx workflow.Context) error {
 func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, eventType, reason string) error {
 	id := o.in.Order.OrderID
 	o.logger.Info("compensating order", "OrderID", id, "Status", status, "Reason", reason)
+	// The order is ending from here on: the validators refuse every
+	// decision now, not only once the final status is recorded.
+	o.status, o.reason = status, reason
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	dctx = workflow.WithActivityOptions(dctx, compensationOptions)
 
-	run := func(summary string, activity, arg any) {
+	run := func(summary string, activity, arg, result any) {
 		opts := compensationOptions
 		opts.Summary = summary
 		// Retried until it succeeds: an error here can only be a
 		// non-retryable one, which would be a bug; it is logged, not hidden.
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), activity, arg).Get(dctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), activity, arg).Get(dctx, result); err != nil {
 			o.logger.Error("compensation step failed", "OrderID", id, "Step", summary, "Error", err)
 		}
 	}
-	run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason})
-	o.status, o.reason = status, reason
-	switch o.payment {
-	case orderflow.PaymentAuthorized:
-		run("void payment", a.VoidPayment, activities.PaymentInput{OrderID: id, AuthorizationID: o.authID})
-		o.payment = orderflow.PaymentVoided
-	case orderflow.PaymentCaptured:
-		run("refund payment", a.RefundPayment, activities.PaymentInput{OrderID: id, AuthorizationID: o.authID})
-		o.payment = orderflow.PaymentRefunded
+	run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason}, nil)
+	if o.payment != orderflow.PaymentDeclined {
+		// Whatever the gateway holds — the workflow may not have heard of
+		// an authorization or a capture that happened — is given back.
+		var released string
+		run("release payment (void or refund)", a.ReleasePayment, activities.PaymentInput{OrderID: id, AuthorizationID: o.authID}, &released)
+		if released != "" {
+			o.payment = orderflow.PaymentStatus(released)
+		}
 	}
 	kind := string(status)
 	if o.payment == orderflow.PaymentDeclined {
 		kind = "payment_declined"
 	}
-	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)})
+	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)
 	return nil
 }
 
@@ -359,6 +408,14 @@ func (o *order) transition(ctx workflow.Context, status orderflow.OrderStatus, e
 	return o.do(ctx, "record "+eventType, a.Transition, activities.TransitionInput{
 		OrderID: o.in.Order.OrderID, Status: string(status), EventType: eventType, Reason: reason,
 	})
+}
+
+// settle runs a step that must not fail the order: retried until it
+// succeeds (only cancellation or a non-retryable error, a bug, stops it).
+func (o *order) settle(ctx workflow.Context, summary string, activity, arg any) error {
+	opts := settleOptions
+	opts.Summary = summary
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), activity, arg).Get(ctx, nil)
 }
 
 // do runs a forward activity with no result.
@@ -393,6 +450,17 @@ var (
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+	// settleOptions: like forwardOptions, but retried until done: a local
+	// activity's retries that outgrow the workflow task wait on durable
+	// timers, so "until done" survives worker restarts.
+	settleOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: 365 * 24 * time.Hour,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalid},
 		},
 	}
 	// compensationOptions: retried until done, however long that takes.

@@ -3,6 +3,7 @@ package workflows_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -76,15 +77,21 @@ func (h *harness) mock() {
 		h.record("Transition:" + in.EventType)
 		return nil
 	})
-	for name, fn := range map[string]any{"CapturePayment": acts.CapturePayment, "VoidPayment": acts.VoidPayment, "RefundPayment": acts.RefundPayment} {
-		on(name, fn, func(_ context.Context, in activities.PaymentInput) error {
-			if in.AuthorizationID != "auth_1" {
-				h.t.Errorf("%s got authorization %q, want auth_1", name, in.AuthorizationID)
-			}
-			h.record(name)
-			return nil
-		})
-	}
+	on("CapturePayment", acts.CapturePayment, func(_ context.Context, in activities.PaymentInput) error {
+		if in.AuthorizationID != "auth_1" {
+			h.t.Errorf("CapturePayment got authorization %q, want auth_1", in.AuthorizationID)
+		}
+		h.record("CapturePayment")
+		return nil
+	})
+	// The gateway's answer: a capture is refunded, a hold voided.
+	on("ReleasePayment", acts.ReleasePayment, func(_ context.Context, in activities.PaymentInput) (string, error) {
+		h.record("ReleasePayment")
+		if slices.Contains(h.calls, "CapturePayment") {
+			return "refunded", nil
+		}
+		return "voided", nil
+	})
 	on("NotifyCustomer", acts.NotifyCustomer, func(_ context.Context, in activities.CustomerNotice) error {
 		h.record("NotifyCustomer:" + in.Kind)
 		return nil
@@ -207,19 +214,19 @@ func TestOrderCompensations(t *testing.T) {
 				h.update(2*time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "out of dough"})
 			},
 			wantStatus: "rejected", wantPayment: "voided", wantReason: "out of dough",
-			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.rejected", "VoidPayment", "NotifyCustomer:rejected"},
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.rejected", "ReleasePayment", "NotifyCustomer:rejected"},
 		},
 		{
 			name:       "restaurant does not answer within 10 minutes",
 			setup:      func(h *harness) {},
 			wantStatus: "timed_out", wantPayment: "voided", wantReason: "restaurant did not answer within 10m0s",
-			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "VoidPayment", "NotifyCustomer:timed_out"},
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "ReleasePayment", "NotifyCustomer:timed_out"},
 		},
 		{
 			name:       "customer cancels before acceptance",
 			setup:      func(h *harness) { h.update(3*time.Minute, workflows.UpdateCancel, workflows.CancelInput{}) },
 			wantStatus: "cancelled", wantPayment: "voided", wantReason: "cancelled by customer",
-			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.cancelled", "VoidPayment", "NotifyCustomer:cancelled"},
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"},
 		},
 		{
 			name:       "payment declined",
@@ -298,9 +305,23 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 		{
 			name: "accept after the timeout",
 			// Slow compensation keeps the workflow open after the timeout.
-			after:      map[string]time.Duration{"VoidPayment": 5 * time.Minute},
+			after:      map[string]time.Duration{"ReleasePayment": 5 * time.Minute},
 			send:       func(h *harness) *outcome { return h.update(12*time.Minute, workflows.UpdateAccept) },
 			wantReject: "order is timed_out",
+		},
+		{
+			// The timeout's compensation is still recording the status: the
+			// order must already refuse, not answer the late accept with
+			// the timed_out outcome as if it had taken.
+			name:       "accept while the timeout is being recorded",
+			after:      map[string]time.Duration{"Transition": 5 * time.Minute},
+			send:       func(h *harness) *outcome { return h.update(11*time.Minute, workflows.UpdateAccept) },
+			wantReject: "order is timed_out",
+		},
+		{
+			name:       "reject with a NUL in the reason",
+			send:       func(h *harness) *outcome { return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "out\x00of dough"}) },
+			wantReject: "without NUL",
 		},
 		{
 			name: "second accept",
@@ -352,14 +373,14 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 
 func TestCancelDuringCompensationStillCompensates(t *testing.T) {
 	h := newHarness(t)
-	h.after["VoidPayment"] = 2 * time.Minute
+	h.after["ReleasePayment"] = 2 * time.Minute
 	h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "closed"})
-	// The workflow is cancelled while VoidPayment (started at ~1m) runs.
+	// The workflow is cancelled while ReleasePayment (started at ~1m) runs.
 	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 90*time.Second)
 	res := h.run()
-	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.rejected", "VoidPayment", "NotifyCustomer:rejected")
-	if got := h.at("VoidPayment").Sub(start); got < 90*time.Second {
-		t.Errorf("VoidPayment completed at %s, before the cancellation at 1m30s: the test did not cancel during compensation", got)
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.rejected", "ReleasePayment", "NotifyCustomer:rejected")
+	if got := h.at("ReleasePayment").Sub(start); got < 90*time.Second {
+		t.Errorf("ReleasePayment completed at %s, before the cancellation at 1m30s: the test did not cancel during compensation", got)
 	}
 	if err := h.env.GetWorkflowError(); err != nil {
 		t.Fatalf("workflow error = %v; want the rejection to complete normally", err)
@@ -378,7 +399,23 @@ func TestWorkflowCancelledAfterCaptureRefunds(t *testing.T) {
 		t.Errorf("workflow error = %v, want cancelled", err)
 	}
 	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
-		"NotifyCustomer:accepted", "Transition:order.cancelled", "RefundPayment", "NotifyCustomer:cancelled")
+		"NotifyCustomer:accepted", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled")
+}
+
+// TestReasonLengthCountsCharacters: the API counts a reason's length in
+// characters; so must the workflow, or a reason in Japanese that the API
+// let through would be refused as too long.
+func TestReasonLengthCountsCharacters(t *testing.T) {
+	h := newHarness(t)
+	reason := strings.Repeat("品切れ", 150) // 450 characters, 1350 bytes
+	got := h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: reason})
+	res := h.run()
+	if got.rejected != nil || got.err != nil || got.status != "rejected" {
+		t.Fatalf("reject with a 450-character reason: %+v", got)
+	}
+	if res.Reason != reason {
+		t.Errorf("reason = %q", res.Reason)
+	}
 }
 
 func TestLateDeliveryEscalatesWithoutCancelling(t *testing.T) {

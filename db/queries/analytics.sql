@@ -11,6 +11,9 @@ UPDATE analytics.orders
 SET accepted_at = @accepted_at, accept_ms = sqlc.narg(accept_ms), outcome = 'accepted'
 WHERE order_id = @order_id;
 
+-- name: SetAnalyticsOrderNotified :exec
+UPDATE analytics.orders SET notified = true WHERE order_id = $1;
+
 -- name: SetAnalyticsOrderOutcome :exec
 UPDATE analytics.orders SET outcome = $2 WHERE order_id = $1;
 

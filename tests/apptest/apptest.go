@@ -223,10 +223,21 @@ func (r Response) JSON(tb testing.TB, v any) {
 	}
 }
 
-// Do sends one request to the app. body may be a string, []byte, nil or any
-// value to encode as JSON; header lines come as "Name: value".
+// Do sends one request to the app and fails tb when it cannot. body may
+// be a string, []byte, nil or any value to encode as JSON; header lines
+// come as "Name: value". Call it from the test's goroutine only; other
+// goroutines use Request.
 func (a *App) Do(tb testing.TB, method, path string, body any, header ...string) Response {
 	tb.Helper()
+	resp, err := a.Request(method, path, body, header...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp
+}
+
+// Request is Do for any goroutine: it returns the error instead.
+func (a *App) Request(method, path string, body any, header ...string) (Response, error) {
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -237,7 +248,7 @@ func (a *App) Do(tb testing.TB, method, path string, body any, header ...string)
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
-			tb.Fatalf("encode request: %v", err)
+			return Response{}, fmt.Errorf("encode request: %w", err)
 		}
 		r = bytes.NewReader(data)
 	}
@@ -245,7 +256,7 @@ func (a *App) Do(tb testing.TB, method, path string, body any, header ...string)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, a.BaseURL+path, r)
 	if err != nil {
-		tb.Fatalf("new request: %v", err)
+		return Response{}, fmt.Errorf("new request: %w", err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -256,14 +267,14 @@ func (a *App) Do(tb testing.TB, method, path string, body any, header ...string)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
+		return Response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: read body: %v", method, path, err)
+		return Response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: data}, nil
 }
 
 // syncBuffer is the app's log: written by the process, read by tests.
