@@ -44,6 +44,15 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		return err
 	}
 	began := time.Now()
+	// The drain fills the outbox and the ORDER_EVENTS archive with made-up
+	// events. On the bench's own embedded stack that is harmless; into a
+	// real database or NATS it goes only when asked for by name.
+	drainSet := false
+	fs.Visit(func(f *flag.Flag) { drainSet = drainSet || f.Name == "drain" })
+	if (cfg.DatabaseURL != "" || cfg.NATSURL != "") && !drainSet {
+		logger.Warn("bench: DATABASE_URL or NATS_URL is set: skipping the relay drain, which would write made-up events there (pass -drain N to run it anyway)")
+		*drain = 0
+	}
 
 	// The bench's own data dir under the configured one: a fresh stack for
 	// every run, so that each starts from the same empty state.
