@@ -37,7 +37,8 @@ var envVars = []envVar{
 	{"ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.DefaultPersistence), "where the embedded Temporal server keeps workflows and histories. " +
 		"postgres: databases temporal and temporal_visibility on the stack's PostgreSQL (the private one, or DATABASE_URL's server, whose role then needs CREATEDB unless they exist), " +
 		"schema created and upgraded on start; with fsync and synchronous_commit on, as the private one runs, nothing acknowledged is lost, not even on power loss. " +
-		"sqlite: the file temporal/temporal.db in the data dir, durable as the two settings below say"},
+		"sqlite: the file temporal/temporal.db in the data dir, durable as the two settings below say. " +
+		"Unset, a data dir that already holds temporal/temporal.db keeps using it"},
 	{"ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", devserver.DefaultSQLiteJournal, "journal mode of the SQLite file: wal or delete (SQLite's own default, slower)"},
 	{"ORDERFLOW_TEMPORAL_SQLITE_SYNC", devserver.DefaultSQLiteSync, "synchronous setting of the SQLite file. full: nothing acknowledged is lost. " +
 		"normal: faster, but an OS crash or power loss (not a crash of orderflow) loses the last commits; with journal delete it may even corrupt the file"},
@@ -74,9 +75,9 @@ type Config struct {
 	TemporalExternal bool
 	TemporalAddr     string
 	UIAddr           string
-	// The embedded Temporal server's persistence; TemporalShards is 0 when
-	// ORDERFLOW_TEMPORAL_SHARDS is unset, so that an existing store keeps
-	// its count.
+	// The embedded Temporal server's persistence. TemporalPersistence is ""
+	// and TemporalShards 0 when their variables are unset, so that an
+	// existing store keeps its kind and its shard count.
 	TemporalPersistence   devserver.Persistence
 	TemporalSQLiteJournal string
 	TemporalSQLiteSync    string
@@ -208,11 +209,16 @@ func temporalStoreVars(cfg *Config, get, or func(string) string) error {
 		}
 		return "", fmt.Errorf("%s: %q is not one of %s", name, or(name), strings.Join(allowed, ", "))
 	}
-	p, err := oneOf("ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.Postgres), string(devserver.SQLite))
-	if err != nil {
-		return err
+	// Unset, an existing data dir keeps the store it has (devserver
+	// decides); only a set value is checked here.
+	if get("ORDERFLOW_TEMPORAL_PERSISTENCE") != "" {
+		p, err := oneOf("ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.Postgres), string(devserver.SQLite))
+		if err != nil {
+			return err
+		}
+		cfg.TemporalPersistence = devserver.Persistence(p)
 	}
-	cfg.TemporalPersistence = devserver.Persistence(p)
+	var err error
 	if cfg.TemporalSQLiteJournal, err = oneOf("ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", devserver.JournalWAL, devserver.JournalDelete); err != nil {
 		return err
 	}

@@ -7,10 +7,10 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/orderflow/orderflow/analytics"
 	"github.com/orderflow/orderflow/courier"
+	"github.com/orderflow/orderflow/events/consumer"
 	"github.com/orderflow/orderflow/inbound"
 	"github.com/orderflow/orderflow/promotions"
 )
@@ -48,33 +48,39 @@ func runConsumers(ctx context.Context, cfg Config, logger *slog.Logger, needTemp
 	return serve(ctx, cfg, logger, d, p, nil)
 }
 
-// startConsumers adds the consumers p asks for to g.
-func startConsumers(ctx context.Context, g *errgroup.Group, cfg Config, logger *slog.Logger, d *deps, p parts) error {
+// newConsumers builds the consumers p asks for, each a part for serve.
+func newConsumers(cfg Config, logger *slog.Logger, d *deps, p parts) ([]part, error) {
 	if !p.promotions && !p.analytics && !p.inbound && !p.courier {
-		return nil
+		return nil, nil
 	}
 	js, err := jetstream.New(d.nc)
 	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	var configs []consumer.Config
 	if p.promotions {
-		svc := promotions.New(d.store, logger)
-		g.Go(func() error { return svc.Run(ctx, js) })
+		configs = append(configs, promotions.New(d.store, logger).ConsumerConfig(js))
 	}
 	if p.analytics {
-		svc := analytics.New(d.store, logger)
-		g.Go(func() error { return svc.Run(ctx, js) })
+		configs = append(configs, analytics.New(d.store, logger).ConsumerConfig(js))
 	}
 	if p.inbound {
-		in := inbound.NewDeliveries(d.store, d.temporal, logger)
-		g.Go(func() error { return in.Run(ctx, js) })
+		configs = append(configs, inbound.NewDeliveries(d.store, d.temporal, logger).ConsumerConfig(js))
 	}
 	if p.courier {
 		c, err := courier.New(courier.Config{Delay: cfg.CourierDelay, Store: d.store, JetStream: js, Logger: logger})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		g.Go(func() error { return c.Run(ctx) })
+		configs = append(configs, c.ConsumerConfig())
 	}
-	return nil
+	var consumers []part
+	for _, cc := range configs {
+		c, err := consumer.New(cc)
+		if err != nil {
+			return nil, err
+		}
+		consumers = append(consumers, c.Run)
+	}
+	return consumers, nil
 }

@@ -68,6 +68,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	logger := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown, which may wait for
+	// requests in flight; a second one kills the process, as users expect.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	if err := cmd.run(ctx, cfg, logger, args[1:]); err != nil && !errors.Is(err, context.Canceled) {
 		logger.Error(cmd.name+" failed", "err", err)
 		return 1

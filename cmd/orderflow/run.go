@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -162,17 +163,19 @@ type parts struct {
 	promotions, analytics, inbound, courier bool
 }
 
-// serve runs the service parts under one errgroup until ctx is done or one
-// of them fails; ready is called once they all run.
+// serve runs the service parts p asks for until ctx is done or one of them
+// fails, then stops them in order; ready is called once they all run. Every
+// part is built before any starts, so a part that cannot be built leaves
+// nothing running.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p parts, ready func()) error {
-	g, ctx := errgroup.WithContext(ctx)
 	var rl *relay.Relay
+	var relayParts, workerParts, apiParts []part
 	if p.relay {
 		var err error
 		if rl, err = newRelay(cfg, logger, d); err != nil {
 			return err
 		}
-		g.Go(func() error { return rl.Run(ctx) })
+		relayParts = []part{rl.Run}
 	}
 	if p.worker {
 		acts := &activities.Activities{
@@ -185,9 +188,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 			// The relay in this process publishes right after each commit.
 			acts.Committed = rl.Kick
 		}
-		g.Go(func() error { return worker.Run(ctx, d.temporal, cfg.TaskQueue, acts, logger) })
+		workerParts = []part{func(ctx context.Context) error {
+			return worker.Run(ctx, d.temporal, cfg.TaskQueue, acts, logger)
+		}}
 	}
-	if err := startConsumers(ctx, g, cfg, logger, d, p); err != nil {
+	consumerParts, err := newConsumers(cfg, logger, d, p)
+	if err != nil {
 		return err
 	}
 	if p.api != nil {
@@ -197,14 +203,57 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 			AcceptTimeout: cfg.AcceptTimeout, DeliverySLA: cfg.DeliverySLA,
 			Promotions: promotions.New(d.store, logger), Analytics: analytics.New(d.store, logger),
 		})
-		g.Go(func() error { return srv.Serve(ctx, p.api) })
+		apiParts = []part{func(ctx context.Context) error { return srv.Serve(ctx, p.api) }}
 	}
+	// Each stage needs the ones before it until its own work is done, so
+	// they stop last first:
+	//   - the API's accept and delivered requests are Temporal Updates that
+	//     wait for the worker to run the workflow; it stops taking requests
+	//     and finishes those it has before anything else stops;
+	//   - the consumers then finish the events they are handling (inbound's
+	//     is the same delivered Update, waiting for the worker too);
+	//   - the worker then finishes its tasks, committing outbox rows;
+	//   - the relay, last, publishes what they committed.
+	return runStages(ctx, logger, ready, relayParts, workerParts, consumerParts, apiParts)
+}
+
+// part is one service part: it runs until its context is done, finishes
+// the work it has in hand, and returns an error only when it fails.
+type part func(ctx context.Context) error
+
+// runStages runs every part of every stage under one errgroup until ctx is
+// done or a part fails, calling ready once they all started. Then it stops
+// the stages one at a time, last first, each only once the stage after it
+// has returned, and returns the first part's error. A part's context is not
+// ctx but its stage's: it is cancelled only when the shutdown reaches it.
+func runStages(ctx context.Context, logger *slog.Logger, ready func(), stages ...[]part) error {
+	g, stopping := errgroup.WithContext(ctx)
+	stops := make([]context.CancelFunc, len(stages))
+	running := make([]sync.WaitGroup, len(stages))
+	for i, stage := range stages {
+		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		stops[i] = stop
+		for _, run := range stage {
+			running[i].Add(1)
+			g.Go(func() error {
+				defer running[i].Done()
+				return run(sctx)
+			})
+		}
+	}
+	g.Go(func() error {
+		<-stopping.Done()
+		logger.Info("shutting down")
+		for i := len(stages) - 1; i >= 0; i-- {
+			stops[i]()
+			running[i].Wait()
+		}
+		return nil
+	})
 	if ready != nil {
 		ready()
 	}
-	err := g.Wait()
-	logger.Info("shutting down")
-	return err
+	return g.Wait()
 }
 
 func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Duration) {
@@ -214,6 +263,9 @@ func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Dur
 		fmt.Printf("  Temporal UI  %s/namespaces/%s/workflows\n", stack.UIURL, cfg.Temporal.Namespace)
 	}
 	fmt.Printf("  Temporal     %s   (namespace %s)\n", cfg.Temporal.HostPort, cfg.Temporal.Namespace)
+	if stack.TemporalStore != "" {
+		fmt.Printf("               persisting to %s\n", stack.TemporalStore)
+	}
 	fmt.Printf("  NATS         %s\n", stack.NATSURL)
 	fmt.Printf("  PostgreSQL   %s\n", stack.DatabaseURL)
 	if cfg.CourierDelay > 0 {

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/temporal/devserver"
+)
+
+func TestFromEnvTemporalStore(t *testing.T) {
+	type store struct {
+		persistence   devserver.Persistence
+		journal, sync string
+		shards        int32
+	}
+	tests := []struct {
+		name string
+		vars map[string]string
+		want store
+	}{
+		{
+			name: "unset: the data dir's store, default sqlite settings, its shard count",
+			want: store{"", devserver.DefaultSQLiteJournal, devserver.DefaultSQLiteSync, 0},
+		},
+		{
+			name: "postgres with 8 shards",
+			vars: map[string]string{"ORDERFLOW_TEMPORAL_PERSISTENCE": "postgres", "ORDERFLOW_TEMPORAL_SHARDS": "8"},
+			want: store{devserver.Postgres, devserver.DefaultSQLiteJournal, devserver.DefaultSQLiteSync, 8},
+		},
+		{
+			name: "sqlite wal normal, any case",
+			vars: map[string]string{"ORDERFLOW_TEMPORAL_PERSISTENCE": "SQLite", "ORDERFLOW_TEMPORAL_SQLITE_JOURNAL": "WAL", "ORDERFLOW_TEMPORAL_SQLITE_SYNC": "Normal"},
+			want: store{devserver.SQLite, devserver.JournalWAL, devserver.SyncNormal, 0},
+		},
+		{
+			name: "sqlite delete full",
+			vars: map[string]string{"ORDERFLOW_TEMPORAL_PERSISTENCE": "sqlite", "ORDERFLOW_TEMPORAL_SQLITE_JOURNAL": "delete", "ORDERFLOW_TEMPORAL_SQLITE_SYNC": "full"},
+			want: store{devserver.SQLite, devserver.JournalDelete, devserver.SyncFull, 0},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := FromEnv(newEnv(t, tt.vars))
+			if err != nil {
+				t.Fatalf("FromEnv: %v", err)
+			}
+			got := store{cfg.TemporalPersistence, cfg.TemporalSQLiteJournal, cfg.TemporalSQLiteSync, cfg.TemporalShards}
+			if got != tt.want {
+				t.Errorf("temporal store settings = %+v; want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFromEnvRejectsInvalidTemporalStore(t *testing.T) {
+	tests := []struct {
+		name, value string
+	}{
+		{"ORDERFLOW_TEMPORAL_PERSISTENCE", "mysql"},
+		{"ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", "memory"},
+		{"ORDERFLOW_TEMPORAL_SQLITE_SYNC", "off"},
+		{"ORDERFLOW_TEMPORAL_SHARDS", "0"},
+		{"ORDERFLOW_TEMPORAL_SHARDS", "four"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			_, err := FromEnv(newEnv(t, map[string]string{tt.name: tt.value}))
+			if err == nil {
+				t.Fatalf("FromEnv with %s=%s: no error", tt.name, tt.value)
+			}
+			if !strings.Contains(err.Error(), tt.name) {
+				t.Errorf("error %q does not name %s", err, tt.name)
+			}
+		})
+	}
+}
