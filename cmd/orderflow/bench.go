@@ -39,6 +39,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	drain := fs.Int("drain", 50000, "events in the outbox backlog whose drain the relay is timed on (0: skip)")
 	out := fs.String("out", filepath.Join("bench", "results"), "directory for result.json, result.md and result.svg")
 	keep := fs.Bool("keep", false, "keep the bench's data dir (the stack's data) after the run")
+	downstream := fs.Bool("downstream", false, "also run the promotions and analytics contexts' consumers in this process, as orderflow dev does; by default the bench measures the order context (API, worker, relay, bus, the inbound delivery consumer) with its own lag probe as the consumer, since other contexts run on their own machines in production")
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -112,15 +113,16 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	}
 	defer apiListener.Close()
 
-	// The service parts, exactly as `orderflow dev` runs them (no courier:
-	// the bench marks orders delivered itself).
+	// The service parts as `orderflow dev` runs them, but for the courier
+	// (the bench marks orders delivered itself) and, unless -downstream,
+	// the other contexts' consumers.
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	ready := make(chan struct{})
 	served := make(chan error, 1)
 	go func() {
 		served <- serve(sctx, cfg, logger, d, parts{
-			api: apiListener, worker: true, relay: true, promotions: true, analytics: true, inbound: true,
+			api: apiListener, worker: true, relay: true, promotions: *downstream, analytics: *downstream, inbound: true,
 		}, func() { close(ready) })
 	}()
 	select {
