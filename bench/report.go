@@ -75,6 +75,11 @@ func Markdown(w io.Writer, res *Result) {
 		m.Cores, m.CPU, m.OS, m.Go, m.TemporalServer, m.Persistence, m.TemporalSDK, m.NATSServer, m.PostgreSQL)
 	fmt.Fprintf(w, "%d orders per round and system at concurrency %d, %d rounds (interleaved), %d warm-up orders each; took %s. ",
 		res.Config.N, res.Config.C, res.Config.Rounds, res.Config.Warmup, res.Took)
+	if res.Config.Downstream {
+		fmt.Fprintf(w, "The promotions and analytics consumers ran in the process too (-downstream). ")
+	} else {
+		fmt.Fprintf(w, "orderflow here is the order context: API, worker, relay, NATS, the inbound delivery consumer and the bench's lag probe; the promotions and analytics consumers ran elsewhere (not at all; -downstream adds them). ")
+	}
 	fmt.Fprintf(w, "Figures are the median of the rounds, (min–max) where shown; latencies are p50 / p95 / p99 in ms, each the median over the rounds.\n\n")
 
 	fmt.Fprintf(w, "| | orderflow (HTTP API) | same-shape baseline | naive baseline |\n|---|---|---|---|\n")

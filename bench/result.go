@@ -25,6 +25,9 @@ type RunConfig struct {
 	Rounds      int `json:"rounds"`
 	Warmup      int `json:"warmup"`
 	DrainEvents int `json:"drain_events"`
+	// Downstream: the promotions and analytics consumers ran in the
+	// process too.
+	Downstream bool `json:"downstream"`
 }
 
 // RSS is peak resident memory in MiB.

@@ -51,6 +51,8 @@ type Config struct {
 	// then runs one and returns how long it took to publish them all.
 	Drain       func(ctx context.Context, n int) (time.Duration, error)
 	DrainEvents int
+	// Downstream says the other contexts' consumers run in the process.
+	Downstream bool
 	// Machine describes where the run happened.
 	Machine Machine
 	// Progress receives the progress bar; Logger the rest.
@@ -102,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
-	res := &Result{Machine: cfg.Machine, Config: RunConfig{N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents}, StartedAt: began.UTC()}
+	res := &Result{Machine: cfg.Machine, Config: RunConfig{N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents, Downstream: cfg.Downstream}, StartedAt: began.UTC()}
 
 	// Idle lag: one order at a time, nothing else running.
 	if cfg.JetStream != nil {

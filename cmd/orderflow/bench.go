@@ -150,6 +150,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 			return drainBacklog(ctx, d.store, n)
 		},
 		DrainEvents: *drain,
+		Downstream:  *downstream,
 		Machine:     machine(ctx, d.store, scfg, stack),
 		Progress:    os.Stderr,
 		Logger:      logger,
