@@ -48,7 +48,7 @@ type Config struct {
 	// TemporalLogLevel filters the embedded server's own logs.
 	TemporalLogLevel slog.Level
 	// TemporalPersistence is where the embedded server keeps its state
-	// ("" is devserver.DefaultPersistence). With devserver.Postgres it uses
+	// ("": see devserver.ChoosePersistence). With devserver.Postgres it uses
 	// the stack's PostgreSQL (the private one, started first, or
 	// DatabaseURL's server), in databases of its own.
 	TemporalPersistence devserver.Persistence
@@ -69,6 +69,9 @@ type Stack struct {
 	NATSURL      string
 	TemporalAddr string // "" when Temporal is external
 	UIURL        string // "" when there is no embedded Web UI
+	// TemporalStore says where the embedded Temporal server persists; ""
+	// when Temporal is external.
+	TemporalStore string
 
 	// Postgres is the private PostgreSQL, nil when DatabaseURL was given.
 	Postgres *pgdev.Server
@@ -140,9 +143,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 				FrontendAddr:     cfg.TemporalAddr, UIAddr: cfg.UIAddr,
 				Logger: cfg.Logger, ServerLogLevel: cfg.TemporalLogLevel,
 			}
-			if tcfg.Persistence == "" {
-				tcfg.Persistence = devserver.DefaultPersistence
-			}
+			tcfg.Persistence = devserver.ChoosePersistence(tcfg.Persistence, tcfg.DataDir)
 			if tcfg.Persistence == devserver.Postgres {
 				<-pgDone
 				if s.DatabaseURL == "" {
@@ -153,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			}
 			ts, err := devserver.Start(ctx, tcfg)
 			if err == nil {
-				s.temporal, s.TemporalAddr, s.UIURL = ts, ts.FrontendAddr(), ts.UIURL()
+				s.temporal, s.TemporalAddr, s.UIURL, s.TemporalStore = ts, ts.FrontendAddr(), ts.UIURL(), ts.Store()
 			}
 			results <- result{"temporal", err}
 		}()

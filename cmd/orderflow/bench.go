@@ -22,7 +22,6 @@ import (
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/devstack"
 	"github.com/orderflow/orderflow/events"
-	"github.com/orderflow/orderflow/temporal/devserver"
 	"github.com/orderflow/orderflow/worker"
 )
 
@@ -237,7 +236,7 @@ func machine(ctx context.Context, store *db.Store, scfg devstack.Config, stack *
 		Cores:           runtime.NumCPU(),
 		OS:              runtime.GOOS + "/" + runtime.GOARCH,
 		Go:              runtime.Version(),
-		Persistence:     persistenceDescription(scfg, stack),
+		Persistence:     persistenceDescription(stack),
 		PostgresPrivate: stack.Postgres != nil,
 	}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -265,28 +264,10 @@ func machine(ctx context.Context, store *db.Store, scfg devstack.Config, stack *
 }
 
 // persistenceDescription says where the embedded Temporal server kept its
-// state during the run.
-func persistenceDescription(scfg devstack.Config, stack *devstack.Stack) string {
+// state during the run, as the server itself reports it.
+func persistenceDescription(stack *devstack.Stack) string {
 	if stack.TemporalAddr == "" {
 		return "external Temporal"
 	}
-	p := scfg.TemporalPersistence
-	if p == "" {
-		p = devserver.DefaultPersistence
-	}
-	shards := scfg.TemporalShards
-	if shards == 0 {
-		shards = devserver.DefaultHistoryShards
-	}
-	if p == devserver.SQLite {
-		journal, sync := scfg.TemporalSQLiteJournal, scfg.TemporalSQLiteSync
-		if journal == "" {
-			journal = devserver.DefaultSQLiteJournal
-		}
-		if sync == "" {
-			sync = devserver.DefaultSQLiteSync
-		}
-		return fmt.Sprintf("sqlite file, journal %s, synchronous %s, %d history shards", journal, sync, shards)
-	}
-	return fmt.Sprintf("%s, %d history shards", p, shards)
+	return stack.TemporalStore
 }

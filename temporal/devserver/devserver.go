@@ -38,8 +38,9 @@ const clusterName = "active"
 
 // Config describes one embedded Temporal server.
 type Config struct {
-	// Persistence is where the server keeps its state; "" means
-	// DefaultPersistence. A restart on the same store (DataDir for SQLite,
+	// Persistence is where the server keeps its state; "" keeps the store
+	// DataDir has, or for a new one means DefaultPersistence (see
+	// ChoosePersistence). A restart on the same store (DataDir for SQLite,
 	// the databases for Postgres) keeps every workflow and its history.
 	Persistence Persistence
 	// DataDir holds the SQLite file; it is created when missing.
@@ -79,6 +80,7 @@ type Server struct {
 	server temporal.Server
 	ui     *uiserver.Server
 	uiDone chan struct{}
+	store  string
 	// logLevel is raised on Stop: a stopping server logs every cancelled
 	// poll as an error, which tells the user nothing.
 	logLevel *slog.LevelVar
@@ -90,9 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "default"
 	}
-	if cfg.Persistence == "" {
-		cfg.Persistence = DefaultPersistence
-	}
+	cfg.Persistence = ChoosePersistence(cfg.Persistence, cfg.DataDir)
 	if cfg.SQLiteJournal == "" {
 		cfg.SQLiteJournal = DefaultSQLiteJournal
 	}
@@ -159,7 +159,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
-	s := &Server{cfg: cfg, server: srv, logLevel: level}
+	s := &Server{cfg: cfg, server: srv, logLevel: level,
+		store: fmt.Sprintf("%s, %d history shards", st.desc, st.persistence.NumHistoryShards)}
 	if err := waitForDial(ctx, cfg.FrontendAddr); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("temporal frontend not reachable: %w", err)
@@ -175,6 +176,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 // FrontendAddr is the address clients dial.
 func (s *Server) FrontendAddr() string { return s.cfg.FrontendAddr }
+
+// Store says where the server persists, for people: the SQLite file or
+// the PostgreSQL databases, and with which settings.
+func (s *Server) Store() string { return s.store }
 
 // Namespace is the namespace registered on start.
 func (s *Server) Namespace() string { return s.cfg.Namespace }

@@ -238,6 +238,69 @@ func TestSQLiteWAL(t *testing.T) {
 	}
 }
 
+// TestSQLitePathWithURICharacters starts on a data dir whose name holds
+// the characters a file: URI treats specially: the file is made there, and
+// a restart finds the workflow in it.
+func TestSQLitePathWithURICharacters(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "a#b?c%20d")
+	cfg := devserver.Config{Persistence: devserver.SQLite, DataDir: dir}
+	srv := startServer(t, cfg)
+	c := dial(t, srv)
+	runWorker(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "uri", TaskQueue: taskQueue}, greet, "Dee")
+	if err != nil {
+		t.Fatalf("start greet: %v", err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("greet: %v", err)
+	}
+	srv.Stop()
+	if _, err := os.Stat(filepath.Join(dir, devserver.DatabaseFile)); err != nil {
+		t.Errorf("sqlite file in %q: %v", dir, err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("%s holds %q; want only the data dir", parent, names)
+	}
+	srv = startServer(t, cfg)
+	if _, err := dial(t, srv).DescribeWorkflowExecution(ctx, "uri", run.GetRunID()); err != nil {
+		t.Errorf("describe after restart: %v", err)
+	}
+}
+
+// TestChoosePersistence checks that an unset persistence keeps the store a
+// data dir has, and that a set one wins.
+func TestChoosePersistence(t *testing.T) {
+	withSQLite := t.TempDir()
+	if err := os.WriteFile(filepath.Join(withSQLite, devserver.DatabaseFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		asked   devserver.Persistence
+		dataDir string
+		want    devserver.Persistence
+	}{
+		{"unset, new data dir", "", t.TempDir(), devserver.DefaultPersistence},
+		{"unset, data dir with a sqlite store", "", withSQLite, devserver.SQLite},
+		{"postgres asked, data dir with a sqlite store", devserver.Postgres, withSQLite, devserver.Postgres},
+		{"sqlite asked, new data dir", devserver.SQLite, t.TempDir(), devserver.SQLite},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := devserver.ChoosePersistence(tt.asked, tt.dataDir); got != tt.want {
+				t.Errorf("ChoosePersistence(%q, ...) = %q; want %q", tt.asked, got, tt.want)
+			}
+		})
+	}
+}
+
 // TestInvalidConfig checks that a bad setting fails Start with a message
 // naming it.
 func TestInvalidConfig(t *testing.T) {
