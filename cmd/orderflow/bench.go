@@ -150,7 +150,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		},
 		DrainEvents: *drain,
 		Downstream:  *downstream,
-		Machine:     machine(ctx, d.store, scfg, stack),
+		Machine:     machine(ctx, d.store, stack),
 		Progress:    os.Stderr,
 		Logger:      logger,
 	})
@@ -231,7 +231,7 @@ func freeAddr() (string, error) {
 }
 
 // machine describes this machine and the versions that ran.
-func machine(ctx context.Context, store *db.Store, scfg devstack.Config, stack *devstack.Stack) bench.Machine {
+func machine(ctx context.Context, store *db.Store, stack *devstack.Stack) bench.Machine {
 	m := bench.Machine{
 		Cores:           runtime.NumCPU(),
 		OS:              runtime.GOOS + "/" + runtime.GOARCH,
