@@ -32,7 +32,7 @@ func (e *DeclinedError) Error() string { return fmt.Sprintf("payment declined: %
 type Hold struct {
 	AuthorizationID string
 	// Status is authorized, captured, voided, refunded or declined.
-	Status string
+	Status      string
 	AmountCents int64
 }
 

@@ -319,8 +319,10 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 			wantReject: "order is timed_out",
 		},
 		{
-			name:       "reject with a NUL in the reason",
-			send:       func(h *harness) *outcome { return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "out\x00of dough"}) },
+			name: "reject with a NUL in the reason",
+			send: func(h *harness) *outcome {
+				return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "out\x00of dough"})
+			},
 			wantReject: "without NUL",
 		},
 		{
