@@ -96,15 +96,6 @@ func (s *Service) ConsumerConfig(js jetstream.JetStream) consumer.Config {
 	}
 }
 
-// Run consumes until ctx is done.
-func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	c, err := consumer.New(s.ConsumerConfig(js))
-	if err != nil {
-		return err
-	}
-	return c.Run(ctx)
-}
-
 // Handle projects one order event, in the consumer's transaction (so each
 // event counts once). Types the projection does not use are ignored.
 func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) error {

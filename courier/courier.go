@@ -80,16 +80,6 @@ func (c *Courier) ConsumerConfig() consumer.Config {
 	}
 }
 
-// Run delivers until ctx is done.
-func (c *Courier) Run(ctx context.Context) error {
-	k, err := consumer.New(c.ConsumerConfig())
-	if err != nil {
-		return err
-	}
-	c.log.Info("simulated courier on duty", "delay", c.cfg.Delay)
-	return k.Run(ctx)
-}
-
 // Handle waits until the order's delivery time, then publishes
 // delivery.completed. Its event ID is derived from the order, so a publish
 // repeated after a crash is the same event: the stream's duplicate window

@@ -75,15 +75,6 @@ func (d *Deliveries) ConsumerConfig(js jetstream.JetStream) consumer.Config {
 	}
 }
 
-// Run consumes until ctx is done.
-func (d *Deliveries) Run(ctx context.Context, js jetstream.JetStream) error {
-	c, err := consumer.New(d.ConsumerConfig(js))
-	if err != nil {
-		return err
-	}
-	return c.Run(ctx)
-}
-
 // Handle sends the delivered Update for the event's order, idempotently:
 // the Update's ID is the event's, so Temporal answers a repeated one with
 // the first outcome, and a refusal is judged by the order's state (already

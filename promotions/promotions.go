@@ -79,15 +79,6 @@ func (s *Service) ConsumerConfig(js jetstream.JetStream) consumer.Config {
 	}
 }
 
-// Run consumes until ctx is done.
-func (s *Service) Run(ctx context.Context, js jetstream.JetStream) error {
-	c, err := consumer.New(s.ConsumerConfig(js))
-	if err != nil {
-		return err
-	}
-	return c.Run(ctx)
-}
-
 // Handle issues the voucher of a completed order, in the consumer's
 // transaction. An order has one voucher whatever happens: the inbox drops a
 // redelivered event, and order_id is unique besides.
