@@ -8,6 +8,7 @@ package activities
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -110,56 +111,47 @@ func (a *Activities) RecordPlaced(ctx context.Context, in NewOrder) error {
 	if !in.PlacedAt.IsZero() {
 		placedAt = dbTime(in.PlacedAt)
 	}
-	err = a.Store.InTx(ctx, func(q *db.Queries) error {
-		// A retry finds the order and its items in place: both inserts do
-		// nothing, and emit sees order.placed on the timeline.
-		if _, err := q.InsertOrder(ctx, db.InsertOrderParams{
-			ID:              id,
-			CustomerID:      in.CustomerID,
-			RestaurantID:    in.RestaurantID,
-			DeliveryAddress: in.DeliveryAddress,
-			Status:          string(orderflow.StatusPlaced),
-			TotalCents:      in.TotalCents,
-			AcceptBy:        dbTime(in.AcceptBy),
-			CreatedAt:       placedAt,
-		}); err != nil {
-			return constraintError("insert order", err)
-		}
-		for i, it := range in.Items {
-			if err := q.InsertOrderItem(ctx, db.InsertOrderItemParams{
-				OrderID:        id,
-				Line:           int32(i + 1),
-				MenuItemID:     it.MenuItemID,
-				Name:           it.Name,
-				UnitPriceCents: it.UnitPriceCents,
-				Quantity:       it.Quantity,
-			}); err != nil {
-				return constraintError(fmt.Sprintf("insert order item %d", i+1), err)
-			}
-		}
-		return a.emit(ctx, q, step{
-			orderID: id, eventType: events.OrderPlaced, status: orderflow.StatusPlaced, at: placedAt,
-			write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
-				// The event tells what was stored, not what was asked for.
-				rows, err := q.ListOrderItems(ctx, o.ID)
-				if err != nil {
-					return fmt.Errorf("list order items: %w", err)
-				}
-				for _, r := range rows {
-					ev.Items = append(ev.Items, events.OrderItem{
-						MenuItemID: r.MenuItemID, Name: r.Name, UnitPriceCents: r.UnitPriceCents, Quantity: r.Quantity,
-					})
-				}
-				acceptBy := o.AcceptBy.UTC()
-				ev.TotalCents, ev.DeliveryAddress, ev.AcceptBy = o.TotalCents, o.DeliveryAddress, &acceptBy
-				return nil
-			},
-		})
+	acceptBy := dbTime(in.AcceptBy)
+	eventID := events.EventID(id.String(), events.OrderPlaced, "")
+	// The event tells what the statement stores: the same values.
+	payload, err := json.Marshal(events.OrderEvent{
+		OrderID: id.String(), Status: string(orderflow.StatusPlaced),
+		CustomerID: in.CustomerID, RestaurantID: in.RestaurantID,
+		Items: in.Items, TotalCents: in.TotalCents, DeliveryAddress: in.DeliveryAddress,
+		AcceptBy: &acceptBy, OccurredAt: placedAt,
 	})
-	if err == nil {
-		a.committed()
+	if err != nil {
+		return fmt.Errorf("encode %s payload: %w", events.OrderPlaced, err)
 	}
-	return surface(err)
+	headers, err := eventHeaders(id.String(), eventID)
+	if err != nil {
+		return fmt.Errorf("encode %s headers: %w", events.OrderPlaced, err)
+	}
+	p := db.PlaceOrderParams{
+		ID: id, CustomerID: in.CustomerID, RestaurantID: in.RestaurantID,
+		DeliveryAddress: in.DeliveryAddress, Status: string(orderflow.StatusPlaced),
+		TotalCents: in.TotalCents, AcceptBy: acceptBy, PlacedAt: placedAt,
+		EventID: eventID, EventType: events.OrderPlaced, AggregateType: events.AggregateOrder,
+		Payload: payload, Headers: headers,
+	}
+	for _, it := range in.Items {
+		p.ItemMenuItemIds = append(p.ItemMenuItemIds, it.MenuItemID)
+		p.ItemNames = append(p.ItemNames, it.Name)
+		p.ItemUnitPriceCents = append(p.ItemUnitPriceCents, it.UnitPriceCents)
+		p.ItemQuantities = append(p.ItemQuantities, it.Quantity)
+	}
+	// One statement writes the order, its items and order.placed; a retry
+	// finds the order in place and writes nothing.
+	placed, err := a.Store.PlaceOrder(ctx, p)
+	if err != nil {
+		return surface(constraintError("record order", err))
+	}
+	if placed == 0 {
+		a.logger().DebugContext(ctx, "order already recorded", "order_id", id)
+		return nil
+	}
+	a.committed()
+	return nil
 }
 
 // AuthorizePayment places a hold through the gateway (idempotency key: the
@@ -181,11 +173,9 @@ func (a *Activities) AuthorizePayment(ctx context.Context, in AuthorizeInput) (A
 	// crash between this call and the commit below costs nothing.
 	authID, err := a.Payments.Authorize(ctx, id.String(), in.PaymentToken, in.AmountCents)
 	if declined, ok := errors.AsType[*DeclinedError](err); ok {
-		if err := a.Store.InTx(ctx, func(q *db.Queries) error {
-			return q.UpsertPayment(ctx, db.UpsertPaymentParams{
-				OrderID: id, AmountCents: in.AmountCents, Status: string(orderflow.PaymentDeclined),
-				DeclineReason: declined.Reason, UpdatedAt: a.now(),
-			})
+		if err := a.Store.UpsertPayment(ctx, db.UpsertPaymentParams{
+			OrderID: id, AmountCents: in.AmountCents, Status: string(orderflow.PaymentDeclined),
+			DeclineReason: declined.Reason, UpdatedAt: a.now(),
 		}); err != nil {
 			return Authorization{}, fmt.Errorf("record declined payment: %w", err)
 		}
@@ -196,16 +186,7 @@ func (a *Activities) AuthorizePayment(ctx context.Context, in AuthorizeInput) (A
 	}
 	err = a.apply(ctx, step{
 		orderID: id, eventType: events.OrderPaymentAuthorized,
-		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
-			if err := q.UpsertPayment(ctx, db.UpsertPaymentParams{
-				OrderID: id, AuthorizationID: authID, AmountCents: in.AmountCents,
-				Status: string(orderflow.PaymentAuthorized), UpdatedAt: ev.OccurredAt,
-			}); err != nil {
-				return fmt.Errorf("upsert payment: %w", err)
-			}
-			ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(orderflow.PaymentAuthorized), authID, in.AmountCents
-			return nil
-		},
+		payment: &paymentState{authorizationID: authID, amountCents: in.AmountCents, status: orderflow.PaymentAuthorized},
 	})
 	if err != nil {
 		return Authorization{}, surface(err)
@@ -329,16 +310,7 @@ func (a *Activities) ReleasePayment(ctx context.Context, in PaymentInput) (strin
 	}
 	err = a.apply(ctx, step{
 		orderID: id, eventType: eventType,
-		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
-			if err := q.UpsertPayment(ctx, db.UpsertPaymentParams{
-				OrderID: id, AuthorizationID: hold.AuthorizationID, AmountCents: hold.AmountCents,
-				Status: string(status), UpdatedAt: ev.OccurredAt,
-			}); err != nil {
-				return fmt.Errorf("upsert payment: %w", err)
-			}
-			ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(status), hold.AuthorizationID, hold.AmountCents
-			return nil
-		},
+		payment: &paymentState{authorizationID: hold.AuthorizationID, amountCents: hold.AmountCents, status: status},
 	})
 	if err != nil {
 		return "", surface(err)
@@ -354,13 +326,11 @@ func (a *Activities) movePayment(ctx context.Context, in PaymentInput, move func
 	if err != nil {
 		return err
 	}
-	if _, err := a.getOrder(ctx, id); err != nil {
-		return surface(err)
-	}
+	// No payment row also stands for no order: either way no money moves.
 	p, err := a.Store.GetPayment(ctx, id)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return invalidf("order %s has no payment", id)
+		return invalidf("order %s has no payment (unknown order, or never authorized)", id)
 	case err != nil:
 		return fmt.Errorf("get payment: %w", err)
 	case in.AuthorizationID == "" || in.AuthorizationID != p.AuthorizationID:
@@ -372,16 +342,7 @@ func (a *Activities) movePayment(ctx context.Context, in PaymentInput, move func
 	}
 	return surface(a.apply(ctx, step{
 		orderID: id, eventType: eventType,
-		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
-			if err := q.UpsertPayment(ctx, db.UpsertPaymentParams{
-				OrderID: id, AuthorizationID: p.AuthorizationID, AmountCents: p.AmountCents,
-				Status: string(status), UpdatedAt: ev.OccurredAt,
-			}); err != nil {
-				return fmt.Errorf("upsert payment: %w", err)
-			}
-			ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(status), p.AuthorizationID, p.AmountCents
-			return nil
-		},
+		payment: &paymentState{authorizationID: p.AuthorizationID, amountCents: p.AmountCents, status: status},
 	}))
 }
 
@@ -409,11 +370,7 @@ func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) erro
 		return surface(fmt.Errorf("notify customer: %w", err))
 	}
 	return surface(a.apply(ctx, step{
-		orderID: id, eventType: events.OrderUserNotified, discriminator: in.Kind,
-		write: func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error {
-			ev.NotificationKind = in.Kind
-			return nil
-		},
+		orderID: id, eventType: events.OrderUserNotified, discriminator: in.Kind, notificationKind: in.Kind,
 	}))
 }
 

@@ -19,8 +19,8 @@ import (
 	"github.com/orderflow/orderflow/events"
 )
 
-// step is one state change of an order: the event it emits and, through
-// write, whatever else it changes in the same transaction.
+// step is one state change of an order: the event it emits and what else
+// it changes with it.
 type step struct {
 	orderID   uuid.UUID
 	eventType string
@@ -33,100 +33,111 @@ type step struct {
 	reason string
 	// at is when the step happened; zero means now.
 	at time.Time
-	// write makes the step's other changes and fills the event's
-	// step-specific fields. It runs only when the step is applied for the
-	// first time, under the order's row lock.
-	write func(ctx context.Context, q *db.Queries, o db.Order, ev *events.OrderEvent) error
+	// payment, when set, is the order's payment after the step: the step
+	// writes it to the payments row and the event carries it.
+	payment *paymentState
+	// notificationKind is the notice a user_notified step sent.
+	notificationKind string
 }
 
-// apply runs s in a transaction of its own.
+// paymentState is the order context's view of its payment after a step.
+type paymentState struct {
+	authorizationID string
+	amountCents     int64
+	status          orderflow.PaymentStatus
+}
+
+// apply records s: the order's version bump, status and payment, the
+// timeline row and the outbox row, in one statement (db's ApplyStep), which
+// PostgreSQL runs as one transaction — one round trip per step. A step
+// whose event is already on the timeline (a retried activity) writes
+// nothing twice. The row lock the statement takes makes version order equal
+// commit order.
 func (a *Activities) apply(ctx context.Context, s step) error {
-	err := a.Store.InTx(ctx, func(q *db.Queries) error { return a.emit(ctx, q, s) })
-	if err == nil {
-		a.committed()
+	orderID := s.orderID.String()
+	eventID := events.EventID(orderID, s.eventType, s.discriminator)
+	at := s.at
+	if at.IsZero() {
+		at = a.now()
 	}
-	return err
+	eventReason := ""
+	if s.status != "" {
+		eventReason = s.reason
+	}
+	// Status, CustomerID and RestaurantID are the order row's: the
+	// statement sets them in the payload from the row it updates.
+	ev := events.OrderEvent{
+		OrderID:          orderID,
+		Reason:           eventReason,
+		NotificationKind: s.notificationKind,
+		OccurredAt:       at,
+	}
+	params := db.ApplyStepParams{
+		ID: s.orderID, Status: string(s.status), Reason: s.reason, OccurredAt: at,
+		EventID: eventID, EventType: s.eventType, EventReason: eventReason,
+		AggregateType: events.AggregateOrder,
+	}
+	if p := s.payment; p != nil {
+		ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(p.status), p.authorizationID, p.amountCents
+		params.PaymentStatus, params.AuthorizationID, params.AmountCents = string(p.status), p.authorizationID, p.amountCents
+	}
+	var err error
+	if params.Payload, err = json.Marshal(ev); err != nil {
+		return fmt.Errorf("encode %s payload: %w", s.eventType, err)
+	}
+	if params.Headers, err = eventHeaders(orderID, eventID); err != nil {
+		return fmt.Errorf("encode %s headers: %w", s.eventType, err)
+	}
+	version, err := a.Store.ApplyStep(ctx, params)
+	switch {
+	case err == nil:
+		a.committed()
+		a.logger().DebugContext(ctx, "order event recorded", "order_id", orderID, "event_type", s.eventType, "version", version)
+		return nil
+	case errors.Is(err, sql.ErrNoRows), isUniqueViolation(err):
+		// Nothing was written: the step was applied before (or by a
+		// concurrent retry that won the row lock), or there is no order.
+		return a.notApplied(ctx, s.orderID, eventID, s.eventType, err)
+	default:
+		return fmt.Errorf("record %s: %w", s.eventType, err)
+	}
 }
 
-// committed wakes the relay, if there is one in this process. A step that
-// was already applied wakes it too, which costs one idle claim.
+// notApplied explains a step that wrote nothing (cause): nil when its
+// event is on the timeline already, an ErrTypeInvalid error when the order
+// does not exist.
+func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID, eventType string, cause error) error {
+	done, err := a.Store.TimelineHasEvent(ctx, eventID)
+	if err != nil {
+		return fmt.Errorf("check timeline: %w", err)
+	}
+	if done {
+		a.logger().DebugContext(ctx, "order step already applied", "order_id", orderID, "event_type", eventType, "event_id", eventID)
+		return nil
+	}
+	if _, err := a.getOrder(ctx, orderID); err != nil {
+		return err
+	}
+	// The order exists and the event is not on its timeline, yet the step
+	// wrote nothing: the outbox holds the event without the timeline (they
+	// are only ever written together), which a retry cannot fix.
+	return fmt.Errorf("record %s: event %s is in the outbox but not on the timeline: %w", eventType, eventID, cause)
+}
+
+// committed wakes the relay, if there is one in this process.
 func (a *Activities) committed() {
 	if a.Committed != nil {
 		a.Committed()
 	}
 }
 
-// emit applies s inside the caller's transaction: it locks the order,
-// returns at once when the step's event is already on the order's timeline
-// (a retried activity writes nothing twice), and otherwise bumps the order's
-// version and writes the step's own rows, the timeline row and the outbox
-// row. The row lock makes version order equal commit order.
-func (a *Activities) emit(ctx context.Context, q *db.Queries, s step) error {
-	orderID := s.orderID.String()
-	eventID := events.EventID(orderID, s.eventType, s.discriminator)
-	o, err := q.LockOrder(ctx, s.orderID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return unknownOrder(s.orderID)
-	}
+// eventHeaders are an event's outbox headers: its W3C traceparent.
+func eventHeaders(orderID string, eventID uuid.UUID) (pqtype.NullRawMessage, error) {
+	h, err := json.Marshal(map[string]string{events.HeaderTraceparent: events.Traceparent(orderID, eventID)})
 	if err != nil {
-		return fmt.Errorf("lock order: %w", err)
+		return pqtype.NullRawMessage{}, err
 	}
-	done, err := q.TimelineHasEvent(ctx, eventID)
-	if err != nil {
-		return fmt.Errorf("check timeline: %w", err)
-	}
-	if done {
-		a.logger().DebugContext(ctx, "order step already applied", "order_id", orderID, "event_type", s.eventType, "event_id", eventID)
-		return nil
-	}
-
-	at := s.at
-	if at.IsZero() {
-		at = a.now()
-	}
-	status, reason := o.Status, o.Reason
-	eventReason := ""
-	if s.status != "" {
-		status, reason, eventReason = string(s.status), s.reason, s.reason
-	}
-	ev := events.OrderEvent{
-		OrderID:      orderID,
-		Status:       status,
-		CustomerID:   o.CustomerID,
-		RestaurantID: o.RestaurantID,
-		Reason:       eventReason,
-		OccurredAt:   at,
-	}
-	if s.write != nil {
-		if err := s.write(ctx, q, o, &ev); err != nil {
-			return err
-		}
-	}
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode %s payload: %w", s.eventType, err)
-	}
-	headers, err := json.Marshal(map[string]string{events.HeaderTraceparent: events.Traceparent(orderID, eventID)})
-	if err != nil {
-		return fmt.Errorf("encode %s headers: %w", s.eventType, err)
-	}
-	// One statement: the version bump, the timeline row and the outbox row.
-	rec, err := q.RecordStep(ctx, db.RecordStepParams{
-		ID: o.ID, Status: status, Reason: reason, OccurredAt: at,
-		EventID: eventID, EventType: s.eventType, EventReason: eventReason,
-		AggregateType: events.AggregateOrder, Payload: payload,
-		Headers: pqtype.NullRawMessage{RawMessage: headers, Valid: true},
-	})
-	if err != nil {
-		return fmt.Errorf("record %s: %w", s.eventType, err)
-	}
-	if rec.OutboxRows == 0 {
-		// The timeline and the outbox are written together, so the outbox
-		// cannot hold an event the timeline lacks; refuse to number it twice.
-		return fmt.Errorf("insert outbox: event %s is in the outbox but not on the timeline", eventID)
-	}
-	a.logger().DebugContext(ctx, "order event recorded", "order_id", orderID, "event_type", s.eventType, "version", rec.Version)
-	return nil
+	return pqtype.NullRawMessage{RawMessage: h, Valid: true}, nil
 }
 
 // getOrder reads an order before a step that calls out (gateway, notifier),
@@ -183,6 +194,14 @@ const (
 	pgForeignKeyViolation = "23503"
 	pgCheckViolation      = "23514"
 )
+
+// pgUniqueViolation is the error code of a duplicate key.
+const pgUniqueViolation = "23505"
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation
+}
 
 // constraintError wraps err with what; a violated foreign key or check
 // constraint (unknown customer, restaurant or menu item; a quantity out of

@@ -64,20 +64,21 @@ func (g *SandboxGateway) Authorize(ctx context.Context, idempotencyKey, token st
 	if amountCents < 0 {
 		return "", invalidf("sandbox: negative amount %d", amountCents)
 	}
-	// Counted on its own (committed) so that a failed call counts too.
-	attempt, err := g.store.CountSandboxAttempt(ctx, idempotencyKey)
-	if err != nil {
-		return "", fmt.Errorf("sandbox: count attempt: %w", err)
-	}
-	auth, err := g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
-	if err == nil {
-		return replay(auth, token, amountCents)
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("sandbox: get authorization: %w", err)
-	}
-	if token == SandboxTokenTransient && attempt <= sandboxTransientFailures {
-		return "", fmt.Errorf("sandbox: issuer unavailable (attempt %d of key %s), try again", attempt, idempotencyKey)
+	if token == SandboxTokenTransient {
+		// Counted on its own (committed) so that a failed call counts too.
+		attempt, err := g.store.CountSandboxAttempt(ctx, idempotencyKey)
+		if err != nil {
+			return "", fmt.Errorf("sandbox: count attempt: %w", err)
+		}
+		auth, err := g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
+		switch {
+		case err == nil:
+			return replay(auth, token, amountCents)
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", fmt.Errorf("sandbox: get authorization: %w", err)
+		case attempt <= sandboxTransientFailures:
+			return "", fmt.Errorf("sandbox: issuer unavailable (attempt %d of key %s), try again", attempt, idempotencyKey)
+		}
 	}
 
 	status, reason := string(orderflow.PaymentAuthorized), ""
@@ -94,31 +95,24 @@ func (g *SandboxGateway) Authorize(ctx context.Context, idempotencyKey, token st
 	if err != nil {
 		return "", err
 	}
-	err = g.store.InTx(ctx, func(q *db.Queries) error {
-		// A concurrent call with the same key inserts first or waits for
-		// ours; either way one hold, which both then read back.
-		n, err := q.CreateSandboxAuthorization(ctx, db.CreateSandboxAuthorizationParams{
-			ID: id, IdempotencyKey: idempotencyKey, Token: token, AmountCents: amountCents,
-			Status: status, DeclineReason: reason,
-		})
-		if err != nil {
-			return fmt.Errorf("insert authorization: %w", err)
-		}
-		if n == 1 && status == string(orderflow.PaymentAuthorized) {
-			if err := q.InsertSandboxLedgerEntry(ctx, db.InsertSandboxLedgerEntryParams{
-				AuthorizationID: id, Entry: entryAuthorize, AmountCents: amountCents,
-			}); err != nil {
-				return fmt.Errorf("insert ledger entry: %w", err)
-			}
-		}
-		auth, err = q.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
-		if err != nil {
-			return fmt.Errorf("get authorization: %w", err)
-		}
-		return nil
+	// One statement places the hold and books it. A key that has a hold
+	// already (a retry, or a concurrent call that inserted first: ours then
+	// waits for it and inserts nothing) is answered with that hold.
+	placed, err := g.store.PlaceSandboxHold(ctx, db.PlaceSandboxHoldParams{
+		ID: id, IdempotencyKey: idempotencyKey, Token: token, AmountCents: amountCents,
+		Status: status, DeclineReason: reason,
 	})
 	if err != nil {
 		return "", fmt.Errorf("sandbox: authorize: %w", err)
+	}
+	auth := db.SandboxAuthorization{
+		ID: id, IdempotencyKey: idempotencyKey, Token: token, AmountCents: amountCents,
+		Status: status, DeclineReason: reason,
+	}
+	if placed == 0 {
+		if auth, err = g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey); err != nil {
+			return "", fmt.Errorf("sandbox: get authorization: %w", err)
+		}
 	}
 	return replay(auth, token, amountCents)
 }
@@ -168,41 +162,29 @@ func (g *SandboxGateway) Lookup(ctx context.Context, idempotencyKey string) (Hol
 }
 
 // move takes an authorization from status from to status to and books
-// entry, under the authorization's row lock, in one transaction. An
-// authorization already in status to is left alone; any other status cannot
-// make the move, ever, so that error is non-retryable.
+// entry, in one statement. An authorization already in status to is left
+// alone; any other status cannot make the move, ever, so that error is
+// non-retryable.
 func (g *SandboxGateway) move(ctx context.Context, authorizationID, entry string, from, to orderflow.PaymentStatus) error {
-	err := g.store.InTx(ctx, func(q *db.Queries) error {
-		auth, err := q.GetSandboxAuthorization(ctx, authorizationID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return invalidf("sandbox: unknown authorization %q", authorizationID)
-		}
-		if err != nil {
-			return fmt.Errorf("get authorization: %w", err)
-		}
-		switch auth.Status {
-		case string(to):
-			return nil
-		case string(from):
-		default:
-			return invalidf("sandbox: cannot %s authorization %s: it is %s", entry, authorizationID, auth.Status)
-		}
-		if err := q.SetSandboxAuthorizationStatus(ctx, db.SetSandboxAuthorizationStatusParams{
-			ID: authorizationID, Status: string(to),
-		}); err != nil {
-			return fmt.Errorf("set authorization status: %w", err)
-		}
-		if err := q.InsertSandboxLedgerEntry(ctx, db.InsertSandboxLedgerEntryParams{
-			AuthorizationID: authorizationID, Entry: entry, AmountCents: auth.AmountCents,
-		}); err != nil {
-			return fmt.Errorf("insert ledger entry: %w", err)
-		}
-		return nil
+	moved, err := g.store.MoveSandboxAuthorization(ctx, db.MoveSandboxAuthorizationParams{
+		ID: authorizationID, FromStatus: string(from), ToStatus: string(to), Entry: entry,
 	})
 	if err != nil {
-		return surface(fmt.Errorf("sandbox: %s: %w", entry, err))
+		return fmt.Errorf("sandbox: %s: %w", entry, err)
 	}
-	return nil
+	if moved == 1 {
+		return nil
+	}
+	auth, err := g.store.GetSandboxAuthorization(ctx, authorizationID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return invalidf("sandbox: %s: unknown authorization %q", entry, authorizationID)
+	case err != nil:
+		return fmt.Errorf("sandbox: %s: get authorization: %w", entry, err)
+	case auth.Status == string(to):
+		return nil // moved before: a retry
+	}
+	return invalidf("sandbox: cannot %s authorization %s: it is %s", entry, authorizationID, auth.Status)
 }
 
 // newAuthorizationID returns "auth_" and 24 random hex digits. Random is

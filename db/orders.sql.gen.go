@@ -12,8 +12,92 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lib/pq"
 	"github.com/sqlc-dev/pqtype"
 )
+
+const applyStep = `-- name: ApplyStep :one
+WITH adv AS (
+    UPDATE orders
+    SET version    = orders.version + 1,
+        status     = CASE WHEN $1::text = '' THEN orders.status ELSE $1::text END,
+        reason     = CASE WHEN $1::text = '' THEN orders.reason ELSE $2::text END,
+        updated_at = $3
+    WHERE orders.id = $4
+      AND NOT EXISTS (SELECT 1 FROM order_timeline t WHERE t.event_id = $5)
+    RETURNING orders.id, orders.version, orders.status, orders.customer_id, orders.restaurant_id
+), pay AS (
+    INSERT INTO payments (order_id, authorization_id, amount_cents, status, updated_at)
+    SELECT adv.id, $6::text, $7::bigint, $8::text, $3
+    FROM adv
+    WHERE $8::text <> ''
+    ON CONFLICT (order_id) DO UPDATE
+    SET authorization_id = EXCLUDED.authorization_id, status = EXCLUDED.status,
+        decline_reason = EXCLUDED.decline_reason, updated_at = EXCLUDED.updated_at
+), ev AS (
+    SELECT adv.id, adv.version, adv.status,
+           $9::jsonb || jsonb_build_object('status', adv.status, 'customer_id', adv.customer_id, 'restaurant_id', adv.restaurant_id) AS payload
+    FROM adv
+), tl AS (
+    INSERT INTO order_timeline (order_id, version, event_id, event_type, status, reason, occurred_at)
+    SELECT ev.id, ev.version, $5, $10, ev.status, $11, $3 FROM ev
+), ob AS (
+    INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at)
+    SELECT $5, $12, ev.id::text, ev.version, $10, ev.payload, $13, $3 FROM ev
+)
+SELECT ev.version FROM ev
+`
+
+type ApplyStepParams struct {
+	Status          string                `json:"status"`
+	Reason          string                `json:"reason"`
+	OccurredAt      time.Time             `json:"occurred_at"`
+	ID              uuid.UUID             `json:"id"`
+	EventID         uuid.UUID             `json:"event_id"`
+	AuthorizationID string                `json:"authorization_id"`
+	AmountCents     int64                 `json:"amount_cents"`
+	PaymentStatus   string                `json:"payment_status"`
+	Payload         json.RawMessage       `json:"payload"`
+	EventType       string                `json:"event_type"`
+	EventReason     string                `json:"event_reason"`
+	AggregateType   string                `json:"aggregate_type"`
+	Headers         pqtype.NullRawMessage `json:"headers"`
+}
+
+// Applies one step of an order in one statement, and so in one
+// transaction: it bumps the order's version (taking its row lock, so that
+// version order is commit order) and, when @status is not empty, sets its
+// status and reason; when @payment_status is not empty it upserts the
+// order's payment; and it writes the timeline row and the outbox row under
+// the new version. The event's payload is @payload with the order's status,
+// customer and restaurant taken from the updated row.
+//
+// A step whose event is already on the timeline (a retried activity)
+// matches no row and writes nothing. A concurrent retry that commits the
+// same event while this statement waits for the row lock is not seen by
+// the NOT EXISTS (its snapshot is older), but then the timeline's or the
+// outbox's unique event_id fails the statement, and again nothing is
+// written.
+func (q *Queries) ApplyStep(ctx context.Context, arg ApplyStepParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, applyStep,
+		arg.Status,
+		arg.Reason,
+		arg.OccurredAt,
+		arg.ID,
+		arg.EventID,
+		arg.AuthorizationID,
+		arg.AmountCents,
+		arg.PaymentStatus,
+		arg.Payload,
+		arg.EventType,
+		arg.EventReason,
+		arg.AggregateType,
+		arg.Headers,
+	)
+	var version int64
+	err := row.Scan(&version)
+	return version, err
+}
 
 const getOrder = `-- name: GetOrder :one
 SELECT id, customer_id, restaurant_id, delivery_address, status, reason, total_cents, accept_by, version, created_at, updated_at FROM orders WHERE id = $1
@@ -245,94 +329,83 @@ func (q *Queries) ListRestaurantOrders(ctx context.Context, arg ListRestaurantOr
 	return items, nil
 }
 
-const lockOrder = `-- name: LockOrder :one
-SELECT id, customer_id, restaurant_id, delivery_address, status, reason, total_cents, accept_by, version, created_at, updated_at FROM orders WHERE id = $1 FOR UPDATE
-`
-
-func (q *Queries) LockOrder(ctx context.Context, id uuid.UUID) (Order, error) {
-	row := q.db.QueryRowContext(ctx, lockOrder, id)
-	var i Order
-	err := row.Scan(
-		&i.ID,
-		&i.CustomerID,
-		&i.RestaurantID,
-		&i.DeliveryAddress,
-		&i.Status,
-		&i.Reason,
-		&i.TotalCents,
-		&i.AcceptBy,
-		&i.Version,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const recordStep = `-- name: RecordStep :one
-WITH adv AS (
-    UPDATE orders
-    SET version = version + 1, status = $1, reason = $2, updated_at = $3
-    WHERE orders.id = $4
-    RETURNING orders.id, orders.version
+const placeOrder = `-- name: PlaceOrder :one
+WITH o AS (
+    INSERT INTO orders (id, customer_id, restaurant_id, delivery_address, status, total_cents, accept_by, version, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING orders.id, orders.version, orders.status
+), items AS (
+    INSERT INTO order_items (order_id, line, menu_item_id, name, unit_price_cents, quantity)
+    SELECT o.id, g.n, ($9::text[])[g.n], ($10::text[])[g.n],
+           ($11::bigint[])[g.n], ($12::int[])[g.n]
+    FROM o, generate_subscripts($9::text[], 1) AS g (n)
 ), tl AS (
     INSERT INTO order_timeline (order_id, version, event_id, event_type, status, reason, occurred_at)
-    SELECT adv.id, adv.version, $5, $6, $1, $7, $3 FROM adv
+    SELECT o.id, o.version, $13, $14, o.status, '', $8 FROM o
 ), ob AS (
     INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at)
-    SELECT $5, $8, adv.id::text, adv.version, $6, $9, $10, $3 FROM adv
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING outbox_events.id
+    SELECT $13, $15, o.id::text, o.version, $14, $16, $17, $8 FROM o
 )
-SELECT adv.version, (SELECT count(*) FROM ob) AS outbox_rows FROM adv
+SELECT count(*) AS placed FROM o
 `
 
-type RecordStepParams struct {
-	Status        string                `json:"status"`
-	Reason        string                `json:"reason"`
-	OccurredAt    time.Time             `json:"occurred_at"`
-	ID            uuid.UUID             `json:"id"`
-	EventID       uuid.UUID             `json:"event_id"`
-	EventType     string                `json:"event_type"`
-	EventReason   string                `json:"event_reason"`
-	AggregateType string                `json:"aggregate_type"`
-	Payload       json.RawMessage       `json:"payload"`
-	Headers       pqtype.NullRawMessage `json:"headers"`
+type PlaceOrderParams struct {
+	ID                 uuid.UUID             `json:"id"`
+	CustomerID         string                `json:"customer_id"`
+	RestaurantID       string                `json:"restaurant_id"`
+	DeliveryAddress    string                `json:"delivery_address"`
+	Status             string                `json:"status"`
+	TotalCents         int64                 `json:"total_cents"`
+	AcceptBy           time.Time             `json:"accept_by"`
+	PlacedAt           time.Time             `json:"placed_at"`
+	ItemMenuItemIds    []string              `json:"item_menu_item_ids"`
+	ItemNames          []string              `json:"item_names"`
+	ItemUnitPriceCents []int64               `json:"item_unit_price_cents"`
+	ItemQuantities     []int32               `json:"item_quantities"`
+	EventID            uuid.UUID             `json:"event_id"`
+	EventType          string                `json:"event_type"`
+	AggregateType      string                `json:"aggregate_type"`
+	Payload            json.RawMessage       `json:"payload"`
+	Headers            pqtype.NullRawMessage `json:"headers"`
 }
 
-type RecordStepRow struct {
-	Version    int64 `json:"version"`
-	OutboxRows int64 `json:"outbox_rows"`
-}
-
-// Records one step of a locked order in one statement: bumps its version
-// and sets its status, and writes the timeline row and the outbox row under
-// the new version. outbox_rows is 0 when the event was in the outbox
-// already, which the timeline check before it makes a bug.
-func (q *Queries) RecordStep(ctx context.Context, arg RecordStepParams) (RecordStepRow, error) {
-	row := q.db.QueryRowContext(ctx, recordStep,
-		arg.Status,
-		arg.Reason,
-		arg.OccurredAt,
+// Records a new order in one statement, and so in one transaction: the
+// order at version 1, its items (line i+1 is element i of the arrays), and
+// order.placed on its timeline and in the outbox. An order already
+// recorded (a retried activity) hits the conflict and nothing is written:
+// placed is 0.
+func (q *Queries) PlaceOrder(ctx context.Context, arg PlaceOrderParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, placeOrder,
 		arg.ID,
+		arg.CustomerID,
+		arg.RestaurantID,
+		arg.DeliveryAddress,
+		arg.Status,
+		arg.TotalCents,
+		arg.AcceptBy,
+		arg.PlacedAt,
+		pq.Array(arg.ItemMenuItemIds),
+		pq.Array(arg.ItemNames),
+		pq.Array(arg.ItemUnitPriceCents),
+		pq.Array(arg.ItemQuantities),
 		arg.EventID,
 		arg.EventType,
-		arg.EventReason,
 		arg.AggregateType,
 		arg.Payload,
 		arg.Headers,
 	)
-	var i RecordStepRow
-	err := row.Scan(&i.Version, &i.OutboxRows)
-	return i, err
+	var placed int64
+	err := row.Scan(&placed)
+	return placed, err
 }
 
 const timelineHasEvent = `-- name: TimelineHasEvent :one
 SELECT EXISTS (SELECT 1 FROM order_timeline WHERE event_id = $1)
 `
 
-// Run after LockOrder, in a statement of its own: a statement's snapshot is
-// taken when it starts, so only a check that starts after the lock is
-// granted sees the event a concurrent retry committed while we waited.
+// Whether an event is on an order's timeline: asked, after ApplyStep wrote
+// nothing, to tell a step already applied from an unknown order.
 func (q *Queries) TimelineHasEvent(ctx context.Context, eventID uuid.UUID) (bool, error) {
 	row := q.db.QueryRowContext(ctx, timelineHasEvent, eventID)
 	var exists bool

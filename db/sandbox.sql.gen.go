@@ -55,7 +55,7 @@ func (q *Queries) CreateSandboxAuthorization(ctx context.Context, arg CreateSand
 }
 
 const getSandboxAuthorization = `-- name: GetSandboxAuthorization :one
-SELECT id, idempotency_key, token, amount_cents, status, decline_reason, created_at, updated_at FROM sandbox_authorizations WHERE id = $1 FOR UPDATE
+SELECT id, idempotency_key, token, amount_cents, status, decline_reason, created_at, updated_at FROM sandbox_authorizations WHERE id = $1
 `
 
 func (q *Queries) GetSandboxAuthorization(ctx context.Context, id string) (SandboxAuthorization, error) {
@@ -173,6 +173,83 @@ func (q *Queries) ListSandboxLedgerByKey(ctx context.Context, idempotencyKey str
 	return items, nil
 }
 
+const moveSandboxAuthorization = `-- name: MoveSandboxAuthorization :one
+WITH moved AS (
+    UPDATE sandbox_authorizations
+    SET status = $1, updated_at = now()
+    WHERE sandbox_authorizations.id = $2 AND sandbox_authorizations.status = $3::text
+    RETURNING sandbox_authorizations.id, sandbox_authorizations.amount_cents
+), ledger AS (
+    INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
+    SELECT moved.id, $4, moved.amount_cents FROM moved
+    ON CONFLICT (authorization_id, entry) DO NOTHING
+)
+SELECT count(*) AS moved FROM moved
+`
+
+type MoveSandboxAuthorizationParams struct {
+	ToStatus   string `json:"to_status"`
+	ID         string `json:"id"`
+	FromStatus string `json:"from_status"`
+	Entry      string `json:"entry"`
+}
+
+// Moves an authorization from @from_status to @to_status and books
+// @entry, in one statement (one transaction). The row lock makes the
+// status check and the move one step: of two concurrent moves, the second
+// rechecks the status the first left. moved is 0 when the authorization is
+// unknown or not in @from_status.
+func (q *Queries) MoveSandboxAuthorization(ctx context.Context, arg MoveSandboxAuthorizationParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, moveSandboxAuthorization,
+		arg.ToStatus,
+		arg.ID,
+		arg.FromStatus,
+		arg.Entry,
+	)
+	var moved int64
+	err := row.Scan(&moved)
+	return moved, err
+}
+
+const placeSandboxHold = `-- name: PlaceSandboxHold :one
+WITH ins AS (
+    INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
+    VALUES ($1, $2, $3, $4, $5, $6)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, amount_cents, status
+), ledger AS (
+    INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
+    SELECT ins.id, 'authorize', ins.amount_cents FROM ins WHERE ins.status = 'authorized'
+)
+SELECT count(*) AS placed FROM ins
+`
+
+type PlaceSandboxHoldParams struct {
+	ID             string `json:"id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Token          string `json:"token"`
+	AmountCents    int64  `json:"amount_cents"`
+	Status         string `json:"status"`
+	DeclineReason  string `json:"decline_reason"`
+}
+
+// CreateSandboxAuthorization and, for an approved hold, its ledger entry,
+// in one statement (one transaction). placed is 0 when the key already
+// has a hold.
+func (q *Queries) PlaceSandboxHold(ctx context.Context, arg PlaceSandboxHoldParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, placeSandboxHold,
+		arg.ID,
+		arg.IdempotencyKey,
+		arg.Token,
+		arg.AmountCents,
+		arg.Status,
+		arg.DeclineReason,
+	)
+	var placed int64
+	err := row.Scan(&placed)
+	return placed, err
+}
+
 const sandboxNetCharged = `-- name: SandboxNetCharged :one
 SELECT COALESCE(SUM(CASE l.entry WHEN 'capture' THEN l.amount_cents WHEN 'refund' THEN -l.amount_cents ELSE 0 END), 0)::bigint
 FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
@@ -185,18 +262,4 @@ func (q *Queries) SandboxNetCharged(ctx context.Context, idempotencyKey string) 
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
-}
-
-const setSandboxAuthorizationStatus = `-- name: SetSandboxAuthorizationStatus :exec
-UPDATE sandbox_authorizations SET status = $2, updated_at = now() WHERE id = $1
-`
-
-type SetSandboxAuthorizationStatusParams struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-}
-
-func (q *Queries) SetSandboxAuthorizationStatus(ctx context.Context, arg SetSandboxAuthorizationStatusParams) error {
-	_, err := q.db.ExecContext(ctx, setSandboxAuthorizationStatus, arg.ID, arg.Status)
-	return err
 }

@@ -105,8 +105,15 @@ func TestOneVoucherPerOrder(t *testing.T) {
 		again.Header.Set(nats.MsgIdHdr, "again-"+done.ID)
 		f.bus.PublishMsg(t, again)
 	}
-	if _, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: promotions.ConsumerName, FromSeq: 1}); err != nil {
-		t.Fatalf("replay: %v", err)
+	// The consumers create their durable consumer as they start, in their
+	// own goroutines: replay once one has.
+	var replayErr error
+	eventually(t, "the promotions consumer to exist", func() bool {
+		_, replayErr = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: promotions.ConsumerName, FromSeq: 1})
+		return replayErr == nil || !strings.Contains(replayErr.Error(), "no consumer")
+	})
+	if replayErr != nil {
+		t.Fatalf("replay: %v", replayErr)
 	}
 	// Each completion: applied once, then two copies (the republished one
 	// and the replayed one, or two replayed ones) seen as duplicates.

@@ -28,32 +28,77 @@ VALUES ($1, $2, $3, $4, $5, $6, $7);
 -- name: ListOrderTimeline :many
 SELECT * FROM order_timeline WHERE order_id = $1 ORDER BY version;
 
--- name: LockOrder :one
-SELECT * FROM orders WHERE id = $1 FOR UPDATE;
-
 -- name: TimelineHasEvent :one
--- Run after LockOrder, in a statement of its own: a statement's snapshot is
--- taken when it starts, so only a check that starts after the lock is
--- granted sees the event a concurrent retry committed while we waited.
+-- Whether an event is on an order's timeline: asked, after ApplyStep wrote
+-- nothing, to tell a step already applied from an unknown order.
 SELECT EXISTS (SELECT 1 FROM order_timeline WHERE event_id = $1);
 
--- name: RecordStep :one
--- Records one step of a locked order in one statement: bumps its version
--- and sets its status, and writes the timeline row and the outbox row under
--- the new version. outbox_rows is 0 when the event was in the outbox
--- already, which the timeline check before it makes a bug.
-WITH adv AS (
-    UPDATE orders
-    SET version = version + 1, status = @status, reason = @reason, updated_at = @occurred_at
-    WHERE orders.id = @id
-    RETURNING orders.id, orders.version
+-- name: PlaceOrder :one
+-- Records a new order in one statement, and so in one transaction: the
+-- order at version 1, its items (line i+1 is element i of the arrays), and
+-- order.placed on its timeline and in the outbox. An order already
+-- recorded (a retried activity) hits the conflict and nothing is written:
+-- placed is 0.
+WITH o AS (
+    INSERT INTO orders (id, customer_id, restaurant_id, delivery_address, status, total_cents, accept_by, version, created_at, updated_at)
+    VALUES (@id, @customer_id, @restaurant_id, @delivery_address, @status, @total_cents, @accept_by, 1, @placed_at, @placed_at)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING orders.id, orders.version, orders.status
+), items AS (
+    INSERT INTO order_items (order_id, line, menu_item_id, name, unit_price_cents, quantity)
+    SELECT o.id, g.n, (@item_menu_item_ids::text[])[g.n], (@item_names::text[])[g.n],
+           (@item_unit_price_cents::bigint[])[g.n], (@item_quantities::int[])[g.n]
+    FROM o, generate_subscripts(@item_menu_item_ids::text[], 1) AS g (n)
 ), tl AS (
     INSERT INTO order_timeline (order_id, version, event_id, event_type, status, reason, occurred_at)
-    SELECT adv.id, adv.version, @event_id, @event_type, @status, @event_reason, @occurred_at FROM adv
+    SELECT o.id, o.version, @event_id, @event_type, o.status, '', @placed_at FROM o
 ), ob AS (
     INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at)
-    SELECT @event_id, @aggregate_type, adv.id::text, adv.version, @event_type, @payload, @headers, @occurred_at FROM adv
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING outbox_events.id
+    SELECT @event_id, @aggregate_type, o.id::text, o.version, @event_type, @payload, @headers, @placed_at FROM o
 )
-SELECT adv.version, (SELECT count(*) FROM ob) AS outbox_rows FROM adv;
+SELECT count(*) AS placed FROM o;
+
+-- name: ApplyStep :one
+-- Applies one step of an order in one statement, and so in one
+-- transaction: it bumps the order's version (taking its row lock, so that
+-- version order is commit order) and, when @status is not empty, sets its
+-- status and reason; when @payment_status is not empty it upserts the
+-- order's payment; and it writes the timeline row and the outbox row under
+-- the new version. The event's payload is @payload with the order's status,
+-- customer and restaurant taken from the updated row.
+--
+-- A step whose event is already on the timeline (a retried activity)
+-- matches no row and writes nothing. A concurrent retry that commits the
+-- same event while this statement waits for the row lock is not seen by
+-- the NOT EXISTS (its snapshot is older), but then the timeline's or the
+-- outbox's unique event_id fails the statement, and again nothing is
+-- written.
+WITH adv AS (
+    UPDATE orders
+    SET version    = orders.version + 1,
+        status     = CASE WHEN @status::text = '' THEN orders.status ELSE @status::text END,
+        reason     = CASE WHEN @status::text = '' THEN orders.reason ELSE @reason::text END,
+        updated_at = @occurred_at
+    WHERE orders.id = @id
+      AND NOT EXISTS (SELECT 1 FROM order_timeline t WHERE t.event_id = @event_id)
+    RETURNING orders.id, orders.version, orders.status, orders.customer_id, orders.restaurant_id
+), pay AS (
+    INSERT INTO payments (order_id, authorization_id, amount_cents, status, updated_at)
+    SELECT adv.id, @authorization_id::text, @amount_cents::bigint, @payment_status::text, @occurred_at
+    FROM adv
+    WHERE @payment_status::text <> ''
+    ON CONFLICT (order_id) DO UPDATE
+    SET authorization_id = EXCLUDED.authorization_id, status = EXCLUDED.status,
+        decline_reason = EXCLUDED.decline_reason, updated_at = EXCLUDED.updated_at
+), ev AS (
+    SELECT adv.id, adv.version, adv.status,
+           @payload::jsonb || jsonb_build_object('status', adv.status, 'customer_id', adv.customer_id, 'restaurant_id', adv.restaurant_id) AS payload
+    FROM adv
+), tl AS (
+    INSERT INTO order_timeline (order_id, version, event_id, event_type, status, reason, occurred_at)
+    SELECT ev.id, ev.version, @event_id, @event_type, ev.status, @event_reason, @occurred_at FROM ev
+), ob AS (
+    INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at)
+    SELECT @event_id, @aggregate_type, ev.id::text, ev.version, @event_type, ev.payload, @headers, @occurred_at FROM ev
+)
+SELECT ev.version FROM ev;

@@ -2,14 +2,29 @@
 SELECT * FROM sandbox_authorizations WHERE idempotency_key = $1;
 
 -- name: GetSandboxAuthorization :one
-SELECT * FROM sandbox_authorizations WHERE id = $1 FOR UPDATE;
+SELECT * FROM sandbox_authorizations WHERE id = $1;
 
 -- name: InsertSandboxAuthorization :exec
 INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
 VALUES ($1, $2, $3, $4, $5, $6);
 
--- name: SetSandboxAuthorizationStatus :exec
-UPDATE sandbox_authorizations SET status = $2, updated_at = now() WHERE id = $1;
+-- name: MoveSandboxAuthorization :one
+-- Moves an authorization from @from_status to @to_status and books
+-- @entry, in one statement (one transaction). The row lock makes the
+-- status check and the move one step: of two concurrent moves, the second
+-- rechecks the status the first left. moved is 0 when the authorization is
+-- unknown or not in @from_status.
+WITH moved AS (
+    UPDATE sandbox_authorizations
+    SET status = @to_status, updated_at = now()
+    WHERE sandbox_authorizations.id = @id AND sandbox_authorizations.status = @from_status::text
+    RETURNING sandbox_authorizations.id, sandbox_authorizations.amount_cents
+), ledger AS (
+    INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
+    SELECT moved.id, @entry, moved.amount_cents FROM moved
+    ON CONFLICT (authorization_id, entry) DO NOTHING
+)
+SELECT count(*) AS moved FROM moved;
 
 -- name: CountSandboxAttempt :one
 INSERT INTO sandbox_attempts (idempotency_key, attempts) VALUES ($1, 1)
@@ -33,6 +48,21 @@ WHERE a.idempotency_key = $1;
 INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (idempotency_key) DO NOTHING;
+
+-- name: PlaceSandboxHold :one
+-- CreateSandboxAuthorization and, for an approved hold, its ledger entry,
+-- in one statement (one transaction). placed is 0 when the key already
+-- has a hold.
+WITH ins AS (
+    INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
+    VALUES (@id, @idempotency_key, @token, @amount_cents, @status, @decline_reason)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, amount_cents, status
+), ledger AS (
+    INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
+    SELECT ins.id, 'authorize', ins.amount_cents FROM ins WHERE ins.status = 'authorized'
+)
+SELECT count(*) AS placed FROM ins;
 
 -- name: ListSandboxLedgerByKey :many
 -- Every money movement of one idempotency key, oldest first, for audits.
