@@ -78,6 +78,8 @@ type pricedOrder struct {
 	restaurant db.Restaurant
 	items      []events.OrderItem
 	totalCents int64
+	// orderExists says an order with the request's ID is recorded already.
+	orderExists bool
 }
 
 // placeOrder starts an order workflow, or answers for the one an earlier
@@ -102,7 +104,8 @@ func (s *Server) placeOrder(c echo.Context) error {
 	if err := req.validate(); err != nil {
 		return err
 	}
-	priced, err := s.price(ctx, req)
+	orderID := uuid.NewSHA1(orderNamespace, []byte(key)).String()
+	priced, err := s.price(ctx, req, uuid.MustParse(orderID))
 	if err != nil {
 		return err
 	}
@@ -110,14 +113,13 @@ func (s *Server) placeOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	orderID := uuid.NewSHA1(orderNamespace, []byte(key)).String()
 
 	// The first request for a key finds no row and starts the workflow
 	// straight away: one round trip to Temporal per order. A retry finds
 	// the row (or, while the first workflow has not written it yet, the
 	// start fails as already started) and is answered from the first
 	// order's workflow.
-	if _, err := s.store.GetOrder(ctx, uuid.MustParse(orderID)); err == nil {
+	if priced.orderExists {
 		run, err := s.describeOrder(ctx, orderID)
 		if err != nil {
 			return err
@@ -131,8 +133,6 @@ func (s *Server) placeOrder(c echo.Context) error {
 		// compared with the first.
 		return &orderflow.Error{Code: orderflow.ECONFLICT, Field: headerIdempotencyKey,
 			Message: fmt.Sprintf("already used by order %s, which can no longer be compared with this request; use a new key", orderID)}
-	} else if !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("get order: %w", err)
 	}
 
 	timeout := s.acceptTimeout
@@ -349,32 +349,40 @@ func (r *placeOrderRequest) hash() (string, error) {
 }
 
 // price checks the request against the database and prices every line
-// from the menu. Unknown references are the client's error (EINVALID).
-func (s *Server) price(ctx context.Context, r placeOrderRequest) (pricedOrder, error) {
-	if _, err := s.store.GetCustomer(ctx, r.CustomerID); errors.Is(err, sql.ErrNoRows) {
-		return pricedOrder{}, orderflow.FieldErrorf("customer_id", "unknown customer %q", r.CustomerID)
-	} else if err != nil {
-		return pricedOrder{}, fmt.Errorf("get customer: %w", err)
-	}
-	rest, err := s.store.GetRestaurant(ctx, r.RestaurantID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return pricedOrder{}, orderflow.FieldErrorf("restaurant_id", "unknown restaurant %q", r.RestaurantID)
-	} else if err != nil {
-		return pricedOrder{}, fmt.Errorf("get restaurant: %w", err)
-	}
+// from the menu, in one round trip that also tells whether orderID exists
+// already. Unknown references are the client's error (EINVALID).
+func (s *Server) price(ctx context.Context, r placeOrderRequest, orderID uuid.UUID) (pricedOrder, error) {
 	ids := make([]string, len(r.Items))
 	for i, it := range r.Items {
 		ids[i] = it.MenuItemID
 	}
-	menu, err := s.store.GetMenuItems(ctx, ids)
+	rows, err := s.store.GetPlacementRefs(ctx, db.GetPlacementRefsParams{
+		CustomerID: r.CustomerID, OrderID: orderID, RestaurantID: r.RestaurantID, MenuItemIds: ids,
+	})
 	if err != nil {
-		return pricedOrder{}, fmt.Errorf("get menu items: %w", err)
+		return pricedOrder{}, fmt.Errorf("get customer, restaurant and menu items: %w", err)
 	}
-	byID := make(map[string]db.MenuItem, len(menu))
-	for _, m := range menu {
-		byID[m.ID] = m
+	if len(rows) == 0 { // the query returns at least one row, always
+		return pricedOrder{}, errors.New("get customer, restaurant and menu items: no row")
 	}
-	p := pricedOrder{restaurant: rest, items: make([]events.OrderItem, len(r.Items))}
+	refs := rows[0]
+	if !refs.CustomerFound {
+		return pricedOrder{}, orderflow.FieldErrorf("customer_id", "unknown customer %q", r.CustomerID)
+	}
+	if !refs.RestaurantFound {
+		return pricedOrder{}, orderflow.FieldErrorf("restaurant_id", "unknown restaurant %q", r.RestaurantID)
+	}
+	rest := db.Restaurant{ID: r.RestaurantID, Name: refs.RestaurantName, AcceptTimeoutSeconds: refs.RestaurantAcceptTimeoutSeconds}
+	byID := make(map[string]db.MenuItem, len(rows))
+	for _, row := range rows {
+		if row.MenuItemFound {
+			byID[row.MenuItemID] = db.MenuItem{
+				ID: row.MenuItemID, RestaurantID: row.MenuItemRestaurantID, Name: row.MenuItemName,
+				PriceCents: row.MenuItemPriceCents, Available: row.MenuItemAvailable,
+			}
+		}
+	}
+	p := pricedOrder{restaurant: rest, orderExists: refs.OrderFound, items: make([]events.OrderItem, len(r.Items))}
 	for i, it := range r.Items {
 		field := fmt.Sprintf("items[%d].menu_item_id", i)
 		m, ok := byID[it.MenuItemID]

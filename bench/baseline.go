@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -148,12 +149,29 @@ func baselineInput(orderID string, now time.Time) workflows.OrderInput {
 		Order: activities.NewOrder{
 			OrderID: orderID, CustomerID: "c_ada", RestaurantID: "r_pizza", DeliveryAddress: "1 Bench Street",
 			TotalCents: 2300, PlacedAt: now, AcceptBy: now.Add(workflows.DefaultAcceptTimeout),
-			Items: nil,
+			// The line the HTTP system orders, as the API prices it.
+			Items: []events.OrderItem{{MenuItemID: "m_margherita", Name: "Margherita", UnitPriceCents: 1150, Quantity: 2}},
 		},
 		PaymentToken:  "tok_visa",
 		AcceptTimeout: workflows.DefaultAcceptTimeout,
 		DeliverySLA:   workflows.DefaultDeliverySLA,
 	}
+}
+
+// baselineStart is what the API starts an order workflow with besides its
+// input — the memo (the fields of api's orderMemo) and the static summary —
+// so that a baseline's Temporal work is the real order's, not less.
+func baselineStart(in workflows.OrderInput) (memo map[string]any, summary string) {
+	o := in.Order
+	memo = map[string]any{
+		"request_hash":  "0000000000000000000000000000000000000000000000000000000000000000",
+		"customer_id":   o.CustomerID,
+		"restaurant_id": o.RestaurantID,
+		"total_cents":   o.TotalCents,
+		"placed_at":     o.PlacedAt,
+		"accept_by":     o.AcceptBy,
+	}
+	return memo, fmt.Sprintf("order %d.%02d USD at %s for %s", o.TotalCents/100, o.TotalCents%100, "Pizzeria Napoli", o.CustomerID)
 }
 
 // errf keeps error messages of the drivers short and uniform.

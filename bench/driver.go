@@ -158,12 +158,16 @@ func (s *sameShapeSystem) order(ctx context.Context, key string) (timing, error)
 	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(key)).String()
 	t.workflowID = "bench-same-shape:" + id
 	began := time.Now()
+	in := baselineInput(id, began)
+	memo, summary := baselineStart(in)
 	_, err := s.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: t.workflowID, TaskQueue: s.taskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		EnableEagerStart:         true,
-	}, workflows.OrderWorkflowName, baselineInput(id, began))
+		Memo:                     memo,
+		StaticSummary:            summary,
+	}, workflows.OrderWorkflowName, in)
 	t.place = time.Since(began)
 	if err != nil {
 		return t, errf("start", err)
@@ -227,10 +231,14 @@ func (s *naiveSystem) order(ctx context.Context, key string) (timing, error) {
 	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(key)).String()
 	t.workflowID = "bench-naive:" + id
 	began := time.Now()
+	in := baselineInput(id, began)
+	memo, summary := baselineStart(in)
 	run, err := s.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: t.workflowID, TaskQueue: s.taskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, NaiveWorkflowName, baselineInput(id, began))
+		Memo:                  memo,
+		StaticSummary:         summary,
+	}, NaiveWorkflowName, in)
 	t.place = time.Since(began)
 	if err != nil {
 		return t, errf("start", err)

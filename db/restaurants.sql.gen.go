@@ -8,6 +8,7 @@ package db
 import (
 	"context"
 
+	"github.com/google/uuid"
 	"github.com/lib/pq"
 )
 
@@ -30,6 +31,89 @@ func (q *Queries) GetMenuItems(ctx context.Context, ids []string) ([]MenuItem, e
 			&i.Name,
 			&i.PriceCents,
 			&i.Available,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const getPlacementRefs = `-- name: GetPlacementRefs :many
+SELECT EXISTS (SELECT 1 FROM customers c WHERE c.id = $1) AS customer_found,
+       EXISTS (SELECT 1 FROM orders o WHERE o.id = $2) AS order_found,
+       (r.id IS NOT NULL)::boolean AS restaurant_found,
+       coalesce(r.name, '')::text AS restaurant_name,
+       coalesce(r.accept_timeout_seconds, 0)::int AS restaurant_accept_timeout_seconds,
+       (m.id IS NOT NULL)::boolean AS menu_item_found,
+       coalesce(m.id, '')::text AS menu_item_id,
+       coalesce(m.restaurant_id, '')::text AS menu_item_restaurant_id,
+       coalesce(m.name, '')::text AS menu_item_name,
+       coalesce(m.price_cents, 0)::bigint AS menu_item_price_cents,
+       coalesce(m.available, false)::boolean AS menu_item_available
+FROM (SELECT 1) AS one
+LEFT JOIN restaurants r ON r.id = $3
+LEFT JOIN menu_items m ON m.id = ANY($4::text[])
+`
+
+type GetPlacementRefsParams struct {
+	CustomerID   string    `json:"customer_id"`
+	OrderID      uuid.UUID `json:"order_id"`
+	RestaurantID string    `json:"restaurant_id"`
+	MenuItemIds  []string  `json:"menu_item_ids"`
+}
+
+type GetPlacementRefsRow struct {
+	CustomerFound                  bool   `json:"customer_found"`
+	OrderFound                     bool   `json:"order_found"`
+	RestaurantFound                bool   `json:"restaurant_found"`
+	RestaurantName                 string `json:"restaurant_name"`
+	RestaurantAcceptTimeoutSeconds int32  `json:"restaurant_accept_timeout_seconds"`
+	MenuItemFound                  bool   `json:"menu_item_found"`
+	MenuItemID                     string `json:"menu_item_id"`
+	MenuItemRestaurantID           string `json:"menu_item_restaurant_id"`
+	MenuItemName                   string `json:"menu_item_name"`
+	MenuItemPriceCents             int64  `json:"menu_item_price_cents"`
+	MenuItemAvailable              bool   `json:"menu_item_available"`
+}
+
+// What POST /v1/orders reads before it starts a workflow, in one round
+// trip: whether the customer exists, the restaurant (restaurant_found),
+// whether an order with the ID derived from the request's key exists
+// already (a retry), and the requested menu items that exist, one row
+// each: a single row with menu_item_found false when none does.
+func (q *Queries) GetPlacementRefs(ctx context.Context, arg GetPlacementRefsParams) ([]GetPlacementRefsRow, error) {
+	rows, err := q.db.QueryContext(ctx, getPlacementRefs,
+		arg.CustomerID,
+		arg.OrderID,
+		arg.RestaurantID,
+		pq.Array(arg.MenuItemIds),
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []GetPlacementRefsRow{}
+	for rows.Next() {
+		var i GetPlacementRefsRow
+		if err := rows.Scan(
+			&i.CustomerFound,
+			&i.OrderFound,
+			&i.RestaurantFound,
+			&i.RestaurantName,
+			&i.RestaurantAcceptTimeoutSeconds,
+			&i.MenuItemFound,
+			&i.MenuItemID,
+			&i.MenuItemRestaurantID,
+			&i.MenuItemName,
+			&i.MenuItemPriceCents,
+			&i.MenuItemAvailable,
 		); err != nil {
 			return nil, err
 		}
