@@ -201,13 +201,17 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 	if err != nil {
 		return err
 	}
-	o, err := a.getOrder(ctx, id)
+	rows, err := a.Store.ListOrderWithItems(ctx, id)
 	if err != nil {
-		return surface(err)
+		return fmt.Errorf("get order and items: %w", err)
 	}
-	items, err := a.Store.ListOrderItems(ctx, id)
-	if err != nil {
-		return fmt.Errorf("list order items: %w", err)
+	if len(rows) == 0 {
+		return unknownOrder(id)
+	}
+	o := rows[0].Order
+	items := make([]db.OrderItem, len(rows))
+	for i, r := range rows {
+		items[i] = r.OrderItem
 	}
 	if err := a.Notifier.Notify(ctx, Notification{
 		Key:         id.String() + "/restaurant/new_order",

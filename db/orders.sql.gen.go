@@ -280,6 +280,61 @@ func (q *Queries) ListOrderTimeline(ctx context.Context, orderID uuid.UUID) ([]O
 	return items, nil
 }
 
+const listOrderWithItems = `-- name: ListOrderWithItems :many
+SELECT orders.id, orders.customer_id, orders.restaurant_id, orders.delivery_address, orders.status, orders.reason, orders.total_cents, orders.accept_by, orders.version, orders.created_at, orders.updated_at, order_items.order_id, order_items.line, order_items.menu_item_id, order_items.name, order_items.unit_price_cents, order_items.quantity
+FROM orders JOIN order_items ON order_items.order_id = orders.id
+WHERE orders.id = $1
+ORDER BY order_items.line
+`
+
+type ListOrderWithItemsRow struct {
+	Order     Order     `json:"order"`
+	OrderItem OrderItem `json:"order_item"`
+}
+
+// An order with its items, one row per item, in one round trip; no rows
+// for an unknown order (a recorded order has at least one item).
+func (q *Queries) ListOrderWithItems(ctx context.Context, id uuid.UUID) ([]ListOrderWithItemsRow, error) {
+	rows, err := q.db.QueryContext(ctx, listOrderWithItems, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListOrderWithItemsRow{}
+	for rows.Next() {
+		var i ListOrderWithItemsRow
+		if err := rows.Scan(
+			&i.Order.ID,
+			&i.Order.CustomerID,
+			&i.Order.RestaurantID,
+			&i.Order.DeliveryAddress,
+			&i.Order.Status,
+			&i.Order.Reason,
+			&i.Order.TotalCents,
+			&i.Order.AcceptBy,
+			&i.Order.Version,
+			&i.Order.CreatedAt,
+			&i.Order.UpdatedAt,
+			&i.OrderItem.OrderID,
+			&i.OrderItem.Line,
+			&i.OrderItem.MenuItemID,
+			&i.OrderItem.Name,
+			&i.OrderItem.UnitPriceCents,
+			&i.OrderItem.Quantity,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listRestaurantOrders = `-- name: ListRestaurantOrders :many
 SELECT id, customer_id, restaurant_id, delivery_address, status, reason, total_cents, accept_by, version, created_at, updated_at FROM orders
 WHERE restaurant_id = $1

@@ -14,6 +14,14 @@ SELECT * FROM orders WHERE id = $1;
 -- name: ListOrderItems :many
 SELECT * FROM order_items WHERE order_id = $1 ORDER BY line;
 
+-- name: ListOrderWithItems :many
+-- An order with its items, one row per item, in one round trip; no rows
+-- for an unknown order (a recorded order has at least one item).
+SELECT sqlc.embed(orders), sqlc.embed(order_items)
+FROM orders JOIN order_items ON order_items.order_id = orders.id
+WHERE orders.id = $1
+ORDER BY order_items.line;
+
 -- name: ListRestaurantOrders :many
 SELECT * FROM orders
 WHERE restaurant_id = @restaurant_id
