@@ -26,6 +26,7 @@ type outboxStatsView struct {
 type oldestUnpublishedView struct {
 	ID         int64     `json:"id"`
 	OccurredAt time.Time `json:"occurred_at"`
+	RecordedAt time.Time `json:"recorded_at"`
 	AgeSeconds float64   `json:"age_seconds"`
 	Attempts   int32     `json:"attempts"`
 	LastError  string    `json:"last_error,omitempty"`
@@ -57,7 +58,7 @@ func (s *Server) outboxStats(c echo.Context) error {
 	}
 	if o := st.Oldest; o != nil {
 		v.OldestUnpublished = &oldestUnpublishedView{
-			ID: o.ID, OccurredAt: o.OccurredAt.UTC(), AgeSeconds: o.Age.Seconds(), Attempts: o.Attempts, LastError: o.LastError,
+			ID: o.ID, OccurredAt: o.OccurredAt.UTC(), RecordedAt: o.RecordedAt.UTC(), AgeSeconds: o.Age.Seconds(), Attempts: o.Attempts, LastError: o.LastError,
 		}
 	}
 	return c.JSON(http.StatusOK, v)

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -45,6 +47,11 @@ type Config struct {
 	// JetStream, when set, feeds the lag probe: a consumer of ORDER_EVENTS
 	// that measures each event's age on delivery.
 	JetStream jetstream.JetStream
+	// RecordedAt tells when the outbox rows of the given events were
+	// written; the lag counts from there. Unset, or for an event it does
+	// not know, the lag counts from the event's ce-time instead, which for
+	// order.placed is when the API took the order, well before the row.
+	RecordedAt func(ctx context.Context, eventIDs []uuid.UUID) (map[uuid.UUID]time.Time, error)
 	// PostgresPID is the private PostgreSQL's postmaster, 0 when external.
 	PostgresPID int
 	// Drain, when set, fills the outbox with n events while no relay runs,
@@ -117,7 +124,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, fmt.Errorf("idle lag: %w", err)
 		}
 		time.Sleep(200 * time.Millisecond) // the last events' delivery
-		res.Lag.Idle = percentiles(probe.take())
+		lags, err := probe.take(ctx, cfg.RecordedAt)
+		if err != nil {
+			return nil, fmt.Errorf("idle lag: %w", err)
+		}
+		res.Lag.Idle = percentiles(lags)
 	}
 
 	rounds := map[string][]roundResult{}
@@ -188,7 +199,9 @@ func runRound(ctx context.Context, cfg Config, sys system, probe *lagProbe, keyP
 	}
 	if sys.Name() == SystemOrderflow {
 		time.Sleep(200 * time.Millisecond)
-		rr.lag = probe.take()
+		if rr.lag, err = probe.take(ctx, cfg.RecordedAt); err != nil {
+			return roundResult{}, fmt.Errorf("lag: %w", err)
+		}
 	}
 	rr.historyEvents = historyEvents(ctx, cfg.Temporal, timings, 5)
 	return rr, nil
@@ -236,15 +249,22 @@ func startBaselineWorkers(cfg Config) (func(), error) {
 	return func() { same.Stop(); naive.Stop() }, nil
 }
 
-// lagProbe is a consumer of ORDER_EVENTS that records, for every event it
-// receives, how long after the event's ce-time it arrived: the outbox
-// commit → consumer delivery lag (ce-time is stamped inside the writing
-// transaction, a millisecond or so before its commit, so this slightly
-// overstates the lag).
+// lagProbe is a consumer of ORDER_EVENTS that records when each event
+// arrived, so that take can tell the outbox commit -> consumer delivery lag:
+// arrival minus the start of the statement that wrote the event's outbox row
+// (the order steps each write in one statement, committed right after it,
+// so this overstates the lag by the statement's own run time).
 type lagProbe struct {
-	mu   sync.Mutex
-	lags []time.Duration
-	cc   jetstream.ConsumeContext
+	mu       sync.Mutex
+	arrivals []arrival
+	cc       jetstream.ConsumeContext
+}
+
+// arrival is one event the probe received.
+type arrival struct {
+	eventID uuid.UUID
+	ceTime  time.Time
+	at      time.Time
 }
 
 func startLagProbe(ctx context.Context, js jetstream.JetStream) (*lagProbe, error) {
@@ -265,8 +285,12 @@ func startLagProbe(ctx context.Context, js jetstream.JetStream) (*lagProbe, erro
 		if err != nil || env.Time.IsZero() {
 			return
 		}
+		id, err := uuid.Parse(env.ID)
+		if err != nil {
+			return
+		}
 		p.mu.Lock()
-		p.lags = append(p.lags, now.Sub(env.Time))
+		p.arrivals = append(p.arrivals, arrival{eventID: id, ceTime: env.Time, at: now})
 		p.mu.Unlock()
 	})
 	if err != nil {
@@ -277,16 +301,38 @@ func startLagProbe(ctx context.Context, js jetstream.JetStream) (*lagProbe, erro
 
 func (p *lagProbe) reset() {
 	p.mu.Lock()
-	p.lags = p.lags[:0]
+	p.arrivals = p.arrivals[:0]
 	p.mu.Unlock()
 }
 
-func (p *lagProbe) take() []time.Duration {
+// take returns the lags of the events received since the last reset or
+// take, and forgets them. recordedAt (nil: none) tells when their outbox
+// rows were written; it runs after the round, so it costs the round nothing.
+func (p *lagProbe) take(ctx context.Context, recordedAt func(context.Context, []uuid.UUID) (map[uuid.UUID]time.Time, error)) ([]time.Duration, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := append([]time.Duration(nil), p.lags...)
-	p.lags = p.lags[:0]
-	return out
+	got := slices.Clone(p.arrivals)
+	p.arrivals = p.arrivals[:0]
+	p.mu.Unlock()
+	var written map[uuid.UUID]time.Time
+	if recordedAt != nil && len(got) > 0 {
+		ids := make([]uuid.UUID, len(got))
+		for i, a := range got {
+			ids[i] = a.eventID
+		}
+		var err error
+		if written, err = recordedAt(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
+	lags := make([]time.Duration, len(got))
+	for i, a := range got {
+		from, ok := written[a.eventID]
+		if !ok {
+			from = a.ceTime
+		}
+		lags[i] = a.at.Sub(from)
+	}
+	return lags, nil
 }
 
 func (p *lagProbe) stop() {

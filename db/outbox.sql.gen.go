@@ -162,7 +162,7 @@ func (q *Queries) LatestOutboxPublication(ctx context.Context) (LatestOutboxPubl
 }
 
 const listAggregateOutboxEvents = `-- name: ListAggregateOutboxEvents :many
-SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at, published_at, attempts, last_error FROM outbox_events
+SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at, published_at, attempts, last_error, recorded_at FROM outbox_events
 WHERE aggregate_type = $1 AND aggregate_id = $2
 ORDER BY aggregate_version
 `
@@ -194,6 +194,7 @@ func (q *Queries) ListAggregateOutboxEvents(ctx context.Context, arg ListAggrega
 			&i.PublishedAt,
 			&i.Attempts,
 			&i.LastError,
+			&i.RecordedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -325,7 +326,7 @@ func (q *Queries) MarkOutboxRepublished(ctx context.Context, arg MarkOutboxRepub
 }
 
 const oldestUnpublishedOutboxEvent = `-- name: OldestUnpublishedOutboxEvent :one
-SELECT id, occurred_at, attempts, last_error
+SELECT id, occurred_at, recorded_at, attempts, last_error
 FROM outbox_events
 WHERE published_at IS NULL
 ORDER BY id
@@ -335,6 +336,7 @@ LIMIT 1
 type OldestUnpublishedOutboxEventRow struct {
 	ID         int64          `json:"id"`
 	OccurredAt time.Time      `json:"occurred_at"`
+	RecordedAt time.Time      `json:"recorded_at"`
 	Attempts   int32          `json:"attempts"`
 	LastError  sql.NullString `json:"last_error"`
 }
@@ -346,6 +348,7 @@ func (q *Queries) OldestUnpublishedOutboxEvent(ctx context.Context) (OldestUnpub
 	err := row.Scan(
 		&i.ID,
 		&i.OccurredAt,
+		&i.RecordedAt,
 		&i.Attempts,
 		&i.LastError,
 	)
@@ -377,7 +380,7 @@ SELECT count(*) AS events,
        coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p99_seconds,
        coalesce(max(lag), 0)::float8 AS max_seconds
 FROM (
-    SELECT extract(epoch FROM published_at - occurred_at) AS lag
+    SELECT extract(epoch FROM published_at - recorded_at) AS lag
     FROM outbox_events
     WHERE published_at >= $1::timestamptz
     ORDER BY published_at DESC
@@ -397,8 +400,9 @@ type OutboxPublishLagRow struct {
 	MaxSeconds float64 `json:"max_seconds"`
 }
 
-// Publish lag (published_at - occurred_at) of the most recent rows
-// published since @since, at most @max_rows of them.
+// Publish lag (published_at - recorded_at: from the row's write to the
+// stream's acknowledgement) of the most recent rows published since
+// @since, at most @max_rows of them.
 func (q *Queries) OutboxPublishLag(ctx context.Context, arg OutboxPublishLagParams) (OutboxPublishLagRow, error) {
 	row := q.db.QueryRowContext(ctx, outboxPublishLag, arg.Since, arg.MaxRows)
 	var i OutboxPublishLagRow
@@ -431,6 +435,40 @@ func (q *Queries) OutboxPublishedSince(ctx context.Context, since time.Time) (Ou
 	var i OutboxPublishedSinceRow
 	err := row.Scan(&i.FirstID, &i.LastID, &i.Rows)
 	return i, err
+}
+
+const outboxRecordedAt = `-- name: OutboxRecordedAt :many
+SELECT event_id, recorded_at FROM outbox_events WHERE event_id = ANY($1::uuid[])
+`
+
+type OutboxRecordedAtRow struct {
+	EventID    uuid.UUID `json:"event_id"`
+	RecordedAt time.Time `json:"recorded_at"`
+}
+
+// When the rows of the given events were written: the bench's commit ->
+// delivery lag counts from there.
+func (q *Queries) OutboxRecordedAt(ctx context.Context, eventIds []uuid.UUID) ([]OutboxRecordedAtRow, error) {
+	rows, err := q.db.QueryContext(ctx, outboxRecordedAt, pq.Array(eventIds))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []OutboxRecordedAtRow{}
+	for rows.Next() {
+		var i OutboxRecordedAtRow
+		if err := rows.Scan(&i.EventID, &i.RecordedAt); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const recordOutboxFailures = `-- name: RecordOutboxFailures :execrows

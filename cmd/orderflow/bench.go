@@ -144,7 +144,18 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		Temporal:      d.temporal,
 		WorkerOptions: worker.Options(),
 		JetStream:     js,
-		PostgresPID:   pgPID,
+		RecordedAt: func(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]time.Time, error) {
+			rows, err := d.store.OutboxRecordedAt(ctx, ids)
+			if err != nil {
+				return nil, fmt.Errorf("read when outbox rows were written: %w", err)
+			}
+			at := make(map[uuid.UUID]time.Time, len(rows))
+			for _, r := range rows {
+				at[r.EventID] = r.RecordedAt
+			}
+			return at, nil
+		},
+		PostgresPID: pgPID,
 		Drain: func(ctx context.Context, n int) (time.Duration, error) {
 			return drainBacklog(ctx, d.store, n)
 		},

@@ -110,23 +110,29 @@ WHERE published_at IS NULL;
 
 -- name: OldestUnpublishedOutboxEvent :one
 -- The head of the relay's queue.
-SELECT id, occurred_at, attempts, last_error
+SELECT id, occurred_at, recorded_at, attempts, last_error
 FROM outbox_events
 WHERE published_at IS NULL
 ORDER BY id
 LIMIT 1;
 
 -- name: OutboxPublishLag :one
--- Publish lag (published_at - occurred_at) of the most recent rows
--- published since @since, at most @max_rows of them.
+-- Publish lag (published_at - recorded_at: from the row's write to the
+-- stream's acknowledgement) of the most recent rows published since
+-- @since, at most @max_rows of them.
 SELECT count(*) AS events,
        coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p50_seconds,
        coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p99_seconds,
        coalesce(max(lag), 0)::float8 AS max_seconds
 FROM (
-    SELECT extract(epoch FROM published_at - occurred_at) AS lag
+    SELECT extract(epoch FROM published_at - recorded_at) AS lag
     FROM outbox_events
     WHERE published_at >= @since::timestamptz
     ORDER BY published_at DESC
     LIMIT @max_rows
 ) AS recent;
+
+-- name: OutboxRecordedAt :many
+-- When the rows of the given events were written: the bench's commit ->
+-- delivery lag counts from there.
+SELECT event_id, recorded_at FROM outbox_events WHERE event_id = ANY(@event_ids::uuid[]);

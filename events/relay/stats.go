@@ -35,15 +35,17 @@ type Stats struct {
 type OldestUnpublished struct {
 	ID         int64
 	OccurredAt time.Time
-	// Age is how long ago it occurred.
+	// RecordedAt is when the row was written.
+	RecordedAt time.Time
+	// Age is how long ago it was written: how long it has waited.
 	Age       time.Duration
 	Attempts  int32
 	LastError string
 }
 
-// Lag is the distribution of published_at - occurred_at (from the step's
-// clock reading before its commit to the relay's after the stream's
-// acknowledgement) over the Events rows published in the last Window.
+// Lag is the distribution of published_at - recorded_at (from the start
+// of the statement that wrote the row to the stream's acknowledgement)
+// over the Events rows published in the last Window.
 type Lag struct {
 	Window        time.Duration
 	Events        int64
@@ -66,7 +68,7 @@ func ReadStats(ctx context.Context, q *db.Queries) (Stats, error) {
 		return s, fmt.Errorf("oldest unpublished outbox row: %w", err)
 	default:
 		s.Oldest = &OldestUnpublished{
-			ID: head.ID, OccurredAt: head.OccurredAt, Age: max(time.Since(head.OccurredAt), 0),
+			ID: head.ID, OccurredAt: head.OccurredAt, RecordedAt: head.RecordedAt, Age: max(time.Since(head.RecordedAt), 0),
 			Attempts: head.Attempts, LastError: head.LastError.String,
 		}
 	}
