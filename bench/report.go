@@ -80,6 +80,9 @@ func Markdown(w io.Writer, res *Result) {
 	} else {
 		fmt.Fprintf(w, "orderflow here is the order context: API, worker, relay, NATS, the inbound delivery consumer and the bench's lag probe; the promotions and analytics consumers ran elsewhere (not at all; -downstream adds them). ")
 	}
+	if res.Config.LogLevel != "" {
+		fmt.Fprintf(w, "The service parts logged at %s. ", res.Config.LogLevel)
+	}
 	fmt.Fprintf(w, "Figures are the median of the rounds, (min–max) where shown; latencies are p50 / p95 / p99 in ms, each the median over the rounds.\n\n")
 
 	fmt.Fprintf(w, "| | orderflow (HTTP API) | same-shape baseline | naive baseline |\n|---|---|---|---|\n")

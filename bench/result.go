@@ -28,6 +28,8 @@ type RunConfig struct {
 	// Downstream: the promotions and analytics consumers ran in the
 	// process too.
 	Downstream bool `json:"downstream"`
+	// LogLevel is the level the stack and the service parts logged at.
+	LogLevel string `json:"log_level,omitempty"`
 }
 
 // RSS is peak resident memory in MiB.

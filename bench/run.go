@@ -60,6 +60,8 @@ type Config struct {
 	DrainEvents int
 	// Downstream says the other contexts' consumers run in the process.
 	Downstream bool
+	// LogLevel is the level the service parts log at, for the record.
+	LogLevel string
 	// Machine describes where the run happened.
 	Machine Machine
 	// Progress receives the progress bar; Logger the rest.
@@ -111,7 +113,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
-	res := &Result{Machine: cfg.Machine, Config: RunConfig{N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents, Downstream: cfg.Downstream}, StartedAt: began.UTC()}
+	res := &Result{Machine: cfg.Machine, Config: RunConfig{N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents, Downstream: cfg.Downstream, LogLevel: cfg.LogLevel}, StartedAt: began.UTC()}
 
 	// Idle lag: one order at a time, nothing else running.
 	if cfg.JetStream != nil {

@@ -38,11 +38,19 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	drain := fs.Int("drain", 50000, "events in the outbox backlog whose drain the relay is timed on (0: skip)")
 	out := fs.String("out", filepath.Join("bench", "results"), "directory for result.json, result.md and result.svg")
 	keep := fs.Bool("keep", false, "keep the bench's data dir (the stack's data) after the run")
+	logLevel := fs.String("log-level", "warn", "level of the stack's and the service parts' logs during the run (debug, info, warn, error); the bench's own progress goes to the terminal whatever it is")
 	downstream := fs.Bool("downstream", false, "also run the promotions and analytics contexts' consumers in this process, as orderflow dev does; by default the bench measures the order context (API, worker, relay, bus, the inbound delivery consumer) with its own lag probe as the consumer, since other contexts run on their own machines in production")
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// The parts log every order at info (a notification each step sends,
+	// for one): thousands of lines a round would bury the progress bar.
+	partsCfg := cfg
+	if err := partsCfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	partsLogger := newLogger(partsCfg, os.Stderr)
 	began := time.Now()
 	// The drain fills the outbox and the ORDER_EVENTS archive with made-up
 	// events. On the bench's own embedded stack that is harmless; into a
@@ -81,7 +89,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	}
 	cfg.UIAddr = "" // nobody looks at it during a run
 	logger.Info("bench: starting the stack", "data_dir", dataDir)
-	scfg := devStackConfig(cfg, dataDir, logger)
+	scfg := devStackConfig(cfg, dataDir, partsLogger)
 	stack, err := devstack.Start(ctx, scfg)
 	if err != nil {
 		return err
@@ -92,12 +100,12 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		cfg.Temporal.HostPort = stack.TemporalAddr
 	}
 
-	d, err := connect(ctx, cfg, logger, true, true, true)
+	d, err := connect(ctx, cfg, partsLogger, true, true, true)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := d.store.Migrate(ctx, logger); err != nil {
+	if err := d.store.Migrate(ctx, partsLogger); err != nil {
 		return err
 	}
 	if err := d.store.Seed(ctx); err != nil {
@@ -120,7 +128,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	ready := make(chan struct{})
 	served := make(chan error, 1)
 	go func() {
-		served <- serve(sctx, cfg, logger, d, parts{
+		served <- serve(sctx, cfg, partsLogger, d, parts{
 			api: apiListener, worker: true, relay: true, promotions: *downstream, analytics: *downstream, inbound: true,
 		}, func() { close(ready) })
 	}()
@@ -161,6 +169,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		},
 		DrainEvents: *drain,
 		Downstream:  *downstream,
+		LogLevel:    strings.ToLower(partsCfg.LogLevel.String()),
 		Machine:     machine(ctx, d.store, stack),
 		Progress:    os.Stderr,
 		Logger:      logger,
