@@ -190,6 +190,10 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 	cfg.TemporalExternal = get("TEMPORAL_ADDRESS") != ""
 	if !cfg.TemporalExternal {
 		cfg.Temporal.HostPort = cfg.TemporalAddr
+		// The embedded server is this process, on loopback: gzip (the SDK's
+		// default, right across a network) would only burn CPU, about 4% of
+		// the process's under load.
+		cfg.Temporal.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
 	}
 	if cfg.Temporal.Namespace == "" {
 		cfg.Temporal.Namespace = client.DefaultNamespace
