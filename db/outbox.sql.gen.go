@@ -502,6 +502,24 @@ func (q *Queries) ReleaseRelayLock(ctx context.Context, key int64) (bool, error)
 	return released, err
 }
 
+const setRelaySessionAsyncCommit = `-- name: SetRelaySessionAsyncCommit :exec
+SELECT set_config('synchronous_commit', 'off', false)
+`
+
+// The relay's own commits (rows marked published, failures recorded, old
+// rows deleted) do not wait for their WAL to reach the disk. An OS crash or
+// power loss can then lose the last few hundred milliseconds of them, and
+// all that costs is that the next active relay publishes those rows again,
+// which the stream drops as duplicates (Nats-Msg-Id is the event ID, within
+// the duplicate window) and consumers' inboxes would drop anyway. Waiting
+// for the flush made every batch wait for an fsync before the next claim,
+// and the events committed meanwhile with it. The writers' commits, the
+// events themselves, stay synchronous.
+func (q *Queries) SetRelaySessionAsyncCommit(ctx context.Context) error {
+	_, err := q.db.ExecContext(ctx, setRelaySessionAsyncCommit)
+	return err
+}
+
 const setRelaySessionKeepalives = `-- name: SetRelaySessionKeepalives :exec
 SELECT set_config('tcp_keepalives_idle', '2', false),
        set_config('tcp_keepalives_interval', '1', false),

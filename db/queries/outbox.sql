@@ -31,6 +31,18 @@ SELECT set_config('tcp_keepalives_idle', '2', false),
        set_config('tcp_keepalives_interval', '1', false),
        set_config('tcp_keepalives_count', '2', false);
 
+-- name: SetRelaySessionAsyncCommit :exec
+-- The relay's own commits (rows marked published, failures recorded, old
+-- rows deleted) do not wait for their WAL to reach the disk. An OS crash or
+-- power loss can then lose the last few hundred milliseconds of them, and
+-- all that costs is that the next active relay publishes those rows again,
+-- which the stream drops as duplicates (Nats-Msg-Id is the event ID, within
+-- the duplicate window) and consumers' inboxes would drop anyway. Waiting
+-- for the flush made every batch wait for an fsync before the next claim,
+-- and the events committed meanwhile with it. The writers' commits, the
+-- events themselves, stay synchronous.
+SELECT set_config('synchronous_commit', 'off', false);
+
 -- name: ClaimOutboxBatch :many
 -- The oldest unpublished rows, in id order. No row locks: the advisory lock
 -- already makes this relay the only claimer (see events/relay).

@@ -35,7 +35,10 @@
 //
 //  1. Within one order, id order is version order is commit order: the
 //     writer holds the order's row lock from before it inserts the outbox
-//     row (taking the next id) until it commits (activities/emit.go). So
+//     row (taking the next id) until it commits (activities/emit.go; the
+//     step's one statement inserts the outbox row from the output of its
+//     UPDATE of the order row, so the lock comes first, and order.placed is
+//     written by the statement that creates the order). So
 //     when a claim sees an order's row, it sees every earlier row of that
 //     order too, and a claim of "the first n unpublished rows by id" that
 //     contains an order's row contains all its unpublished predecessors.
@@ -62,7 +65,11 @@
 //     next active relay sends them again with the same Nats-Msg-Id and the
 //     stream drops the copy (duplicate window: events.DefaultDuplicateWindow),
 //     acknowledging it as a duplicate, so the order in the stream is that of
-//     the first copies, which (2) keeps.
+//     the first copies, which (2) keeps. The relay's session commits
+//     asynchronously (it does not wait for the WAL flush), so an OS crash
+//     or power loss of the database can also undo its last marks (at most
+//     about three wal_writer_delay, 600 ms by default): the same case, those
+//     rows are sent again and dropped as duplicates.
 //  4. Two relays may overlap for a moment: the old one's wave in flight when
 //     its session ended, and the new one. Each sends a row only after every
 //     earlier row of its order is in the stream (2), so the first copy of

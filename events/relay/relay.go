@@ -280,7 +280,8 @@ func (r *Relay) acquire(ctx context.Context) (*sql.Conn, error) {
 }
 
 // tryLock takes the relay lock on conn's session if it is free, and then
-// shortens the session's TCP keepalives.
+// shortens the session's TCP keepalives and makes its commits asynchronous
+// (see SetRelaySessionAsyncCommit in db/queries/outbox.sql).
 func tryLock(ctx context.Context, conn *sql.Conn) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
@@ -291,6 +292,11 @@ func tryLock(ctx context.Context, conn *sql.Conn) (bool, error) {
 	}
 	if err := q.SetRelaySessionKeepalives(ctx); err != nil {
 		return false, err // the caller discards the session, and the lock with it
+	}
+	// The session is the relay's alone and is discarded, never pooled,
+	// when the relay stops leading: the setting goes with it.
+	if err := q.SetRelaySessionAsyncCommit(ctx); err != nil {
+		return false, err
 	}
 	return true, nil
 }
