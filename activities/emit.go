@@ -31,8 +31,6 @@ type step struct {
 	// status leaves the order's status and reason as they are.
 	status orderflow.OrderStatus
 	reason string
-	// at is when the step happened; zero means now.
-	at time.Time
 	// payment, when set, is the order's payment after the step: the step
 	// writes it to the payments row and the event carries it.
 	payment *paymentState
@@ -56,10 +54,7 @@ type paymentState struct {
 func (a *Activities) apply(ctx context.Context, s step) error {
 	orderID := s.orderID.String()
 	eventID := events.EventID(orderID, s.eventType, s.discriminator)
-	at := s.at
-	if at.IsZero() {
-		at = a.now()
-	}
+	at := a.now()
 	eventReason := ""
 	if s.status != "" {
 		eventReason = s.reason
@@ -103,9 +98,9 @@ func (a *Activities) apply(ctx context.Context, s step) error {
 	}
 }
 
-// notApplied explains a step that wrote nothing (cause): nil when its
-// event is on the timeline already, an ErrTypeInvalid error when the order
-// does not exist.
+// notApplied explains a step that wrote nothing (cause: no row matched, or
+// a unique event_id was taken): nil when its event is on the timeline
+// already, an ErrTypeInvalid error when the order does not exist.
 func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID, eventType string, cause error) error {
 	done, err := a.Store.TimelineHasEvent(ctx, eventID)
 	if err != nil {
@@ -118,9 +113,13 @@ func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID,
 	if _, err := a.getOrder(ctx, orderID); err != nil {
 		return err
 	}
-	// The order exists and the event is not on its timeline, yet the step
-	// wrote nothing: the outbox holds the event without the timeline (they
-	// are only ever written together), which a retry cannot fix.
+	if errors.Is(cause, sql.ErrNoRows) {
+		// The order exists now but did not when the step ran: it was being
+		// recorded meanwhile. A retry applies the step.
+		return fmt.Errorf("record %s: order %s was not recorded yet", eventType, orderID)
+	}
+	// The event ID is taken, yet not on the timeline: the outbox holds the
+	// event without its timeline row, which are only ever written together.
 	return fmt.Errorf("record %s: event %s is in the outbox but not on the timeline: %w", eventType, eventID, cause)
 }
 
@@ -216,8 +215,8 @@ func constraintError(what string, err error) error {
 
 // surface returns the first *temporal.ApplicationError in err's chain
 // itself. Temporal reads an activity error's type and retryability from the
-// returned value only: once wrapped (by fmt.Errorf, or by the errors.Join in
-// db.Store.InTx) a non-retryable error would be retried as a generic one.
+// returned value only: once wrapped (by fmt.Errorf, say) a non-retryable
+// error would be retried as a generic one.
 func surface(err error) error {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {

@@ -255,7 +255,10 @@ func startBaselineWorkers(cfg Config) (func(), error) {
 // arrived, so that take can tell the outbox commit -> consumer delivery lag:
 // arrival minus the start of the statement that wrote the event's outbox row
 // (the order steps each write in one statement, committed right after it,
-// so this overstates the lag by the statement's own run time).
+// so this overstates the lag by the statement's own run time). Arrival is
+// read on this host's clock and recorded_at on the database's: one clock
+// with the bench's private PostgreSQL; with DATABASE_URL their skew adds
+// to the figure.
 type lagProbe struct {
 	mu       sync.Mutex
 	arrivals []arrival

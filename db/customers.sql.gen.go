@@ -9,17 +9,6 @@ import (
 	"context"
 )
 
-const getCustomer = `-- name: GetCustomer :one
-SELECT id, name, email FROM customers WHERE id = $1
-`
-
-func (q *Queries) GetCustomer(ctx context.Context, id string) (Customer, error) {
-	row := q.db.QueryRowContext(ctx, getCustomer, id)
-	var i Customer
-	err := row.Scan(&i.ID, &i.Name, &i.Email)
-	return i, err
-}
-
 const listCustomers = `-- name: ListCustomers :many
 SELECT id, name, email FROM customers ORDER BY name
 `

@@ -126,7 +126,7 @@ type OutboxEvent struct {
 	PublishedAt      sql.NullTime          `json:"published_at"`
 	Attempts         int32                 `json:"attempts"`
 	LastError        sql.NullString        `json:"last_error"`
-	RecordedAt       time.Time             `json:"recorded_at"`
+	RecordedAt       sql.NullTime          `json:"recorded_at"`
 }
 
 type Payment struct {

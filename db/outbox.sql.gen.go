@@ -326,7 +326,9 @@ func (q *Queries) MarkOutboxRepublished(ctx context.Context, arg MarkOutboxRepub
 }
 
 const oldestUnpublishedOutboxEvent = `-- name: OldestUnpublishedOutboxEvent :one
-SELECT id, occurred_at, recorded_at, attempts, last_error
+SELECT id, occurred_at, coalesce(recorded_at, occurred_at)::timestamptz AS recorded_at,
+       extract(epoch FROM statement_timestamp() - coalesce(recorded_at, occurred_at))::float8 AS age_seconds,
+       attempts, last_error
 FROM outbox_events
 WHERE published_at IS NULL
 ORDER BY id
@@ -337,11 +339,13 @@ type OldestUnpublishedOutboxEventRow struct {
 	ID         int64          `json:"id"`
 	OccurredAt time.Time      `json:"occurred_at"`
 	RecordedAt time.Time      `json:"recorded_at"`
+	AgeSeconds float64        `json:"age_seconds"`
 	Attempts   int32          `json:"attempts"`
 	LastError  sql.NullString `json:"last_error"`
 }
 
-// The head of the relay's queue.
+// The head of the relay's queue, and how long it has waited, on the
+// database's clock.
 func (q *Queries) OldestUnpublishedOutboxEvent(ctx context.Context) (OldestUnpublishedOutboxEventRow, error) {
 	row := q.db.QueryRowContext(ctx, oldestUnpublishedOutboxEvent)
 	var i OldestUnpublishedOutboxEventRow
@@ -349,6 +353,7 @@ func (q *Queries) OldestUnpublishedOutboxEvent(ctx context.Context) (OldestUnpub
 		&i.ID,
 		&i.OccurredAt,
 		&i.RecordedAt,
+		&i.AgeSeconds,
 		&i.Attempts,
 		&i.LastError,
 	)
@@ -380,7 +385,7 @@ SELECT count(*) AS events,
        coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p99_seconds,
        coalesce(max(lag), 0)::float8 AS max_seconds
 FROM (
-    SELECT extract(epoch FROM published_at - recorded_at) AS lag
+    SELECT extract(epoch FROM published_at - coalesce(recorded_at, occurred_at)) AS lag
     FROM outbox_events
     WHERE published_at >= $1::timestamptz
     ORDER BY published_at DESC
@@ -438,7 +443,8 @@ func (q *Queries) OutboxPublishedSince(ctx context.Context, since time.Time) (Ou
 }
 
 const outboxRecordedAt = `-- name: OutboxRecordedAt :many
-SELECT event_id, recorded_at FROM outbox_events WHERE event_id = ANY($1::uuid[])
+SELECT event_id, coalesce(recorded_at, occurred_at)::timestamptz AS recorded_at
+FROM outbox_events WHERE event_id = ANY($1::uuid[])
 `
 
 type OutboxRecordedAtRow struct {

@@ -12,39 +12,6 @@ import (
 	"github.com/lib/pq"
 )
 
-const getMenuItems = `-- name: GetMenuItems :many
-SELECT id, restaurant_id, name, price_cents, available FROM menu_items WHERE id = ANY($1::text[])
-`
-
-func (q *Queries) GetMenuItems(ctx context.Context, ids []string) ([]MenuItem, error) {
-	rows, err := q.db.QueryContext(ctx, getMenuItems, pq.Array(ids))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []MenuItem{}
-	for rows.Next() {
-		var i MenuItem
-		if err := rows.Scan(
-			&i.ID,
-			&i.RestaurantID,
-			&i.Name,
-			&i.PriceCents,
-			&i.Available,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const getPlacementRefs = `-- name: GetPlacementRefs :many
 SELECT EXISTS (SELECT 1 FROM customers c WHERE c.id = $1) AS customer_found,
        EXISTS (SELECT 1 FROM orders o WHERE o.id = $2) AS order_found,

@@ -61,8 +61,9 @@ func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) error {
 	return nil
 }
 
-// InTx runs fn in one transaction and commits it when fn returns nil. Any
-// state change that emits an event writes its outbox row through the same q.
+// InTx runs fn in one transaction and commits it when fn returns nil. A
+// change of several statements that emits an event writes its outbox row
+// through the same q; the order steps need none, being one statement each.
 func (s *Store) InTx(ctx context.Context, fn func(q *Queries) error) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {

@@ -121,8 +121,11 @@ FROM outbox_events
 WHERE published_at IS NULL;
 
 -- name: OldestUnpublishedOutboxEvent :one
--- The head of the relay's queue.
-SELECT id, occurred_at, recorded_at, attempts, last_error
+-- The head of the relay's queue, and how long it has waited, on the
+-- database's clock.
+SELECT id, occurred_at, coalesce(recorded_at, occurred_at)::timestamptz AS recorded_at,
+       extract(epoch FROM statement_timestamp() - coalesce(recorded_at, occurred_at))::float8 AS age_seconds,
+       attempts, last_error
 FROM outbox_events
 WHERE published_at IS NULL
 ORDER BY id
@@ -137,7 +140,7 @@ SELECT count(*) AS events,
        coalesce(percentile_cont(0.99) WITHIN GROUP (ORDER BY lag), 0)::float8 AS p99_seconds,
        coalesce(max(lag), 0)::float8 AS max_seconds
 FROM (
-    SELECT extract(epoch FROM published_at - recorded_at) AS lag
+    SELECT extract(epoch FROM published_at - coalesce(recorded_at, occurred_at)) AS lag
     FROM outbox_events
     WHERE published_at >= @since::timestamptz
     ORDER BY published_at DESC
@@ -147,4 +150,5 @@ FROM (
 -- name: OutboxRecordedAt :many
 -- When the rows of the given events were written: the bench's commit ->
 -- delivery lag counts from there.
-SELECT event_id, recorded_at FROM outbox_events WHERE event_id = ANY(@event_ids::uuid[]);
+SELECT event_id, coalesce(recorded_at, occurred_at)::timestamptz AS recorded_at
+FROM outbox_events WHERE event_id = ANY(@event_ids::uuid[]);

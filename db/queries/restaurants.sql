@@ -12,9 +12,6 @@ ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, accept_timeout_seconds = EX
 -- name: ListMenuItems :many
 SELECT * FROM menu_items WHERE restaurant_id = $1 ORDER BY name;
 
--- name: GetMenuItems :many
-SELECT * FROM menu_items WHERE id = ANY(@ids::text[]);
-
 -- name: UpsertMenuItem :exec
 INSERT INTO menu_items (id, restaurant_id, name, price_cents, available)
 VALUES ($1, $2, $3, $4, $5)

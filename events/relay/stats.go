@@ -37,7 +37,8 @@ type OldestUnpublished struct {
 	OccurredAt time.Time
 	// RecordedAt is when the row was written.
 	RecordedAt time.Time
-	// Age is how long ago it was written: how long it has waited.
+	// Age is how long ago it was written: how long it has waited, on the
+	// database's clock.
 	Age       time.Duration
 	Attempts  int32
 	LastError string
@@ -68,7 +69,7 @@ func ReadStats(ctx context.Context, q *db.Queries) (Stats, error) {
 		return s, fmt.Errorf("oldest unpublished outbox row: %w", err)
 	default:
 		s.Oldest = &OldestUnpublished{
-			ID: head.ID, OccurredAt: head.OccurredAt, RecordedAt: head.RecordedAt, Age: max(time.Since(head.RecordedAt), 0),
+			ID: head.ID, OccurredAt: head.OccurredAt, RecordedAt: head.RecordedAt, Age: max(seconds(head.AgeSeconds), 0),
 			Attempts: head.Attempts, LastError: head.LastError.String,
 		}
 	}
