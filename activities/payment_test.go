@@ -172,12 +172,9 @@ func TestSandboxHoldsOncePerKey(t *testing.T) {
 			defer tx.Rollback()
 			first := "auth_" + strings.Repeat("0f", 12)
 			q := f.store.Queries.WithTx(tx)
-			if _, err := q.CreateSandboxAuthorization(t.Context(), db.CreateSandboxAuthorizationParams{
+			if _, err := q.PlaceSandboxHold(t.Context(), db.PlaceSandboxHoldParams{
 				ID: first, IdempotencyKey: key, Token: activities.SandboxTokenVisa, AmountCents: 500, Status: "authorized",
 			}); err != nil {
-				t.Fatal(err)
-			}
-			if err := q.InsertSandboxLedgerEntry(t.Context(), db.InsertSandboxLedgerEntryParams{AuthorizationID: first, Entry: "authorize", AmountCents: 500}); err != nil {
 				t.Fatal(err)
 			}
 			type result struct {

@@ -158,14 +158,6 @@ func (s *Server) placeOrder(c echo.Context) error {
 		AcceptTimeout: timeout,
 		DeliverySLA:   s.deliverySLA,
 	}
-	memo := orderMemo{
-		RequestHash:  hash,
-		CustomerID:   req.CustomerID,
-		RestaurantID: req.RestaurantID,
-		TotalCents:   priced.totalCents,
-		PlacedAt:     placedAt,
-		AcceptBy:     in.Order.AcceptBy,
-	}
 	opts := client.StartWorkflowOptions{
 		ID:        orderflow.OrderWorkflowID(orderID),
 		TaskQueue: s.taskQueue,
@@ -182,8 +174,8 @@ func (s *Server) placeOrder(c echo.Context) error {
 		// order. Without a local worker the SDK does not ask for it.
 		EnableEagerStart: true,
 
-		Memo:          memo.fields(),
-		StaticSummary: fmt.Sprintf("order %s USD at %s for %s", formatCents(priced.totalCents), priced.restaurant.Name, req.CustomerID),
+		Memo:          StartMemo(in.Order, hash),
+		StaticSummary: StartSummary(in.Order, priced.restaurant.Name),
 	}
 	sctx, cancel := context.WithTimeout(ctx, temporalTimeout)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -45,6 +46,27 @@ type orderMemo struct {
 	TotalCents   int64
 	PlacedAt     time.Time
 	AcceptBy     time.Time
+}
+
+// StartMemo is the memo the API starts the workflow of order o with: the
+// hash of the request that placed it, so that a retry can be compared with
+// it, and what a read answers from before the order's row exists. The
+// bench's baselines start with it too, so that their Temporal work is the
+// real order's.
+func StartMemo(o activities.NewOrder, requestHash string) map[string]any {
+	return orderMemo{
+		RequestHash:  requestHash,
+		CustomerID:   o.CustomerID,
+		RestaurantID: o.RestaurantID,
+		TotalCents:   o.TotalCents,
+		PlacedAt:     o.PlacedAt,
+		AcceptBy:     o.AcceptBy,
+	}.fields()
+}
+
+// StartSummary is the order workflow's static summary, shown in the Web UI.
+func StartSummary(o activities.NewOrder, restaurantName string) string {
+	return fmt.Sprintf("order %s USD at %s for %s", formatCents(o.TotalCents), restaurantName, o.CustomerID)
 }
 
 func (m orderMemo) fields() map[string]any {

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/orderflow/orderflow/activities"
+	"github.com/orderflow/orderflow/api"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/workflows"
 )
@@ -159,19 +160,11 @@ func baselineInput(orderID string, now time.Time) workflows.OrderInput {
 }
 
 // baselineStart is what the API starts an order workflow with besides its
-// input — the memo (the fields of api's orderMemo) and the static summary —
-// so that a baseline's Temporal work is the real order's, not less.
+// input — its memo and static summary — so that a baseline's Temporal work
+// is the real order's, not less.
 func baselineStart(in workflows.OrderInput) (memo map[string]any, summary string) {
-	o := in.Order
-	memo = map[string]any{
-		"request_hash":  "0000000000000000000000000000000000000000000000000000000000000000",
-		"customer_id":   o.CustomerID,
-		"restaurant_id": o.RestaurantID,
-		"total_cents":   o.TotalCents,
-		"placed_at":     o.PlacedAt,
-		"accept_by":     o.AcceptBy,
-	}
-	return memo, fmt.Sprintf("order %d.%02d USD at %s for %s", o.TotalCents/100, o.TotalCents%100, "Pizzeria Napoli", o.CustomerID)
+	const requestHash = "0000000000000000000000000000000000000000000000000000000000000000" // a SHA-256, in hex
+	return api.StartMemo(in.Order, requestHash), api.StartSummary(in.Order, "Pizzeria Napoli")
 }
 
 // errf keeps error messages of the drivers short and uniform.

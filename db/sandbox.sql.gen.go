@@ -22,38 +22,6 @@ func (q *Queries) CountSandboxAttempt(ctx context.Context, idempotencyKey string
 	return attempts, err
 }
 
-const createSandboxAuthorization = `-- name: CreateSandboxAuthorization :execrows
-INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (idempotency_key) DO NOTHING
-`
-
-type CreateSandboxAuthorizationParams struct {
-	ID             string `json:"id"`
-	IdempotencyKey string `json:"idempotency_key"`
-	Token          string `json:"token"`
-	AmountCents    int64  `json:"amount_cents"`
-	Status         string `json:"status"`
-	DeclineReason  string `json:"decline_reason"`
-}
-
-// Inserts a hold unless its idempotency key already has one: a concurrent
-// Authorize with the same key waits for the first and then inserts nothing.
-func (q *Queries) CreateSandboxAuthorization(ctx context.Context, arg CreateSandboxAuthorizationParams) (int64, error) {
-	result, err := q.db.ExecContext(ctx, createSandboxAuthorization,
-		arg.ID,
-		arg.IdempotencyKey,
-		arg.Token,
-		arg.AmountCents,
-		arg.Status,
-		arg.DeclineReason,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected()
-}
-
 const getSandboxAuthorization = `-- name: GetSandboxAuthorization :one
 SELECT id, idempotency_key, token, amount_cents, status, decline_reason, created_at, updated_at FROM sandbox_authorizations WHERE id = $1
 `
@@ -92,49 +60,6 @@ func (q *Queries) GetSandboxAuthorizationByKey(ctx context.Context, idempotencyK
 		&i.UpdatedAt,
 	)
 	return i, err
-}
-
-const insertSandboxAuthorization = `-- name: InsertSandboxAuthorization :exec
-INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
-VALUES ($1, $2, $3, $4, $5, $6)
-`
-
-type InsertSandboxAuthorizationParams struct {
-	ID             string `json:"id"`
-	IdempotencyKey string `json:"idempotency_key"`
-	Token          string `json:"token"`
-	AmountCents    int64  `json:"amount_cents"`
-	Status         string `json:"status"`
-	DeclineReason  string `json:"decline_reason"`
-}
-
-func (q *Queries) InsertSandboxAuthorization(ctx context.Context, arg InsertSandboxAuthorizationParams) error {
-	_, err := q.db.ExecContext(ctx, insertSandboxAuthorization,
-		arg.ID,
-		arg.IdempotencyKey,
-		arg.Token,
-		arg.AmountCents,
-		arg.Status,
-		arg.DeclineReason,
-	)
-	return err
-}
-
-const insertSandboxLedgerEntry = `-- name: InsertSandboxLedgerEntry :exec
-INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
-VALUES ($1, $2, $3)
-ON CONFLICT (authorization_id, entry) DO NOTHING
-`
-
-type InsertSandboxLedgerEntryParams struct {
-	AuthorizationID string `json:"authorization_id"`
-	Entry           string `json:"entry"`
-	AmountCents     int64  `json:"amount_cents"`
-}
-
-func (q *Queries) InsertSandboxLedgerEntry(ctx context.Context, arg InsertSandboxLedgerEntryParams) error {
-	_, err := q.db.ExecContext(ctx, insertSandboxLedgerEntry, arg.AuthorizationID, arg.Entry, arg.AmountCents)
-	return err
 }
 
 const listSandboxLedgerByKey = `-- name: ListSandboxLedgerByKey :many
@@ -233,9 +158,10 @@ type PlaceSandboxHoldParams struct {
 	DeclineReason  string `json:"decline_reason"`
 }
 
-// CreateSandboxAuthorization and, for an approved hold, its ledger entry,
-// in one statement (one transaction). placed is 0 when the key already
-// has a hold.
+// Inserts a hold and, when approved, its ledger entry, in one statement
+// (one transaction), unless its idempotency key already has one: a
+// concurrent call with the same key waits for the first and then inserts
+// nothing. placed is 0 when the key already has a hold.
 func (q *Queries) PlaceSandboxHold(ctx context.Context, arg PlaceSandboxHoldParams) (int64, error) {
 	row := q.db.QueryRowContext(ctx, placeSandboxHold,
 		arg.ID,

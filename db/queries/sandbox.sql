@@ -4,10 +4,6 @@ SELECT * FROM sandbox_authorizations WHERE idempotency_key = $1;
 -- name: GetSandboxAuthorization :one
 SELECT * FROM sandbox_authorizations WHERE id = $1;
 
--- name: InsertSandboxAuthorization :exec
-INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
-VALUES ($1, $2, $3, $4, $5, $6);
-
 -- name: MoveSandboxAuthorization :one
 -- Moves an authorization from @from_status to @to_status and books
 -- @entry, in one statement (one transaction). The row lock makes the
@@ -31,28 +27,17 @@ INSERT INTO sandbox_attempts (idempotency_key, attempts) VALUES ($1, 1)
 ON CONFLICT (idempotency_key) DO UPDATE SET attempts = sandbox_attempts.attempts + 1
 RETURNING attempts;
 
--- name: InsertSandboxLedgerEntry :exec
-INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
-VALUES ($1, $2, $3)
-ON CONFLICT (authorization_id, entry) DO NOTHING;
-
 -- name: SandboxNetCharged :one
 -- Money taken from the customer for one idempotency key: captures less refunds.
 SELECT COALESCE(SUM(CASE l.entry WHEN 'capture' THEN l.amount_cents WHEN 'refund' THEN -l.amount_cents ELSE 0 END), 0)::bigint
 FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
 WHERE a.idempotency_key = $1;
 
--- name: CreateSandboxAuthorization :execrows
--- Inserts a hold unless its idempotency key already has one: a concurrent
--- Authorize with the same key waits for the first and then inserts nothing.
-INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
-VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (idempotency_key) DO NOTHING;
-
 -- name: PlaceSandboxHold :one
--- CreateSandboxAuthorization and, for an approved hold, its ledger entry,
--- in one statement (one transaction). placed is 0 when the key already
--- has a hold.
+-- Inserts a hold and, when approved, its ledger entry, in one statement
+-- (one transaction), unless its idempotency key already has one: a
+-- concurrent call with the same key waits for the first and then inserts
+-- nothing. placed is 0 when the key already has a hold.
 WITH ins AS (
     INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
     VALUES (@id, @idempotency_key, @token, @amount_cents, @status, @decline_reason)
