@@ -21,6 +21,7 @@ import (
 	"github.com/orderflow/orderflow/bench"
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/devstack"
+	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/worker"
 )
@@ -83,7 +84,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	}
 	addrs := map[string]*string{"PostgreSQL": &cfg.PGAddr, "NATS": &cfg.NATSAddr, "Temporal": &cfg.TemporalAddr}
 	for name, a := range addrs {
-		if *a, err = freeAddr(); err != nil {
+		if *a, err = freeport.Addr(); err != nil {
 			return fmt.Errorf("%s address: %w", name, err)
 		}
 	}
@@ -239,15 +240,6 @@ func drainBacklog(ctx context.Context, store *db.Store, n int) (time.Duration, e
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // machine describes this machine and the versions that ran.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/db/pgdev"
+	"github.com/orderflow/orderflow/devstack/freeport"
 )
 
 const template = "orderflow_template"
@@ -115,7 +116,7 @@ func boot() error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	port, err := freePort()
+	port, err := freeport.Port("127.0.0.1")
 	if err != nil {
 		return err
 	}
@@ -159,13 +160,4 @@ func withDatabase(raw, name string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

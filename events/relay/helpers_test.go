@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/db/dbtest"
+	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/natsdev"
 	"github.com/orderflow/orderflow/events/relay"
@@ -314,12 +314,11 @@ func checkOrder(tb testing.TB, msgs []streamed, want map[string]int64) {
 
 func freeAddr(tb testing.TB) string {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
-		tb.Fatalf("find a free port: %v", err)
+		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // testLogger logs to stderr with -v, and nowhere otherwise.

@@ -29,6 +29,8 @@ import (
 	"go.temporal.io/server/common/membership/static"
 	"go.temporal.io/server/common/primitives"
 	"go.temporal.io/server/temporal"
+
+	"github.com/orderflow/orderflow/devstack/freeport"
 )
 
 // DatabaseFile is the name of the SQLite file under Config.DataDir.
@@ -89,6 +91,11 @@ type Server struct {
 // Start brings the server up and returns once its frontend accepts
 // connections. The caller must call Stop.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
+	return start(ctx, cfg, freeport.Port)
+}
+
+// start is Start with the internal services' ports chosen by pick.
+func start(ctx context.Context, cfg Config, pick func(host string) (int, error)) (*Server, error) {
 	if cfg.Namespace == "" {
 		cfg.Namespace = "default"
 	}
@@ -124,40 +131,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg.Logger.Info("temporal persistence", "store", st.desc, "history_shards", st.persistence.NumHistoryShards)
-	conf, err := serverConfig(cfg, host, port, st)
+	srv, fatal, err := buildServer(cfg, host, port, st, level, pick)
 	if err != nil {
 		return nil, err
 	}
-	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
-	if err != nil {
-		return nil, fmt.Errorf("temporal authorizer: %w", err)
-	}
-	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
-	if err != nil {
-		return nil, fmt.Errorf("temporal claim mapper: %w", err)
-	}
-	hosts := map[primitives.ServiceName]static.Hosts{}
-	for _, svc := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
-		hosts[svc] = static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(conf.Services[string(svc)].RPC.GRPCPort)))
-	}
-	dyn := dynamicconfig.StaticClient{
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
-		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-	}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(logger),
-		temporal.WithAuthorizer(authorizer),
-		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
-		temporal.WithDynamicConfigClient(dyn),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("build temporal server: %w", err)
-	}
 	if err := srv.Start(); err != nil {
+		_ = srv.Stop()
 		return nil, fmt.Errorf("start temporal server: %w", err)
+	}
+	if err := fatal.get(); err != nil {
+		_ = srv.Stop()
+		return nil, err
 	}
 	s := &Server{cfg: cfg, server: srv, logLevel: level,
 		store: fmt.Sprintf("%s, %d history shards", st.desc, st.persistence.NumHistoryShards)}
@@ -233,8 +217,71 @@ func (s *Server) startUI(ctx context.Context) error {
 	return waitForHTTP(ctx, "http://"+s.cfg.UIAddr+"/")
 }
 
-func serverConfig(cfg Config, host string, port int, st *store) (*config.Config, error) {
-	httpPort, err := freePort(host)
+// buildServer builds (but does not start) the server, on ports pick chooses
+// for the services other than the frontend. A build that logged a Fatal
+// (a port taken by now, above all) is an error: the server must not start.
+// Its listeners that did bind stay open until the process exits, a few
+// descriptors on a path that ends in an error anyway.
+func buildServer(cfg Config, host string, port int, st *store, level *slog.LevelVar, pick func(host string) (int, error)) (temporal.Server, *fatalLog, error) {
+	fatal := new(fatalLog)
+	logger := slogAdapter{log: cfg.Logger.With("component", "temporal"), level: level, fatal: fatal}
+	conf, err := serverConfig(cfg, host, port, st, pick)
+	if err != nil {
+		return nil, nil, err
+	}
+	authorizer, err := authorization.GetAuthorizerFromConfig(&conf.Global.Authorization)
+	if err != nil {
+		return nil, nil, fmt.Errorf("temporal authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&conf.Global.Authorization, logger)
+	if err != nil {
+		return nil, nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for _, svc := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+		hosts[svc] = static.SingleLocalHost(net.JoinHostPort(host, strconv.Itoa(conf.Services[string(svc)].RPC.GRPCPort)))
+	}
+	dyn := dynamicconfig.StaticClient{
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8192,
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+	}
+	srv, err := newServer(fatal,
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("build temporal server: %w", err)
+	}
+	if err := fatal.get(); err != nil {
+		_ = srv.Stop() // nothing was started; this only marks it stopped
+		return nil, nil, fmt.Errorf("build temporal server: %w", err)
+	}
+	return srv, fatal, nil
+}
+
+// newServer is temporal.NewServer, except that a panic following a logged
+// Fatal (in code that was never meant to run after one) becomes that
+// Fatal's error.
+func newServer(fatal *fatalLog, opts ...temporal.ServerOption) (srv temporal.Server, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if ferr := fatal.get(); ferr != nil {
+				srv, err = nil, ferr
+				return
+			}
+			panic(r)
+		}
+	}()
+	return temporal.NewServer(opts...)
+}
+
+func serverConfig(cfg Config, host string, port int, st *store, pick func(host string) (int, error)) (*config.Config, error) {
+	httpPort, err := pick(host)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +311,7 @@ func serverConfig(cfg Config, host string, port int, st *store) (*config.Config,
 		if name == "frontend" {
 			svc.RPC.GRPCPort = port
 			svc.RPC.HTTPPort = httpPort
-		} else if svc.RPC.GRPCPort, err = freePort(host); err != nil {
+		} else if svc.RPC.GRPCPort, err = pick(host); err != nil {
 			return nil, err
 		}
 		conf.Services[name] = svc
@@ -295,17 +342,6 @@ func checkFree(addr string) error {
 		return fmt.Errorf("%s is not free: %w", addr, err)
 	}
 	return l.Close()
-}
-
-// freePort asks the kernel for an unused port. Another process could take
-// it before the server binds; on loopback in a dev setup that is rare.
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func waitForDial(ctx context.Context, addr string) error {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/orderflow/orderflow/db/pgdev"
+	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/temporal"
 	"github.com/orderflow/orderflow/temporal/devserver"
 	"github.com/orderflow/orderflow/tests/stacktest"
@@ -30,7 +31,7 @@ func startServer(tb testing.TB, cfg devserver.Config) *devserver.Server {
 // tryStart is startServer returning the error of Start.
 func tryStart(tb testing.TB, cfg devserver.Config) (*devserver.Server, error) {
 	tb.Helper()
-	addr, err := stacktest.FreeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func startPostgres(tb testing.TB, durable bool) *pgdev.Server {
 	if err := stacktest.Prerequisites(); err != nil {
 		tb.Fatalf("%v", err)
 	}
-	addr, err := stacktest.FreeAddr()
+	addr, err := freeport.Addr()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,7 +2,10 @@ package devserver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
@@ -10,9 +13,16 @@ import (
 
 // slogAdapter hands the server's tagged logs to slog, dropping those below
 // level: the server logs a great deal at info that a developer never needs.
+//
+// Fatal is logged and remembered in fatal, when set. The server's own logger
+// exits the process on Fatal, so the code after such a call was never meant
+// to run: a listener that failed to bind comes back nil, and serving on it
+// later panics. Start therefore never starts a server whose build logged a
+// Fatal, and returns it as an error instead.
 type slogAdapter struct {
 	log   *slog.Logger
 	level *slog.LevelVar
+	fatal *fatalLog
 }
 
 var _ log.Logger = slogAdapter{}
@@ -23,7 +33,10 @@ func (s slogAdapter) Warn(msg string, tags ...tag.Tag)   { s.emit(slog.LevelWarn
 func (s slogAdapter) Error(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
 func (s slogAdapter) DPanic(msg string, tags ...tag.Tag) { s.emit(slog.LevelError, msg, tags) }
 func (s slogAdapter) Panic(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
-func (s slogAdapter) Fatal(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
+func (s slogAdapter) Fatal(msg string, tags ...tag.Tag) {
+	s.fatal.record(msg, tags)
+	s.emit(slog.LevelError, msg, tags)
+}
 
 func (s slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
 	if level < s.level.Level() {
@@ -34,4 +47,34 @@ func (s slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
 		attrs[i] = slog.Any(t.Key(), t.Value())
 	}
 	s.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// fatalLog keeps the first Fatal the server logged.
+type fatalLog struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *fatalLog) record(msg string, tags []tag.Tag) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return
+	}
+	parts := make([]string, 0, len(tags))
+	for _, t := range tags {
+		parts = append(parts, fmt.Sprintf("%s=%v", t.Key(), t.Value()))
+	}
+	f.err = fmt.Errorf("%s (%s)", msg, strings.Join(parts, ", "))
+}
+
+// get returns the first Fatal, with its tags, as an error; nil when there
+// was none.
+func (f *fatalLog) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }

@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/tests/stacktest"
 )
 
@@ -138,7 +139,7 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := stacktest.FreeAddr()
+	httpAddr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/user"
 	"strings"
@@ -43,6 +42,7 @@ import (
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/db/pgdev"
 	"github.com/orderflow/orderflow/devstack"
+	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/temporal"
 	"github.com/orderflow/orderflow/temporal/devserver"
 )
@@ -281,7 +281,7 @@ func Prerequisites() error {
 func stackConfig(dataDir string, opts Options, logger *slog.Logger) (devstack.Config, error) {
 	var addrs [3]string
 	for i := range addrs {
-		addr, err := FreeAddr()
+		addr, err := freeport.Addr()
 		if err != nil {
 			return devstack.Config{}, err
 		}
@@ -302,17 +302,6 @@ func stackConfig(dataDir string, opts Options, logger *slog.Logger) (devstack.Co
 		cfg.UIAddr = addrs[2]
 	}
 	return cfg, nil
-}
-
-// FreeAddr returns a loopback host:port that was free a moment ago. Another
-// process may take it before the caller binds it; on loopback that is rare.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // newLogger logs to stderr with -v; otherwise into a buffer whose end a
