@@ -3,6 +3,7 @@ package promotions_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/db"
@@ -105,12 +107,14 @@ func TestOneVoucherPerOrder(t *testing.T) {
 		again.Header.Set(nats.MsgIdHdr, "again-"+done.ID)
 		f.bus.PublishMsg(t, again)
 	}
-	// The consumers create their durable consumer as they start, in their
-	// own goroutines: replay once one has.
+	// The consumers create their durable consumers (on the order stream,
+	// then on the redrive stream) as they start, in their own goroutines:
+	// replay once both exist.
 	var replayErr error
 	eventually(t, "the promotions consumer to exist", func() bool {
 		_, replayErr = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: promotions.ConsumerName, FromSeq: 1})
-		return replayErr == nil || !strings.Contains(replayErr.Error(), "no consumer")
+		missing := replayErr != nil && (strings.Contains(replayErr.Error(), "no consumer") || errors.Is(replayErr, jetstream.ErrConsumerNotFound))
+		return !missing
 	})
 	if replayErr != nil {
 		t.Fatalf("replay: %v", replayErr)
