@@ -275,8 +275,11 @@ func (a *Activities) RefundPayment(ctx context.Context, in PaymentInput) error {
 // the gateway (by the order's idempotency key) instead of trusting what the
 // workflow last heard: an authorization that succeeded at the gateway but
 // whose recording failed, or a capture whose answer was lost, is released
-// all the same. It returns the payment's status afterwards: voided,
-// refunded, declined, or "" when the gateway holds nothing.
+// all the same. When the gateway holds nothing, the key is cancelled there:
+// an authorization the workflow stopped waiting for when it was cancelled
+// may still be on its way, and must not place a hold after this. It
+// returns the payment's status afterwards: voided, refunded, declined, or
+// "" when the gateway holds nothing.
 func (a *Activities) ReleasePayment(ctx context.Context, in PaymentInput) (string, error) {
 	id, err := parseOrderID(in.OrderID)
 	if err != nil {
@@ -285,7 +288,7 @@ func (a *Activities) ReleasePayment(ctx context.Context, in PaymentInput) (strin
 	if _, err := a.getOrder(ctx, id); err != nil {
 		return "", surface(err)
 	}
-	hold, err := a.Payments.Lookup(ctx, id.String())
+	hold, err := a.Payments.CancelKey(ctx, id.String())
 	if errors.Is(err, ErrNoHold) {
 		return "", nil
 	}

@@ -14,11 +14,15 @@ type PaymentGateway interface {
 	// is a *DeclinedError; any other error may be retried.
 	Authorize(ctx context.Context, idempotencyKey, token string, amountCents int64) (authorizationID string, err error)
 	Capture(ctx context.Context, authorizationID string) error
-	// Lookup tells what the gateway holds under an idempotency key: the
-	// authorization and its status, or ErrNoHold when it holds nothing. A
-	// compensation asks the gateway rather than trusting what the workflow
-	// last heard, which a crash or a time-out can have left behind.
-	Lookup(ctx context.Context, idempotencyKey string) (Hold, error)
+	// CancelKey tells what the gateway holds under an idempotency key (the
+	// authorization and its status) or, when it holds nothing, cancels the
+	// key: an Authorize under it from then on places no hold and is
+	// declined, and CancelKey returns ErrNoHold, now and when asked again.
+	// A compensation asks the gateway rather than trusting what the
+	// workflow last heard, which a crash, a time-out or a cancellation can
+	// have left behind; and an Authorize the workflow stopped waiting for
+	// may still reach the gateway after the compensation asked.
+	CancelKey(ctx context.Context, idempotencyKey string) (Hold, error)
 	Void(ctx context.Context, authorizationID string) error
 	Refund(ctx context.Context, authorizationID string) error
 }
@@ -36,5 +40,6 @@ type Hold struct {
 	AmountCents int64
 }
 
-// ErrNoHold is Lookup's answer for a key the gateway holds nothing under.
+// ErrNoHold is CancelKey's answer for a key the gateway holds nothing under
+// (and, cancelled, never will).
 var ErrNoHold = errors.New("payment gateway holds nothing under this key")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/activities"
@@ -192,6 +194,55 @@ func TestSandboxHoldsOncePerKey(t *testing.T) {
 			}
 			if r := <-done; r.err != nil || r.id != first {
 				t.Errorf("racing Authorize: %q, %v; want the first hold %q", r.id, r.err, first)
+			}
+		}},
+		{"a cancelled key declines", func(t *testing.T, key string) {
+			for range 2 { // a retried cancel
+				if _, err := f.gw.CancelKey(t.Context(), key); !errors.Is(err, activities.ErrNoHold) {
+					t.Fatalf("CancelKey of an unused key: %v; want ErrNoHold", err)
+				}
+			}
+			_, err := f.gw.Authorize(t.Context(), key, activities.SandboxTokenVisa, 500)
+			var declined *activities.DeclinedError
+			if !errors.As(err, &declined) {
+				t.Fatalf("Authorize after CancelKey: %v; want a decline", err)
+			}
+			if got := f.ledger(t, key); len(got) != 0 {
+				t.Errorf("ledger %v; want no movement", got)
+			}
+		}},
+		{"cancelling a key that holds returns the hold", func(t *testing.T, key string) {
+			id, err := f.gw.Authorize(t.Context(), key, activities.SandboxTokenVisa, 500)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hold, err := f.gw.CancelKey(t.Context(), key)
+			if err != nil || hold.AuthorizationID != id || hold.Status != "authorized" || hold.AmountCents != 500 {
+				t.Errorf("CancelKey = %+v, %v; want the authorized hold %s of 500", hold, err, id)
+			}
+		}},
+		{"authorize racing cancel: the hold is found or never placed", func(t *testing.T, key string) {
+			// Per key, either CancelKey sees the hold (and a release voids
+			// it) or the hold is declined: never a hold CancelKey missed.
+			for i := range 20 {
+				k := fmt.Sprintf("%s/%d", key, i)
+				var (
+					wg      sync.WaitGroup
+					authID  string
+					authErr error
+					hold    activities.Hold
+					holdErr error
+				)
+				wg.Go(func() { authID, authErr = f.gw.Authorize(t.Context(), k, activities.SandboxTokenVisa, 500) })
+				wg.Go(func() { hold, holdErr = f.gw.CancelKey(t.Context(), k) })
+				wg.Wait()
+				var declined *activities.DeclinedError
+				switch {
+				case authErr == nil && holdErr == nil && hold.AuthorizationID == authID:
+				case errors.As(authErr, &declined) && errors.Is(holdErr, activities.ErrNoHold):
+				default:
+					t.Fatalf("key %s: Authorize = %q, %v; CancelKey = %+v, %v", k, authID, authErr, hold, holdErr)
+				}
 			}
 		}},
 		{"a declined key stays declined", func(t *testing.T, key string) {
@@ -460,6 +511,32 @@ func TestReleasePaymentAsksTheGateway(t *testing.T) {
 		in := f.place(t)
 		if got := release(t, in.OrderID); got != "" {
 			t.Errorf("released = %q; want empty: nothing to release", got)
+		}
+	})
+	t.Run("authorization arriving after the release places no hold", func(t *testing.T) {
+		// The workflow was cancelled while AuthorizePayment ran: the SDK
+		// stops waiting for a local activity at once, the compensation
+		// finds nothing to release, and the abandoned attempt reaches the
+		// gateway afterwards.
+		in := f.place(t)
+		if got := release(t, in.OrderID); got != "" {
+			t.Fatalf("released = %q; want empty: nothing held yet", got)
+		}
+		_, err := f.acts.AuthorizePayment(t.Context(), activities.AuthorizeInput{OrderID: in.OrderID, PaymentToken: activities.SandboxTokenVisa, AmountCents: in.TotalCents})
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypePaymentDeclined {
+			t.Fatalf("AuthorizePayment after the release: %v; want a %s error", err, activities.ErrTypePaymentDeclined)
+		}
+		if got := f.ledger(t, in.OrderID); len(got) != 0 {
+			t.Errorf("ledger %v; want no movement", got)
+		}
+		if got := release(t, in.OrderID); got != "" {
+			t.Errorf("released again = %q; want empty", got)
+		}
+		for _, row := range f.outbox(t, in.OrderID) {
+			if row.EventType == events.OrderPaymentAuthorized {
+				t.Errorf("outbox has %s after the release", row.EventType)
+			}
 		}
 	})
 	t.Run("declined stays declined", func(t *testing.T) {

@@ -31,6 +31,11 @@ const (
 // SandboxTokenTransient fails before it approves.
 const sandboxTransientFailures = 2
 
+// sandboxCancelled is the status of a key cancelled while it held nothing
+// (CancelKey): not a payment status, only the sandbox's mark that the key
+// is closed.
+const sandboxCancelled = "cancelled"
+
 // Ledger entries of the sandbox's books.
 const (
 	entryAuthorize = "authorize"
@@ -121,6 +126,9 @@ func (g *SandboxGateway) Authorize(ctx context.Context, idempotencyKey, token st
 // a real provider, it refuses a key reused for another card or amount: that
 // is a bug in the caller, and retrying cannot fix it.
 func replay(auth db.SandboxAuthorization, token string, amountCents int64) (string, error) {
+	if auth.Status == sandboxCancelled {
+		return "", &DeclinedError{Reason: "cancelled before it was authorized"}
+	}
 	if auth.Status == string(orderflow.PaymentDeclined) {
 		return "", &DeclinedError{Reason: auth.DeclineReason}
 	}
@@ -149,14 +157,30 @@ func (g *SandboxGateway) Refund(ctx context.Context, authorizationID string) err
 	return g.move(ctx, authorizationID, entryRefund, orderflow.PaymentCaptured, orderflow.PaymentRefunded)
 }
 
-// Lookup returns the authorization placed under idempotencyKey.
-func (g *SandboxGateway) Lookup(ctx context.Context, idempotencyKey string) (Hold, error) {
-	auth, err := g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
-	if errors.Is(err, sql.ErrNoRows) {
+// CancelKey returns the authorization placed under idempotencyKey or, when
+// there is none, closes the key with a cancelled row, which makes a later
+// Authorize under it a decline.
+func (g *SandboxGateway) CancelKey(ctx context.Context, idempotencyKey string) (Hold, error) {
+	if idempotencyKey == "" {
+		return Hold{}, invalidf("sandbox: cancel without an idempotency key")
+	}
+	id, err := newAuthorizationID()
+	if err != nil {
+		return Hold{}, err
+	}
+	cancelled, err := g.store.CancelSandboxKey(ctx, db.CancelSandboxKeyParams{ID: id, IdempotencyKey: idempotencyKey})
+	if err != nil {
+		return Hold{}, fmt.Errorf("sandbox: cancel %s: %w", idempotencyKey, err)
+	}
+	if cancelled == 1 {
 		return Hold{}, ErrNoHold
 	}
+	auth, err := g.store.GetSandboxAuthorizationByKey(ctx, idempotencyKey)
 	if err != nil {
 		return Hold{}, fmt.Errorf("sandbox: look up %s: %w", idempotencyKey, err)
+	}
+	if auth.Status == sandboxCancelled {
+		return Hold{}, ErrNoHold // cancelled before: a retry
 	}
 	return Hold{AuthorizationID: auth.ID, Status: auth.Status, AmountCents: auth.AmountCents}, nil
 }

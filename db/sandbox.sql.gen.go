@@ -9,6 +9,32 @@ import (
 	"context"
 )
 
+const cancelSandboxKey = `-- name: CancelSandboxKey :one
+WITH ins AS (
+    INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status)
+    VALUES ($1, $2, '', 0, 'cancelled')
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+)
+SELECT count(*) AS cancelled FROM ins
+`
+
+type CancelSandboxKeyParams struct {
+	ID             string `json:"id"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// Closes an idempotency key that holds nothing with a 'cancelled' row, in
+// one statement; a concurrent PlaceSandboxHold on the key either inserted
+// first (cancelled is then 0 and the caller reads its hold) or waits for
+// this one and inserts nothing.
+func (q *Queries) CancelSandboxKey(ctx context.Context, arg CancelSandboxKeyParams) (int64, error) {
+	row := q.db.QueryRowContext(ctx, cancelSandboxKey, arg.ID, arg.IdempotencyKey)
+	var cancelled int64
+	err := row.Scan(&cancelled)
+	return cancelled, err
+}
+
 const countSandboxAttempt = `-- name: CountSandboxAttempt :one
 INSERT INTO sandbox_attempts (idempotency_key, attempts) VALUES ($1, 1)
 ON CONFLICT (idempotency_key) DO UPDATE SET attempts = sandbox_attempts.attempts + 1

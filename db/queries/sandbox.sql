@@ -54,3 +54,16 @@ SELECT count(*) AS placed FROM ins;
 SELECT l.* FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
 WHERE a.idempotency_key = $1
 ORDER BY l.id;
+
+-- name: CancelSandboxKey :one
+-- Closes an idempotency key that holds nothing with a 'cancelled' row, in
+-- one statement; a concurrent PlaceSandboxHold on the key either inserted
+-- first (cancelled is then 0 and the caller reads its hold) or waits for
+-- this one and inserts nothing.
+WITH ins AS (
+    INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status)
+    VALUES (@id, @idempotency_key, '', 0, 'cancelled')
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+)
+SELECT count(*) AS cancelled FROM ins;
