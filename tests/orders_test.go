@@ -438,6 +438,44 @@ func TestOrderPaths(t *testing.T) {
 		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted", "customer:delivery_late")
 	})
 
+	t.Run("failed", func(t *testing.T) {
+		// A forward step fails for good: the gateway already holds another
+		// amount under the order's key (an integration bug), so it refuses
+		// the authorization as non-retryable. The order ends failed, the
+		// hold the key has is voided, and the customer is told. Started
+		// with the SDK, as the API would, so that the test picks the ID.
+		id := uuid.NewString()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := activities.NewSandboxGateway(app.Env.Store).Authorize(ctx, id, "tok_visa", 1); err != nil {
+			t.Fatalf("seed the conflicting hold: %v", err)
+		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		in := workflows.OrderInput{
+			Order: activities.NewOrder{
+				OrderID: id, CustomerID: customer, RestaurantID: pizzeria, DeliveryAddress: "1 Test Street",
+				Items:      []events.OrderItem{{MenuItemID: margherita, Name: "Margherita", UnitPriceCents: 1150, Quantity: 1}},
+				TotalCents: 1150, PlacedAt: now, AcceptBy: now.Add(10 * time.Minute),
+			},
+			PaymentToken: "tok_visa", AcceptTimeout: 10 * time.Minute,
+		}
+		if _, err := app.Env.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID: orderflow.OrderWorkflowID(id), TaskQueue: apptest.TaskQueue,
+		}, workflows.OrderWorkflowName, in); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		o := finish(t, app, id, "failed")
+		if o.Status != "failed" || o.Reason != "payment authorization failed" || o.Payment.Status != "voided" {
+			t.Errorf("order %q reason %q payment %q; want failed, \"payment authorization failed\", voided", o.Status, o.Reason, o.Payment.Status)
+		}
+		wantList(t, "timeline", timelineTypes(o),
+			"order.placed", "order.failed", "order.payment_voided", "order.user_notified")
+		wantList(t, "notifications", notified(o), "customer:failed")
+		if got := netCharged(t, app, id); got != 0 {
+			t.Errorf("customer paid %d for a failed order; want 0", got)
+		}
+	})
+
 	t.Run("transient_payment_failures", func(t *testing.T) {
 		p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_transient"))
 		o := waitStatus(t, app, p.ID, "awaiting_acceptance")

@@ -16,7 +16,7 @@ import (
 // way an order can end. TestOrderPaths records them (`make histories`).
 var recordedPaths = []string{
 	"accepted_delivered", "rejected", "timed_out", "cancelled", "payment_declined", "transient_payment",
-	"workflow_cancelled", "delivery_escalated",
+	"workflow_cancelled", "delivery_escalated", "failed",
 }
 
 // TestReplayRecordedHistories replays the histories recorded from real runs
