@@ -61,6 +61,9 @@ func decodeBody(c echo.Context, v any, optional bool) ([]byte, error) {
 		}
 		return nil, orderflow.FieldErrorf("body", "a JSON request body is required")
 	}
+	if string(bytes.TrimSpace(body)) == "null" {
+		return nil, orderflow.FieldErrorf("body", "must be a JSON object, not null")
+	}
 	return body, decodeStrict(body, v)
 }
 
@@ -76,7 +79,97 @@ func decodeStrict(data []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return orderflow.FieldErrorf("body", "unexpected data after the JSON value")
 	}
+	if err := checkKeys(json.NewDecoder(bytes.NewReader(data)), reflect.TypeOf(v), ""); err != nil {
+		return err
+	}
 	return checkText(reflect.ValueOf(v), "")
+}
+
+// checkKeys walks the JSON value dec reads alongside the type t it was
+// decoded into, and refuses, naming the field, an object key given twice
+// or one that is a field's name in other letter case. encoding/json keeps
+// the last of duplicate keys and matches names regardless of case, so
+// {"customer_id":"c_ada","CUSTOMER_ID":"c_alan"} would order for c_alan
+// while a proxy or a log that reads the exact key sees c_ada. It runs on
+// JSON that decoded already, so a token error cannot happen; it would
+// only end the check.
+func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil
+	}
+	switch tok {
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; dec.More(); i++ {
+			if err := checkKeys(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+		_, _ = dec.Token()
+	case json.Delim('{'):
+		var fields map[string]reflect.Type
+		if t != nil && t.Kind() == reflect.Struct {
+			fields = jsonFields(t, map[string]reflect.Type{})
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return nil
+			}
+			key, _ := tok.(string)
+			name := key
+			if path != "" {
+				name = path + "." + key
+			}
+			if seen[key] {
+				return orderflow.FieldErrorf(name, "is given more than once")
+			}
+			seen[key] = true
+			ft, known := fields[key]
+			if fields != nil && !known {
+				for f := range fields {
+					if strings.EqualFold(f, key) {
+						return orderflow.FieldErrorf(name, "%s (field names are case-sensitive: %q)", msgUnknownField, f)
+					}
+				}
+			}
+			if err := checkKeys(dec, ft, name); err != nil {
+				return err
+			}
+		}
+		_, _ = dec.Token()
+	}
+	return nil
+}
+
+// jsonFields adds the JSON names of struct type t's fields, and of the
+// fields its embedded structs promote, to fields, with their types.
+func jsonFields(t reflect.Type, fields map[string]reflect.Type) map[string]reflect.Type {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-":
+			continue
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+			jsonFields(f.Type, fields)
+			continue
+		case !f.IsExported():
+			continue
+		case name == "":
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	return fields
 }
 
 // checkText refuses, naming the field, a string anywhere in v that holds a

@@ -97,6 +97,8 @@ func TestDecisions(t *testing.T) {
 		{name: "unknown field", id: running, action: "reject", body: `{"reason":"x","why":"y"}`, status: 400, field: "why"},
 		{name: "body on accept", id: running, action: "accept", body: `{"reason":"x"}`, status: 400, field: "reason"},
 		{name: "malformed body", id: running, action: "cancel", body: `{"reason":`, status: 400, field: "body"},
+		{name: "null body on accept", id: running, action: "accept", body: `null`, status: 400, field: "body"},
+		{name: "reason in other case", id: running, action: "reject", body: `{"Reason":"x"}`, status: 400, field: "Reason"},
 		{name: "wrong type", id: running, action: "cancel", body: `{"reason":1}`, status: 400, field: "reason"},
 		{name: "reason too long", id: running, action: "cancel", body: `{"reason":"` + strings.Repeat("r", 501) + `"}`, status: 400, field: "reason"},
 		{name: "body over 64 KiB", id: running, action: "reject", body: `{"reason":"` + strings.Repeat("r", 70<<10) + `"}`, status: 413, field: "body"},

@@ -34,6 +34,9 @@ const (
 	minQuantity          = 1
 	maxQuantity          = 100
 	maxAddressLen        = 500
+	// maxPaymentTokenLen: a card provider's tokens are tens of characters;
+	// the token also reaches the gateway's answer and so a decline reason.
+	maxPaymentTokenLen = 200
 )
 
 // headerIdempotencyKey names the header that makes POST /v1/orders safe to
@@ -237,6 +240,8 @@ func (s *Server) replayOrder(c echo.Context, orderID, hash string, run *orderRun
 func idempotencyKey(r *http.Request) (string, error) {
 	key := r.Header.Get(headerIdempotencyKey)
 	switch n := utf8.RuneCountInString(key); {
+	case len(r.Header.Values(headerIdempotencyKey)) > 1:
+		return "", orderflow.FieldErrorf(headerIdempotencyKey, "header is given more than once: send one key")
 	case strings.TrimSpace(key) == "":
 		return "", orderflow.FieldErrorf(headerIdempotencyKey, "header is required: a unique key per order, reused only to retry the same request")
 	case n > maxIdempotencyKeyLen:
@@ -322,6 +327,8 @@ func (r *placeOrderRequest) validate() error {
 		return orderflow.FieldErrorf("delivery_address", "must be at most %d characters", maxAddressLen)
 	case strings.TrimSpace(r.PaymentToken) == "":
 		return orderflow.FieldErrorf("payment_token", "is required")
+	case utf8.RuneCountInString(r.PaymentToken) > maxPaymentTokenLen:
+		return orderflow.FieldErrorf("payment_token", "must be at most %d characters", maxPaymentTokenLen)
 	}
 	return nil
 }

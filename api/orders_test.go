@@ -117,7 +117,15 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		{name: "missing payment token", body: orderBody(t, func(m map[string]any) { delete(m, "payment_token") }), status: 400, field: "payment_token"},
 		{name: "body over 64 KiB", body: huge, status: 413, field: "body"},
 		{name: "body over 64 KiB without Content-Length", body: huge, chunked: true, status: 413, field: "body"},
+		{name: "field name in other case", body: orderBody(t, func(m map[string]any) { delete(m, "customer_id"); m["Customer_ID"] = "c_ada" }), status: 400, field: "Customer_ID"},
+		{name: "field again in other case", body: orderBody(t, func(m map[string]any) { m["CUSTOMER_ID"] = "c_alan" }), status: 400, field: "CUSTOMER_ID"},
+		{name: "field in other case in a line", body: orderBody(t, func(m map[string]any) { q := item(m, 1); q["Quantity"] = q["quantity"]; delete(q, "quantity") }), status: 400, field: "items[1].Quantity"},
+		{name: "duplicate field", body: strings.Replace(orderBody(t, nil), `"customer_id":"`+customerID+`"`, `"customer_id":"`+customerID+`","customer_id":"`+customerID+`"`, 1), status: 400, field: "customer_id"},
+		{name: "duplicate field in a line", body: strings.Replace(orderBody(t, nil), `"quantity":2`, `"quantity":2,"quantity":3`, 1), status: 400, field: "items[0].quantity"},
+		{name: "null body", body: `null`, status: 400, field: "body"},
+		{name: "payment token too long", body: orderBody(t, func(m map[string]any) { m["payment_token"] = "tok_" + strings.Repeat("z", 300) }), status: 400, field: "payment_token"},
 		{name: "missing Idempotency-Key", body: orderBody(t, nil), header: http.Header{}, status: 400, field: "Idempotency-Key"},
+		{name: "two Idempotency-Keys", body: orderBody(t, nil), header: http.Header{"Idempotency-Key": {"k-a", "k-b"}}, status: 400, field: "Idempotency-Key"},
 		{name: "blank Idempotency-Key", body: orderBody(t, nil), header: header("Idempotency-Key", "   "), status: 400, field: "Idempotency-Key"},
 		{name: "Idempotency-Key too long", body: orderBody(t, nil), header: header("Idempotency-Key", strings.Repeat("k", 201)), status: 400, field: "Idempotency-Key"},
 	}
@@ -578,4 +586,16 @@ func newRequest(tb testing.TB, method, path, body string, h http.Header) *http.R
 	req.Header = h.Clone()
 	req.Header.Set("Content-Type", "application/json")
 	return req
+}
+
+// TestWrongMethodIsAProblem: a route called with a method it does not take
+// answers 405 as a problem with a code, like every other error.
+func TestWrongMethodIsAProblem(t *testing.T) {
+	f := newFixture(t)
+	f.bind(t)
+	rec := f.do(t, http.MethodDelete, "/v1/orders", "", nil)
+	p := wantProblem(t, rec, http.StatusMethodNotAllowed, "")
+	if p.Code != "method_not_allowed" || p.Type != "https://orderflow.dev/problems/method_not_allowed" {
+		t.Errorf("problem code %q type %q; want method_not_allowed", p.Code, p.Type)
+	}
 }

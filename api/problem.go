@@ -28,6 +28,10 @@ type Problem struct {
 // problem can name the field ("body").
 const codeTooLarge = "too_large"
 
+// codeMethodNotAllowed marks a request whose route exists but not for its
+// method; like codeTooLarge it is HTTP's, not the domain's.
+const codeMethodNotAllowed = "method_not_allowed"
+
 var codeStatus = map[string]int{
 	codeTooLarge:             http.StatusRequestEntityTooLarge,
 	orderflow.EINVALID:       http.StatusBadRequest,
@@ -60,12 +64,16 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		if msg, ok := he.Message.(string); ok {
 			p.Detail = msg
 		}
-		// Echo's own errors (no route, body too large, ...) get the code
-		// of their status, so clients can switch on code alone.
+		// Echo's own errors (no route, wrong method, body too large, ...)
+		// get the code of their status, so clients can switch on code
+		// alone.
 		for code, status := range codeStatus {
 			if status == p.Status && status < 500 {
 				p.Code = code
 			}
+		}
+		if p.Status == http.StatusMethodNotAllowed {
+			p.Code = codeMethodNotAllowed
 		}
 	default:
 		p.Status = http.StatusInternalServerError
