@@ -166,18 +166,27 @@ func (a *Activities) AuthorizePayment(ctx context.Context, in AuthorizeInput) (A
 	if in.AmountCents < 0 {
 		return Authorization{}, invalidf("order %s: negative amount %d", id, in.AmountCents)
 	}
-	if _, err := a.getOrder(ctx, id); err != nil {
+	o, err := a.getOrder(ctx, id)
+	if err != nil {
 		return Authorization{}, surface(err)
+	}
+	if err := ended(o, "authorize payment"); err != nil {
+		return Authorization{}, err
 	}
 	// The gateway answers a retry with the hold it already placed, so a
 	// crash between this call and the commit below costs nothing.
 	authID, err := a.Payments.Authorize(ctx, id.String(), in.PaymentToken, in.AmountCents)
 	if declined, ok := errors.AsType[*DeclinedError](err); ok {
-		if err := a.Store.UpsertPayment(ctx, db.UpsertPaymentParams{
-			OrderID: id, AmountCents: in.AmountCents, Status: string(orderflow.PaymentDeclined),
-			DeclineReason: declined.Reason, UpdatedAt: a.now(),
-		}); err != nil {
-			return Authorization{}, fmt.Errorf("record declined payment: %w", err)
+		// A key cancelled before this attempt arrived is a late attempt of
+		// an order that was cancelled and released meanwhile: the ended
+		// order's payment row stays as the compensation left it.
+		if !declined.KeyCancelled {
+			if err := a.Store.UpsertPayment(ctx, db.UpsertPaymentParams{
+				OrderID: id, AmountCents: in.AmountCents, Status: string(orderflow.PaymentDeclined),
+				DeclineReason: declined.Reason, UpdatedAt: a.now(),
+			}); err != nil {
+				return Authorization{}, fmt.Errorf("record declined payment: %w", err)
+			}
 		}
 		return Authorization{}, temporal.NewNonRetryableApplicationError(declined.Reason, ErrTypePaymentDeclined, err)
 	}
@@ -209,6 +218,9 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 		return unknownOrder(id)
 	}
 	o := rows[0].Order
+	if err := ended(o, "notify restaurant"); err != nil {
+		return err
+	}
 	items := make([]db.OrderItem, len(rows))
 	for i, r := range rows {
 		items[i] = r.OrderItem

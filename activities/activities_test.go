@@ -388,3 +388,50 @@ func TestClockDefaultsToNow(t *testing.T) {
 		t.Errorf("occurred_at %v (column %v), want about now in UTC", at, ob[1].OccurredAt)
 	}
 }
+
+// TestNoForwardStepAfterTheEnd: once an order has ended, a step that would
+// move it on — a status, an authorization, a capture — is refused as
+// non-retryable and writes nothing (an attempt the workflow stopped waiting
+// for when it was cancelled can still arrive), while a retry of the final
+// step and the notices that follow the end still apply.
+func TestNoForwardStepAfterTheEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	cancel := activities.TransitionInput{OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "order workflow cancelled"}
+	if err := f.acts.Transition(t.Context(), cancel); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.timeline(t, in.OrderID))
+	for name, step := range map[string]func() error{
+		"notify restaurant": func() error { return f.acts.NotifyRestaurant(t.Context(), in.OrderID) },
+		"accept": func() error {
+			return f.acts.Transition(t.Context(), activities.TransitionInput{OrderID: in.OrderID, Status: "accepted", EventType: events.OrderAccepted})
+		},
+	} {
+		requireAppError(t, step(), activities.ErrTypeInvalid)
+		if o := f.order(t, in.OrderID); o.Status != "cancelled" {
+			t.Fatalf("after a late %s the order is %q; want cancelled", name, o.Status)
+		}
+	}
+	if got := len(f.timeline(t, in.OrderID)); got != before {
+		t.Errorf("timeline grew from %d to %d events with refused steps", before, got)
+	}
+	if n := f.notifications(t, in.OrderID); len(n) != 0 {
+		t.Errorf("%d notifications sent by refused steps; want none", len(n))
+	}
+	_, err := f.acts.AuthorizePayment(t.Context(), activities.AuthorizeInput{OrderID: in.OrderID, PaymentToken: activities.SandboxTokenVisa, AmountCents: in.TotalCents})
+	requireAppError(t, err, activities.ErrTypeInvalid)
+	if got := f.ledger(t, in.OrderID); len(got) != 0 {
+		t.Errorf("ledger %v after a late authorization; want no hold", got)
+	}
+	if err := f.acts.Transition(t.Context(), cancel); err != nil {
+		t.Errorf("retry of the final step: %v; want nil", err)
+	}
+	if err := f.acts.NotifyCustomer(t.Context(), activities.CustomerNotice{OrderID: in.OrderID, Kind: "cancelled", Message: "Your order was cancelled."}); err != nil {
+		t.Errorf("notice after the end: %v; want it sent", err)
+	}
+	if got := len(f.timeline(t, in.OrderID)); got != before+1 {
+		t.Errorf("timeline has %d events; want %d (the notice added)", got, before+1)
+	}
+}

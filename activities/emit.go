@@ -38,6 +38,31 @@ type step struct {
 	notificationKind string
 }
 
+// forward tells a step that must not be applied to an order that has
+// ended: one that sets a status (a final status is final), or that records
+// an authorization or a capture. Such a step can come late: the SDK stops
+// waiting for a local activity when the workflow is cancelled, and the
+// abandoned attempt may still write after the compensation has. The
+// compensations' own steps (voided, refunded) and the notices are not
+// forward: they come after the end.
+func (s step) forward() bool {
+	if s.status != "" {
+		return true
+	}
+	return s.payment != nil && (s.payment.status == orderflow.PaymentAuthorized || s.payment.status == orderflow.PaymentCaptured)
+}
+
+// finalStatuses are the statuses after which no forward step applies.
+func finalStatuses() []string {
+	var final []string
+	for _, st := range orderflow.OrderStatuses {
+		if st.Final() {
+			final = append(final, string(st))
+		}
+	}
+	return final
+}
+
 // paymentState is the order context's view of its payment after a step.
 type paymentState struct {
 	authorizationID string
@@ -70,7 +95,11 @@ func (a *Activities) apply(ctx context.Context, s step) error {
 	params := db.ApplyStepParams{
 		ID: s.orderID, Status: string(s.status), Reason: s.reason, OccurredAt: at,
 		EventID: eventID, EventType: s.eventType, EventReason: eventReason,
-		AggregateType: events.AggregateOrder,
+		AggregateType:  events.AggregateOrder,
+		ClosedStatuses: []string{}, // never nil: NULL would match no order at all
+	}
+	if s.forward() {
+		params.ClosedStatuses = finalStatuses()
 	}
 	if p := s.payment; p != nil {
 		ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(p.status), p.authorizationID, p.amountCents
@@ -110,8 +139,14 @@ func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID,
 		a.logger().DebugContext(ctx, "order step already applied", "order_id", orderID, "event_type", eventType, "event_id", eventID)
 		return nil
 	}
-	if _, err := a.getOrder(ctx, orderID); err != nil {
+	o, err := a.getOrder(ctx, orderID)
+	if err != nil {
 		return err
+	}
+	if st := orderflow.OrderStatus(o.Status); st.Final() && errors.Is(cause, sql.ErrNoRows) {
+		// Only a forward step is refused on an ended order; the others
+		// match it. Retrying cannot help.
+		return invalidf("record %s: order %s is %s: the step comes after the end", eventType, orderID, st)
 	}
 	if errors.Is(cause, sql.ErrNoRows) {
 		// The order exists now but did not when the step ran: it was being
@@ -150,6 +185,16 @@ func (a *Activities) getOrder(ctx context.Context, id uuid.UUID) (db.Order, erro
 		return db.Order{}, fmt.Errorf("get order: %w", err)
 	}
 	return o, nil
+}
+
+// ended refuses, as non-retryable, a forward step on order o once it has
+// ended, before the step calls a gateway or a notifier; apply refuses the
+// write itself, for an order that ends while the call is out.
+func ended(o db.Order, what string) error {
+	if st := orderflow.OrderStatus(o.Status); st.Final() {
+		return invalidf("%s: order %s is %s", what, o.ID, st)
+	}
+	return nil
 }
 
 func (a *Activities) now() time.Time {

@@ -28,7 +28,13 @@ type PaymentGateway interface {
 }
 
 // DeclinedError is a hard decline: retrying cannot succeed.
-type DeclinedError struct{ Reason string }
+type DeclinedError struct {
+	Reason string
+	// KeyCancelled: declined because the key was cancelled (CancelKey)
+	// before this authorization arrived. The order has ended and been
+	// compensated; the decline is no news to record.
+	KeyCancelled bool
+}
 
 func (e *DeclinedError) Error() string { return fmt.Sprintf("payment declined: %s", e.Reason) }
 

@@ -530,8 +530,43 @@ func TestReleasePaymentAsksTheGateway(t *testing.T) {
 		if got := f.ledger(t, in.OrderID); len(got) != 0 {
 			t.Errorf("ledger %v; want no movement", got)
 		}
+		if p := f.payment(t, in.OrderID); p.Status != "" {
+			t.Errorf("payment row %+v after the late attempt; want none, as the release left it", p)
+		}
 		if got := release(t, in.OrderID); got != "" {
 			t.Errorf("released again = %q; want empty", got)
+		}
+		for _, row := range f.outbox(t, in.OrderID) {
+			if row.EventType == events.OrderPaymentAuthorized {
+				t.Errorf("outbox has %s after the release", row.EventType)
+			}
+		}
+	})
+	t.Run("authorization recorded after the release is refused", func(t *testing.T) {
+		// The abandoned attempt read the order before the cancellation and
+		// placed its hold, the compensation then ended the order and
+		// voided the hold, and only then does the attempt record the
+		// authorization: the gateway here runs the compensation between
+		// placing the hold and answering.
+		in := f.place(t)
+		late := *f.acts
+		late.Payments = &compensateWhileAuthorizing{PaymentGateway: f.gw, compensate: func(ctx context.Context) {
+			if err := f.acts.Transition(ctx, activities.TransitionInput{
+				OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "order workflow cancelled",
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if got := release(t, in.OrderID); got != "voided" {
+				t.Fatalf("released = %q; want voided", got)
+			}
+		}}
+		_, err := late.AuthorizePayment(t.Context(), activities.AuthorizeInput{OrderID: in.OrderID, PaymentToken: activities.SandboxTokenVisa, AmountCents: in.TotalCents})
+		requireAppError(t, err, activities.ErrTypeInvalid)
+		if p := f.payment(t, in.OrderID); p.Status != "voided" {
+			t.Errorf("payment row %q after the late attempt; want voided", p.Status)
+		}
+		if o := f.order(t, in.OrderID); o.Status != "cancelled" {
+			t.Errorf("order %q; want cancelled", o.Status)
 		}
 		for _, row := range f.outbox(t, in.OrderID) {
 			if row.EventType == events.OrderPaymentAuthorized {
@@ -548,4 +583,20 @@ func TestReleasePaymentAsksTheGateway(t *testing.T) {
 			t.Errorf("released = %q; want declined", got)
 		}
 	})
+}
+
+// compensateWhileAuthorizing places the hold, then runs compensate before
+// it answers: the window in which a workflow cancellation overtakes an
+// authorization.
+type compensateWhileAuthorizing struct {
+	activities.PaymentGateway
+	compensate func(context.Context)
+}
+
+func (g *compensateWhileAuthorizing) Authorize(ctx context.Context, key, token string, amountCents int64) (string, error) {
+	id, err := g.PaymentGateway.Authorize(ctx, key, token, amountCents)
+	if err == nil {
+		g.compensate(ctx)
+	}
+	return id, err
 }

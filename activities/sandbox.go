@@ -127,7 +127,7 @@ func (g *SandboxGateway) Authorize(ctx context.Context, idempotencyKey, token st
 // is a bug in the caller, and retrying cannot fix it.
 func replay(auth db.SandboxAuthorization, token string, amountCents int64) (string, error) {
 	if auth.Status == sandboxCancelled {
-		return "", &DeclinedError{Reason: "cancelled before it was authorized"}
+		return "", &DeclinedError{Reason: "cancelled before it was authorized", KeyCancelled: true}
 	}
 	if auth.Status == string(orderflow.PaymentDeclined) {
 		return "", &DeclinedError{Reason: auth.DeclineReason}

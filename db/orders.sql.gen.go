@@ -24,26 +24,27 @@ WITH adv AS (
         reason     = CASE WHEN $1::text = '' THEN orders.reason ELSE $2::text END,
         updated_at = $3
     WHERE orders.id = $4
-      AND NOT EXISTS (SELECT 1 FROM order_timeline t WHERE t.event_id = $5)
+      AND orders.status <> ALL($5::text[])
+      AND NOT EXISTS (SELECT 1 FROM order_timeline t WHERE t.event_id = $6)
     RETURNING orders.id, orders.version, orders.status, orders.customer_id, orders.restaurant_id
 ), pay AS (
     INSERT INTO payments (order_id, authorization_id, amount_cents, status, updated_at)
-    SELECT adv.id, $6::text, $7::bigint, $8::text, $3
+    SELECT adv.id, $7::text, $8::bigint, $9::text, $3
     FROM adv
-    WHERE $8::text <> ''
+    WHERE $9::text <> ''
     ON CONFLICT (order_id) DO UPDATE
     SET authorization_id = EXCLUDED.authorization_id, status = EXCLUDED.status,
         decline_reason = EXCLUDED.decline_reason, updated_at = EXCLUDED.updated_at
 ), ev AS (
     SELECT adv.id, adv.version, adv.status,
-           $9::jsonb || jsonb_build_object('status', adv.status, 'customer_id', adv.customer_id, 'restaurant_id', adv.restaurant_id) AS payload
+           $10::jsonb || jsonb_build_object('status', adv.status, 'customer_id', adv.customer_id, 'restaurant_id', adv.restaurant_id) AS payload
     FROM adv
 ), tl AS (
     INSERT INTO order_timeline (order_id, version, event_id, event_type, status, reason, occurred_at)
-    SELECT ev.id, ev.version, $5, $10, ev.status, $11, $3 FROM ev
+    SELECT ev.id, ev.version, $6, $11, ev.status, $12, $3 FROM ev
 ), ob AS (
     INSERT INTO outbox_events (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, headers, occurred_at)
-    SELECT $5, $12, ev.id::text, ev.version, $10, ev.payload, $13, $3 FROM ev
+    SELECT $6, $13, ev.id::text, ev.version, $11, ev.payload, $14, $3 FROM ev
 )
 SELECT ev.version FROM ev
 `
@@ -53,6 +54,7 @@ type ApplyStepParams struct {
 	Reason          string                `json:"reason"`
 	OccurredAt      time.Time             `json:"occurred_at"`
 	ID              uuid.UUID             `json:"id"`
+	ClosedStatuses  []string              `json:"closed_statuses"`
 	EventID         uuid.UUID             `json:"event_id"`
 	AuthorizationID string                `json:"authorization_id"`
 	AmountCents     int64                 `json:"amount_cents"`
@@ -72,6 +74,12 @@ type ApplyStepParams struct {
 // the new version. The event's payload is @payload with the order's status,
 // customer and restaurant taken from the updated row.
 //
+// An order whose status is in @closed_statuses matches no row either: the
+// caller passes the final statuses for a step that must not come after the
+// end (one that sets a status, or authorizes or captures the payment: an
+// attempt the workflow stopped waiting for when it was cancelled), and none
+// for the compensations and notices that come after it.
+//
 // A step whose event is already on the timeline (a retried activity)
 // matches no row and writes nothing. A concurrent retry that commits the
 // same event while this statement waits for the row lock is not seen by
@@ -84,6 +92,7 @@ func (q *Queries) ApplyStep(ctx context.Context, arg ApplyStepParams) (int64, er
 		arg.Reason,
 		arg.OccurredAt,
 		arg.ID,
+		pq.Array(arg.ClosedStatuses),
 		arg.EventID,
 		arg.AuthorizationID,
 		arg.AmountCents,

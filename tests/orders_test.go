@@ -447,7 +447,7 @@ func TestOrderPaths(t *testing.T) {
 		id := uuid.NewString()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := activities.NewSandboxGateway(app.Env.Store).Authorize(ctx, id, "tok_visa", 1); err != nil {
+		if _, err := activities.NewSandboxGateway(app.Env.Store).Authorize(ctx, id, activities.SandboxTokenVisa, 1); err != nil {
 			t.Fatalf("seed the conflicting hold: %v", err)
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)

@@ -75,6 +75,12 @@ SELECT count(*) AS placed FROM o;
 -- the new version. The event's payload is @payload with the order's status,
 -- customer and restaurant taken from the updated row.
 --
+-- An order whose status is in @closed_statuses matches no row either: the
+-- caller passes the final statuses for a step that must not come after the
+-- end (one that sets a status, or authorizes or captures the payment: an
+-- attempt the workflow stopped waiting for when it was cancelled), and none
+-- for the compensations and notices that come after it.
+--
 -- A step whose event is already on the timeline (a retried activity)
 -- matches no row and writes nothing. A concurrent retry that commits the
 -- same event while this statement waits for the row lock is not seen by
@@ -88,6 +94,7 @@ WITH adv AS (
         reason     = CASE WHEN @status::text = '' THEN orders.reason ELSE @reason::text END,
         updated_at = @occurred_at
     WHERE orders.id = @id
+      AND orders.status <> ALL(@closed_statuses::text[])
       AND NOT EXISTS (SELECT 1 FROM order_timeline t WHERE t.event_id = @event_id)
     RETURNING orders.id, orders.version, orders.status, orders.customer_id, orders.restaurant_id
 ), pay AS (

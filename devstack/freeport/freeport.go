@@ -20,6 +20,8 @@ import (
 )
 
 // Port returns a free TCP port on host (an IP address, such as 127.0.0.1).
+// For about a minute, only a listener that sets SO_REUSEADDR can bind it:
+// Go's, PostgreSQL's and NATS's do; another would get EADDRINUSE.
 func Port(host string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -27,9 +29,9 @@ func Port(host string) (int, error) {
 	}
 	defer l.Close()
 	addr := l.Addr().(*net.TCPAddr)
-	// macOS and Windows hand out ports in sequence, so a port comes back
-	// only after the whole range; and on Windows SO_REUSEADDR means
-	// something else. There the extra connection would only cost a port.
+	// Not done on macOS and Windows, where it is not verified (and on
+	// Windows SO_REUSEADDR means something else): there the port is only
+	// free a moment ago.
 	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
 		return addr.Port, nil
 	}

@@ -136,12 +136,11 @@ func start(ctx context.Context, cfg Config, pick func(host string) (int, error))
 		return nil, err
 	}
 	if err := srv.Start(); err != nil {
-		_ = srv.Stop()
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
 	if err := fatal.get(); err != nil {
 		_ = srv.Stop()
-		return nil, err
+		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
 	s := &Server{cfg: cfg, server: srv, logLevel: level,
 		store: fmt.Sprintf("%s, %d history shards", st.desc, st.persistence.NumHistoryShards)}
@@ -220,8 +219,9 @@ func (s *Server) startUI(ctx context.Context) error {
 // buildServer builds (but does not start) the server, on ports pick chooses
 // for the services other than the frontend. A build that logged a Fatal
 // (a port taken by now, above all) is an error: the server must not start.
-// Its listeners that did bind stay open until the process exits, a few
-// descriptors on a path that ends in an error anyway.
+// Nothing can stop a server that was never started, so the listeners its
+// build did bind stay open until the process exits: a few descriptors, on
+// a path that ends in an error anyway.
 func buildServer(cfg Config, host string, port int, st *store, level *slog.LevelVar, pick func(host string) (int, error)) (temporal.Server, *fatalLog, error) {
 	fatal := new(fatalLog)
 	logger := slogAdapter{log: cfg.Logger.With("component", "temporal"), level: level, fatal: fatal}
@@ -258,7 +258,6 @@ func buildServer(cfg Config, host string, port int, st *store, level *slog.Level
 		return nil, nil, fmt.Errorf("build temporal server: %w", err)
 	}
 	if err := fatal.get(); err != nil {
-		_ = srv.Stop() // nothing was started; this only marks it stopped
 		return nil, nil, fmt.Errorf("build temporal server: %w", err)
 	}
 	return srv, fatal, nil
@@ -271,7 +270,7 @@ func newServer(fatal *fatalLog, opts ...temporal.ServerOption) (srv temporal.Ser
 	defer func() {
 		if r := recover(); r != nil {
 			if ferr := fatal.get(); ferr != nil {
-				srv, err = nil, ferr
+				srv, err = nil, fmt.Errorf("%w (and then panicked: %v)", ferr, r)
 				return
 			}
 			panic(r)

@@ -2,6 +2,7 @@ package devserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -67,6 +68,10 @@ func (f *fatalLog) record(msg string, tags []tag.Tag) {
 	parts := make([]string, 0, len(tags))
 	for _, t := range tags {
 		parts = append(parts, fmt.Sprintf("%s=%v", t.Key(), t.Value()))
+	}
+	if len(parts) == 0 {
+		f.err = errors.New(msg)
+		return
 	}
 	f.err = fmt.Errorf("%s (%s)", msg, strings.Join(parts, ", "))
 }
