@@ -31,6 +31,12 @@ const (
 	ErrTypePaymentDeclined = "PaymentDeclined"
 	// ErrTypeInvalid: the input can never succeed (e.g. unknown order).
 	ErrTypeInvalid = "InvalidInput"
+	// ErrTypeOrderEnded: the order had ended already, so the step was not
+	// applied; the error's details hold the order's final status. It
+	// happens when a workflow cancellation overtakes a step the workflow
+	// then stopped waiting for (the abandoned attempt completed the order,
+	// say), and the compensation finds the order ended.
+	ErrTypeOrderEnded = "OrderEnded"
 )
 
 // Activities are the order workflow's activities, registered on the worker
@@ -300,32 +306,41 @@ func (a *Activities) ReleasePayment(ctx context.Context, in PaymentInput) (strin
 	if _, err := a.getOrder(ctx, id); err != nil {
 		return "", surface(err)
 	}
-	hold, err := a.Payments.CancelKey(ctx, id.String())
-	if errors.Is(err, ErrNoHold) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
 	var (
+		hold      Hold
 		status    orderflow.PaymentStatus
 		eventType string
 	)
-	switch orderflow.PaymentStatus(hold.Status) {
-	case orderflow.PaymentDeclined:
-		return hold.Status, nil
-	case orderflow.PaymentAuthorized, orderflow.PaymentVoided:
-		status, eventType = orderflow.PaymentVoided, events.OrderPaymentVoided
-		if err := a.Payments.Void(ctx, hold.AuthorizationID); err != nil {
+	// Twice at most: a capture the workflow stopped waiting for can land
+	// between the look-up and the void, which the gateway then refuses;
+	// the second look sees the capture and refunds it.
+	for look := 1; ; look++ {
+		hold, err = a.Payments.CancelKey(ctx, id.String())
+		if errors.Is(err, ErrNoHold) {
+			return "", nil
+		}
+		if err != nil {
 			return "", err
 		}
-	case orderflow.PaymentCaptured, orderflow.PaymentRefunded:
-		status, eventType = orderflow.PaymentRefunded, events.OrderPaymentRefunded
-		if err := a.Payments.Refund(ctx, hold.AuthorizationID); err != nil {
+		var move func(context.Context, string) error
+		switch orderflow.PaymentStatus(hold.Status) {
+		case orderflow.PaymentDeclined:
+			return hold.Status, nil
+		case orderflow.PaymentAuthorized, orderflow.PaymentVoided:
+			status, eventType, move = orderflow.PaymentVoided, events.OrderPaymentVoided, a.Payments.Void
+		case orderflow.PaymentCaptured, orderflow.PaymentRefunded:
+			status, eventType, move = orderflow.PaymentRefunded, events.OrderPaymentRefunded, a.Payments.Refund
+		default:
+			return "", invalidf("order %s: the gateway reports payment status %q", id, hold.Status)
+		}
+		err = move(ctx, hold.AuthorizationID)
+		if err == nil {
+			break
+		}
+		var appErr *temporal.ApplicationError
+		if look == 2 || !errors.As(err, &appErr) || !appErr.NonRetryable() {
 			return "", err
 		}
-	default:
-		return "", invalidf("order %s: the gateway reports payment status %q", id, hold.Status)
 	}
 	err = a.apply(ctx, step{
 		orderID: id, eventType: eventType,

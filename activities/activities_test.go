@@ -409,7 +409,7 @@ func TestNoForwardStepAfterTheEnd(t *testing.T) {
 			return f.acts.Transition(t.Context(), activities.TransitionInput{OrderID: in.OrderID, Status: "accepted", EventType: events.OrderAccepted})
 		},
 	} {
-		requireAppError(t, step(), activities.ErrTypeInvalid)
+		requireEnded(t, step(), "cancelled")
 		if o := f.order(t, in.OrderID); o.Status != "cancelled" {
 			t.Fatalf("after a late %s the order is %q; want cancelled", name, o.Status)
 		}
@@ -421,7 +421,7 @@ func TestNoForwardStepAfterTheEnd(t *testing.T) {
 		t.Errorf("%d notifications sent by refused steps; want none", len(n))
 	}
 	_, err := f.acts.AuthorizePayment(t.Context(), activities.AuthorizeInput{OrderID: in.OrderID, PaymentToken: activities.SandboxTokenVisa, AmountCents: in.TotalCents})
-	requireAppError(t, err, activities.ErrTypeInvalid)
+	requireEnded(t, err, "cancelled")
 	if got := f.ledger(t, in.OrderID); len(got) != 0 {
 		t.Errorf("ledger %v after a late authorization; want no hold", got)
 	}
@@ -433,5 +433,16 @@ func TestNoForwardStepAfterTheEnd(t *testing.T) {
 	}
 	if got := len(f.timeline(t, in.OrderID)); got != before+1 {
 		t.Errorf("timeline has %d events; want %d (the notice added)", got, before+1)
+	}
+}
+
+// requireEnded asserts err is an ErrTypeOrderEnded error whose details say
+// the order is status.
+func requireEnded(tb testing.TB, err error, status string) {
+	tb.Helper()
+	appErr := requireAppError(tb, err, activities.ErrTypeOrderEnded)
+	var got string
+	if derr := appErr.Details(&got); derr != nil || got != status {
+		tb.Errorf("details %q (%v); want the order's status %q", got, derr, status)
 	}
 }

@@ -143,10 +143,12 @@ func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID,
 	if err != nil {
 		return err
 	}
-	if st := orderflow.OrderStatus(o.Status); st.Final() && errors.Is(cause, sql.ErrNoRows) {
+	if errors.Is(cause, sql.ErrNoRows) {
 		// Only a forward step is refused on an ended order; the others
 		// match it. Retrying cannot help.
-		return invalidf("record %s: order %s is %s: the step comes after the end", eventType, orderID, st)
+		if err := ended(o, "record "+eventType); err != nil {
+			return err
+		}
 	}
 	if errors.Is(cause, sql.ErrNoRows) {
 		// The order exists now but did not when the step ran: it was being
@@ -187,12 +189,14 @@ func (a *Activities) getOrder(ctx context.Context, id uuid.UUID) (db.Order, erro
 	return o, nil
 }
 
-// ended refuses, as non-retryable, a forward step on order o once it has
-// ended, before the step calls a gateway or a notifier; apply refuses the
-// write itself, for an order that ends while the call is out.
+// ended refuses a forward step on order o once it has ended, with a
+// non-retryable ErrTypeOrderEnded error whose details are o's status:
+// before the step calls a gateway or a notifier, and (apply) instead of
+// its write, for an order that ends while the call is out.
 func ended(o db.Order, what string) error {
 	if st := orderflow.OrderStatus(o.Status); st.Final() {
-		return invalidf("%s: order %s is %s", what, o.ID, st)
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s: order %s is %s: the step comes after the end", what, o.ID, st), ErrTypeOrderEnded, nil, string(st))
 	}
 	return nil
 }

@@ -561,7 +561,7 @@ func TestReleasePaymentAsksTheGateway(t *testing.T) {
 			}
 		}}
 		_, err := late.AuthorizePayment(t.Context(), activities.AuthorizeInput{OrderID: in.OrderID, PaymentToken: activities.SandboxTokenVisa, AmountCents: in.TotalCents})
-		requireAppError(t, err, activities.ErrTypeInvalid)
+		requireEnded(t, err, "cancelled")
 		if p := f.payment(t, in.OrderID); p.Status != "voided" {
 			t.Errorf("payment row %q after the late attempt; want voided", p.Status)
 		}
@@ -572,6 +572,24 @@ func TestReleasePaymentAsksTheGateway(t *testing.T) {
 			if row.EventType == events.OrderPaymentAuthorized {
 				t.Errorf("outbox has %s after the release", row.EventType)
 			}
+		}
+	})
+	t.Run("capture landing before the void is refunded", func(t *testing.T) {
+		// A capture the workflow stopped waiting for reaches the gateway
+		// between the release's look-up and its void.
+		in := f.place(t)
+		authID := f.authorize(t, in, activities.SandboxTokenVisa)
+		late := *f.acts
+		late.Payments = &captureBeforeVoid{PaymentGateway: f.gw}
+		got, err := late.ReleasePayment(t.Context(), activities.PaymentInput{OrderID: in.OrderID, AuthorizationID: authID})
+		if err != nil || got != "refunded" {
+			t.Fatalf("ReleasePayment = %q, %v; want refunded", got, err)
+		}
+		if got := f.ledger(t, in.OrderID); !slices.Equal(got, []string{"authorize", "capture", "refund"}) {
+			t.Errorf("ledger %v; want authorize, capture, refund", got)
+		}
+		if charged, _ := f.store.SandboxNetCharged(t.Context(), in.OrderID); charged != 0 {
+			t.Errorf("net charged %d; want 0", charged)
 		}
 	})
 	t.Run("declined stays declined", func(t *testing.T) {
@@ -599,4 +617,21 @@ func (g *compensateWhileAuthorizing) Authorize(ctx context.Context, key, token s
 		g.compensate(ctx)
 	}
 	return id, err
+}
+
+// captureBeforeVoid captures the hold just before its first void: an
+// abandoned capture overtaking the release.
+type captureBeforeVoid struct {
+	activities.PaymentGateway
+	done bool
+}
+
+func (g *captureBeforeVoid) Void(ctx context.Context, authorizationID string) error {
+	if !g.done {
+		g.done = true
+		if err := g.Capture(ctx, authorizationID); err != nil {
+			return err
+		}
+	}
+	return g.PaymentGateway.Void(ctx, authorizationID)
 }

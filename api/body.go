@@ -79,7 +79,9 @@ func decodeStrict(data []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return orderflow.FieldErrorf("body", "unexpected data after the JSON value")
 	}
-	if err := checkKeys(json.NewDecoder(bytes.NewReader(data)), reflect.TypeOf(v), ""); err != nil {
+	keys := json.NewDecoder(bytes.NewReader(data))
+	keys.UseNumber() // numbers are skipped, never parsed
+	if err := checkKeys(keys, reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
 	return checkText(reflect.ValueOf(v), "")
@@ -96,6 +98,9 @@ func decodeStrict(data []byte, v any) error {
 func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if t != nil && reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		t = nil // it reads its JSON its own way: only repeated keys are checked
 	}
 	tok, err := dec.Token()
 	if err != nil {
@@ -114,9 +119,15 @@ func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 		}
 		_, _ = dec.Token()
 	case json.Delim('{'):
-		var fields map[string]reflect.Type
-		if t != nil && t.Kind() == reflect.Struct {
+		var (
+			fields map[string]reflect.Type
+			elem   reflect.Type // of a map's values
+		)
+		switch {
+		case t != nil && t.Kind() == reflect.Struct:
 			fields = jsonFields(t, map[string]reflect.Type{})
+		case t != nil && t.Kind() == reflect.Map:
+			elem = t.Elem()
 		}
 		seen := map[string]bool{}
 		for dec.More() {
@@ -134,6 +145,9 @@ func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			}
 			seen[key] = true
 			ft, known := fields[key]
+			if elem != nil {
+				ft = elem
+			}
 			if fields != nil && !known {
 				for f := range fields {
 					if strings.EqualFold(f, key) {
@@ -161,6 +175,9 @@ func jsonFields(t reflect.Type, fields map[string]reflect.Type) map[string]refle
 			continue
 		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
 			jsonFields(f.Type, fields)
+			continue
+		case f.Anonymous && name == "" && f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
+			jsonFields(f.Type.Elem(), fields)
 			continue
 		case !f.IsExported():
 			continue

@@ -354,16 +354,27 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	o.status, o.reason = status, reason
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 
-	run := func(summary string, activity, arg, result any) {
+	run := func(summary string, activity, arg, result any) error {
 		opts := compensationOptions
 		opts.Summary = summary
 		// Retried until it succeeds: an error here can only be a
 		// non-retryable one, which would be a bug; it is logged, not hidden.
-		if err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), activity, arg).Get(dctx, result); err != nil {
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), activity, arg).Get(dctx, result)
+		if _, ended := endedAs(err); err != nil && !ended {
 			o.logger.Error("compensation step failed", "OrderID", id, "Step", summary, "Error", err)
 		}
+		return err
 	}
-	run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason}, nil)
+	err := run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason}, nil)
+	if final, ok := endedAs(err); ok {
+		// The order had ended already: a step the workflow stopped waiting
+		// for when it was cancelled (completing a delivered order, say)
+		// went through. It stands, with whatever it did to the payment;
+		// there is nothing to give back and nothing more to tell.
+		o.logger.Warn("order had ended before its compensation", "OrderID", id, "Status", final)
+		o.status, o.reason = final, ""
+		return nil
+	}
 	if o.payment != orderflow.PaymentDeclined {
 		// Whatever the gateway holds — the workflow may not have heard of
 		// an authorization or a capture that happened — is given back.
@@ -379,6 +390,19 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	}
 	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)
 	return nil
+}
+
+// endedAs tells whether err says the order had ended, and in which status.
+func endedAs(err error) (orderflow.OrderStatus, bool) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeOrderEnded {
+		return "", false
+	}
+	var final string
+	if appErr.Details(&final) != nil || !orderflow.OrderStatus(final).Final() {
+		return "", false
+	}
+	return orderflow.OrderStatus(final), true
 }
 
 // failed ends the order as failed after a forward step could not be done.

@@ -38,6 +38,8 @@ type harness struct {
 	authorize func(activities.AuthorizeInput) (activities.Authorization, error)
 	// after delays the named activity's completion by workflow time.
 	after map[string]time.Duration
+	// transition, when set, answers Transition instead of success.
+	transition func(activities.TransitionInput) error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -75,6 +77,9 @@ func (h *harness) mock() {
 	})
 	on("Transition", acts.Transition, func(_ context.Context, in activities.TransitionInput) error {
 		h.record("Transition:" + in.EventType)
+		if h.transition != nil {
+			return h.transition(in)
+		}
 		return nil
 	})
 	on("CapturePayment", acts.CapturePayment, func(_ context.Context, in activities.PaymentInput) error {
@@ -402,6 +407,34 @@ func TestWorkflowCancelledAfterCaptureRefunds(t *testing.T) {
 	}
 	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
 		"NotifyCustomer:accepted", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled")
+}
+
+// TestCompensationFindsTheOrderEnded: the workflow is cancelled while a step
+// it then stops waiting for completes the order (the SDK abandons a local
+// activity on cancellation). The compensation's first step finds the order
+// ended: the order stays completed, its captured payment is not refunded
+// and the customer is not told it was cancelled.
+func TestCompensationFindsTheOrderEnded(t *testing.T) {
+	h := newHarness(t)
+	h.update(time.Minute, workflows.UpdateAccept)
+	h.transition = func(in activities.TransitionInput) error {
+		if in.EventType != events.OrderCancelled {
+			return nil
+		}
+		return temporal.NewNonRetryableApplicationError("record order.cancelled: order is completed", activities.ErrTypeOrderEnded, nil, "completed")
+	}
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 10*time.Minute)
+	h.run()
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
+		"NotifyCustomer:accepted", "Transition:order.cancelled")
+	var res workflows.OrderResult
+	if err := h.env.GetWorkflowResult(&res); err != nil && !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow error = %v", err)
+	}
+	var q workflows.StatusView
+	if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != "completed" {
+		t.Errorf("status query = %+v (%v); want completed", q, err)
+	}
 }
 
 // TestReasonLengthCountsCharacters: the API counts a reason's length in
