@@ -144,15 +144,13 @@ func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID,
 		return err
 	}
 	if errors.Is(cause, sql.ErrNoRows) {
-		// Only a forward step is refused on an ended order; the others
-		// match it. Retrying cannot help.
+		// Only a forward step is refused on an ended order (the others
+		// match it), and retrying cannot help.
 		if err := ended(o, "record "+eventType); err != nil {
 			return err
 		}
-	}
-	if errors.Is(cause, sql.ErrNoRows) {
-		// The order exists now but did not when the step ran: it was being
-		// recorded meanwhile. A retry applies the step.
+		// Otherwise the order exists now but did not when the step ran: it
+		// was being recorded meanwhile. A retry applies the step.
 		return fmt.Errorf("record %s: order %s was not recorded yet", eventType, orderID)
 	}
 	// The event ID is taken, yet not on the timeline: the outbox holds the
