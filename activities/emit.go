@@ -129,7 +129,8 @@ func (a *Activities) apply(ctx context.Context, s step) error {
 
 // notApplied explains a step that wrote nothing (cause: no row matched, or
 // a unique event_id was taken): nil when its event is on the timeline
-// already, an ErrTypeInvalid error when the order does not exist.
+// already, an ErrTypeInvalid error when the order does not exist, an
+// ErrTypeOrderEnded one when a forward step met an ended order.
 func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID, eventType string, cause error) error {
 	done, err := a.Store.TimelineHasEvent(ctx, eventID)
 	if err != nil {

@@ -175,7 +175,7 @@ func TestSandboxHoldsOncePerKey(t *testing.T) {
 			first := "auth_" + strings.Repeat("0f", 12)
 			q := f.store.Queries.WithTx(tx)
 			if _, err := q.PlaceSandboxHold(t.Context(), db.PlaceSandboxHoldParams{
-				ID: first, IdempotencyKey: key, Token: activities.SandboxTokenVisa, AmountCents: 500, Status: "authorized",
+				ID: first, IdempotencyKey: key, Token: activities.SandboxTokenVisa, AmountCents: 500, Status: "authorized", Entry: "authorize",
 			}); err != nil {
 				t.Fatal(err)
 			}

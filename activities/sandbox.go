@@ -103,9 +103,13 @@ func (g *SandboxGateway) Authorize(ctx context.Context, idempotencyKey, token st
 	// One statement places the hold and books it. A key that has a hold
 	// already (a retry, or a concurrent call that inserted first: ours then
 	// waits for it and inserts nothing) is answered with that hold.
+	entry := "" // a decline moves no money
+	if status == string(orderflow.PaymentAuthorized) {
+		entry = entryAuthorize
+	}
 	placed, err := g.store.PlaceSandboxHold(ctx, db.PlaceSandboxHoldParams{
 		ID: id, IdempotencyKey: idempotencyKey, Token: token, AmountCents: amountCents,
-		Status: status, DeclineReason: reason,
+		Status: status, DeclineReason: reason, Entry: entry,
 	})
 	if err != nil {
 		return "", fmt.Errorf("sandbox: authorize: %w", err)
@@ -168,7 +172,7 @@ func (g *SandboxGateway) CancelKey(ctx context.Context, idempotencyKey string) (
 	if err != nil {
 		return Hold{}, err
 	}
-	cancelled, err := g.store.CancelSandboxKey(ctx, db.CancelSandboxKeyParams{ID: id, IdempotencyKey: idempotencyKey})
+	cancelled, err := g.store.CancelSandboxKey(ctx, db.CancelSandboxKeyParams{ID: id, IdempotencyKey: idempotencyKey, Status: sandboxCancelled})
 	if err != nil {
 		return Hold{}, fmt.Errorf("sandbox: cancel %s: %w", idempotencyKey, err)
 	}

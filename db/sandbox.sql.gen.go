@@ -9,30 +9,28 @@ import (
 	"context"
 )
 
-const cancelSandboxKey = `-- name: CancelSandboxKey :one
-WITH ins AS (
-    INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status)
-    VALUES ($1, $2, '', 0, 'cancelled')
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
-)
-SELECT count(*) AS cancelled FROM ins
+const cancelSandboxKey = `-- name: CancelSandboxKey :execrows
+INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status)
+VALUES ($1, $2, '', 0, $3)
+ON CONFLICT (idempotency_key) DO NOTHING
 `
 
 type CancelSandboxKeyParams struct {
 	ID             string `json:"id"`
 	IdempotencyKey string `json:"idempotency_key"`
+	Status         string `json:"status"`
 }
 
-// Closes an idempotency key that holds nothing with a 'cancelled' row, in
-// one statement; a concurrent PlaceSandboxHold on the key either inserted
-// first (cancelled is then 0 and the caller reads its hold) or waits for
-// this one and inserts nothing.
+// Closes an idempotency key that holds nothing with a row in @status (the
+// sandbox's 'cancelled'); a concurrent PlaceSandboxHold on the key either
+// inserted first (no row is inserted and the caller reads its hold) or
+// waits for this one and inserts nothing.
 func (q *Queries) CancelSandboxKey(ctx context.Context, arg CancelSandboxKeyParams) (int64, error) {
-	row := q.db.QueryRowContext(ctx, cancelSandboxKey, arg.ID, arg.IdempotencyKey)
-	var cancelled int64
-	err := row.Scan(&cancelled)
-	return cancelled, err
+	result, err := q.db.ExecContext(ctx, cancelSandboxKey, arg.ID, arg.IdempotencyKey, arg.Status)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
 }
 
 const countSandboxAttempt = `-- name: CountSandboxAttempt :one
@@ -167,10 +165,10 @@ WITH ins AS (
     INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
     VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, amount_cents, status
+    RETURNING id, amount_cents
 ), ledger AS (
     INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
-    SELECT ins.id, 'authorize', ins.amount_cents FROM ins WHERE ins.status = 'authorized'
+    SELECT ins.id, $7::text, ins.amount_cents FROM ins WHERE $7::text <> ''
 )
 SELECT count(*) AS placed FROM ins
 `
@@ -182,12 +180,13 @@ type PlaceSandboxHoldParams struct {
 	AmountCents    int64  `json:"amount_cents"`
 	Status         string `json:"status"`
 	DeclineReason  string `json:"decline_reason"`
+	Entry          string `json:"entry"`
 }
 
-// Inserts a hold and, when approved, its ledger entry, in one statement
-// (one transaction), unless its idempotency key already has one: a
-// concurrent call with the same key waits for the first and then inserts
-// nothing. placed is 0 when the key already has a hold.
+// Inserts a hold and, when @entry is not empty (an approval), its ledger
+// entry, in one statement (one transaction), unless its idempotency key
+// already has one: a concurrent call with the same key waits for the first
+// and then inserts nothing. placed is 0 when the key already has a hold.
 func (q *Queries) PlaceSandboxHold(ctx context.Context, arg PlaceSandboxHoldParams) (int64, error) {
 	row := q.db.QueryRowContext(ctx, placeSandboxHold,
 		arg.ID,
@@ -196,6 +195,7 @@ func (q *Queries) PlaceSandboxHold(ctx context.Context, arg PlaceSandboxHoldPara
 		arg.AmountCents,
 		arg.Status,
 		arg.DeclineReason,
+		arg.Entry,
 	)
 	var placed int64
 	err := row.Scan(&placed)

@@ -34,18 +34,18 @@ FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.authorization_id
 WHERE a.idempotency_key = $1;
 
 -- name: PlaceSandboxHold :one
--- Inserts a hold and, when approved, its ledger entry, in one statement
--- (one transaction), unless its idempotency key already has one: a
--- concurrent call with the same key waits for the first and then inserts
--- nothing. placed is 0 when the key already has a hold.
+-- Inserts a hold and, when @entry is not empty (an approval), its ledger
+-- entry, in one statement (one transaction), unless its idempotency key
+-- already has one: a concurrent call with the same key waits for the first
+-- and then inserts nothing. placed is 0 when the key already has a hold.
 WITH ins AS (
     INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status, decline_reason)
     VALUES (@id, @idempotency_key, @token, @amount_cents, @status, @decline_reason)
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, amount_cents, status
+    RETURNING id, amount_cents
 ), ledger AS (
     INSERT INTO sandbox_ledger (authorization_id, entry, amount_cents)
-    SELECT ins.id, 'authorize', ins.amount_cents FROM ins WHERE ins.status = 'authorized'
+    SELECT ins.id, @entry::text, ins.amount_cents FROM ins WHERE @entry::text <> ''
 )
 SELECT count(*) AS placed FROM ins;
 
@@ -55,15 +55,11 @@ SELECT l.* FROM sandbox_ledger l JOIN sandbox_authorizations a ON a.id = l.autho
 WHERE a.idempotency_key = $1
 ORDER BY l.id;
 
--- name: CancelSandboxKey :one
--- Closes an idempotency key that holds nothing with a 'cancelled' row, in
--- one statement; a concurrent PlaceSandboxHold on the key either inserted
--- first (cancelled is then 0 and the caller reads its hold) or waits for
--- this one and inserts nothing.
-WITH ins AS (
-    INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status)
-    VALUES (@id, @idempotency_key, '', 0, 'cancelled')
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id
-)
-SELECT count(*) AS cancelled FROM ins;
+-- name: CancelSandboxKey :execrows
+-- Closes an idempotency key that holds nothing with a row in @status (the
+-- sandbox's 'cancelled'); a concurrent PlaceSandboxHold on the key either
+-- inserted first (no row is inserted and the caller reads its hold) or
+-- waits for this one and inserts nothing.
+INSERT INTO sandbox_authorizations (id, idempotency_key, token, amount_cents, status)
+VALUES (@id, @idempotency_key, '', 0, @status)
+ON CONFLICT (idempotency_key) DO NOTHING;
