@@ -180,10 +180,12 @@ func (s *Stack) Close() {
 	if s.temporal != nil {
 		s.temporal.Stop()
 		s.temporal = nil
+		s.logger.Info("temporal stopped")
 	}
 	if s.nats != nil {
 		s.nats.Stop()
 		s.nats = nil
+		s.logger.Info("nats stopped")
 	}
 	if s.Postgres != nil {
 		if err := s.Postgres.Stop(); err != nil {

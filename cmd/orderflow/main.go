@@ -78,6 +78,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		logger.Error(cmd.name+" failed", "err", err)
 		return 1
 	}
+	if ctx.Err() != nil {
+		logger.Info(cmd.name + " stopped")
+	}
 	return 0
 }
 

@@ -248,6 +248,7 @@ func runStages(ctx context.Context, logger *slog.Logger, ready func(), stages ..
 			stops[i]()
 			running[i].Wait()
 		}
+		logger.Info("service parts stopped")
 		return nil
 	})
 	if ready != nil {

@@ -298,7 +298,6 @@ func serverConfig(cfg Config, host string, port int, st *store, pick func(host s
 				InitialFailoverVersion: 1,
 				RPCAddress:             cfg.FrontendAddr,
 				HTTPAddress:            net.JoinHostPort(host, strconv.Itoa(httpPort)),
-				ClusterID:              "orderflow-dev",
 			},
 		},
 	}
