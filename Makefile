@@ -7,7 +7,7 @@ TEST_FLAGS  ?= -count=1 -timeout 20m
 
 .PHONY: run build test unit generate check-generated lint vet clean histories bench
 
-## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker and the API in one process
+## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker, the outbox relay, the consumers and the API in one process
 run: build
 	./$(BIN) dev
 
@@ -28,7 +28,7 @@ BENCH_FLAGS ?=
 bench: build
 	./$(BIN) bench $(BENCH_FLAGS)
 
-## histories: re-record the workflow histories the replay tests replay (tests/testdata/histories), from real runs on the embedded stack
+## histories: record each order path on the embedded stack and add the histories of new shapes to tests/testdata/histories (never overwrites one)
 histories:
 	$(GO) test -count=1 -run '^TestOrderPaths$$' ./tests/ -args -record
 	$(GO) test -count=1 -run '^TestReplayRecordedHistories$$' ./tests/

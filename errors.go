@@ -26,6 +26,7 @@ type Error struct {
 	Field   string
 }
 
+// Error tells the code, the field at fault if any, and the message.
 func (e *Error) Error() string {
 	if e.Field != "" {
 		return fmt.Sprintf("%s: %s: %s", e.Code, e.Field, e.Message)

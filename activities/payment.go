@@ -36,6 +36,7 @@ type DeclinedError struct {
 	KeyCancelled bool
 }
 
+// Error tells the gateway's reason for the decline.
 func (e *DeclinedError) Error() string { return fmt.Sprintf("payment declined: %s", e.Reason) }
 
 // Hold is what a gateway holds for one idempotency key.

@@ -117,6 +117,11 @@ func (s *Server) decisionError(ctx context.Context, id uuid.UUID, update string,
 	switch {
 	case errors.As(err, &appErr):
 		return orderflow.Errorf(orderflow.ECONFLICT, "%s", appErr.Message())
+	case temporal.IsCanceledError(err):
+		// The workflow was cancelled (from the Web UI or the CLI, say)
+		// while the decision waited for its outcome: the order is being
+		// cancelled instead.
+		return orderflow.Errorf(orderflow.ECONFLICT, "the order's workflow was cancelled: the %s did not take effect", update)
 	case !errors.As(err, &nf):
 		return temporalError(update+" order", err)
 	}

@@ -23,6 +23,7 @@ type updateAnswer struct {
 	status    string // the DecisionResult status, when accepted
 	rejection string // the validator's message, when refused
 	err       error  // an error from UpdateWorkflow itself
+	cancelled bool   // the workflow was cancelled while the update waited
 }
 
 // expectUpdate makes the mock answer the named update on the order's
@@ -39,9 +40,12 @@ func expectUpdate(tb testing.TB, tc *mocks.Client, orderID, name string, wantArg
 	}
 	h := mocks.NewWorkflowUpdateHandle(tb)
 	get := h.On("Get", mock.Anything, mock.Anything)
-	if a.rejection != "" {
+	switch {
+	case a.rejection != "":
 		get.Return(temporal.NewApplicationError(a.rejection, "Rejected"))
-	} else {
+	case a.cancelled:
+		get.Return(temporal.NewCanceledError())
+	default:
 		get.Run(func(args mock.Arguments) {
 			*args.Get(1).(*workflows.DecisionResult) = workflows.DecisionResult{Status: a.status}
 		}).Return(nil)
@@ -91,6 +95,8 @@ func TestDecisions(t *testing.T) {
 			answer: updateAnswer{err: notFound}, status: 409, detail: "order is failed"},
 		{name: "unknown order", id: unknown, action: "accept", update: workflows.UpdateAccept,
 			answer: updateAnswer{err: serviceerror.NewNotFound("workflow not found")}, status: 404},
+		{name: "workflow cancelled while deciding", id: running, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{cancelled: true}, status: 409, detail: "workflow was cancelled"},
 		{name: "temporal unavailable", id: running, action: "delivered", update: workflows.UpdateDelivered,
 			answer: updateAnswer{err: serviceerror.NewUnavailable("connection refused")}, status: 503},
 		{name: "not a UUID", id: "nope", action: "accept", status: 404},

@@ -174,7 +174,16 @@ func (s *Server) Handler() http.Handler { return s.echo }
 // Serve serves on l until ctx is done, then stops accepting connections
 // and returns once the requests in flight have been answered.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler: s.echo,
+		// A client that trickles its headers or its body (at most 64 KiB)
+		// does not hold a connection and a goroutine for ever; nor does an
+		// idle keep-alive connection. There is no write timeout: an accept
+		// or delivered request waits up to updateTimeout for the workflow.
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

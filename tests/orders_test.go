@@ -2,6 +2,8 @@ package tests_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"net/http"
@@ -28,10 +30,15 @@ import (
 	"github.com/orderflow/orderflow/workflows"
 )
 
-// record re-records the histories the replay tests replay: `make histories`.
-var record = flag.Bool("record", false, "write each order path's workflow history to testdata/histories")
+// record adds to the histories the replay tests replay: `make histories`.
+var record = flag.Bool("record", false, "add each order path's workflow history to testdata/histories when its shape is new")
 
-// historyDir holds one recorded history per order path.
+// historyDir holds the recorded histories: for each order path, one per
+// shape (sequence of commands) the workflow has had. They are fixtures of
+// what ran, never re-recorded: a recording whose shape is on file already
+// is dropped, and one with a new shape is added next to the old ones (as
+// <path>.<shape>.json), so that the replay tests keep replaying the
+// histories of orders started by earlier code.
 const historyDir = "testdata/histories"
 
 // Seeded data the tests order from (db/seed.go).
@@ -250,12 +257,76 @@ func finish(t *testing.T, app *apptest.App, id, path string) order {
 	if err := os.MkdirAll(historyDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	shape := historyShape(t, hist)
+	files, err := filepath.Glob(filepath.Join(historyDir, path+".*json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if historyPath(f) != path {
+			continue
+		}
+		if historyShape(t, readHistory(t, f)) == shape {
+			t.Logf("history of path %s: its shape is on file (%s)", path, f)
+			return o
+		}
+	}
 	file := filepath.Join(historyDir, path+".json")
+	if len(files) > 0 {
+		file = filepath.Join(historyDir, path+"."+shape+".json")
+	}
 	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("recorded %s (%d events)", file, len(hist.Events))
+	t.Logf("recorded %s (%d events), a new shape", file, len(hist.Events))
 	return o
+}
+
+// historyPath is the order path a history file is of.
+func historyPath(file string) string {
+	name, _, _ := strings.Cut(filepath.Base(file), ".")
+	return name
+}
+
+// historyShape fingerprints what replay compares in a history: the
+// sequence of its events' types, with the activity, marker, version change
+// and Update names they carry. Timings, IDs and payloads are left out.
+func historyShape(t *testing.T, hist *historypb.History) string {
+	t.Helper()
+	h := sha256.New()
+	for _, ev := range hist.GetEvents() {
+		fmt.Fprint(h, ev.GetEventType().String())
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			fmt.Fprint(h, " ", a.GetActivityType().GetName())
+		}
+		if m := ev.GetMarkerRecordedEventAttributes(); m != nil {
+			fmt.Fprint(h, " ", m.GetMarkerName())
+			for _, k := range []string{"change-id", "version"} {
+				if v, ok := m.GetDetails()[k]; ok {
+					fmt.Fprint(h, " ", v.String())
+				}
+			}
+		}
+		if u := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); u != nil {
+			fmt.Fprint(h, " ", u.GetAcceptedRequest().GetInput().GetName())
+		}
+		fmt.Fprintln(h)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
+}
+
+// readHistory reads a recorded history file.
+func readHistory(t *testing.T, file string) *historypb.History {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist := &historypb.History{}
+	if err := (temporalproto.CustomJSONUnmarshalOptions{}).Unmarshal(data, hist); err != nil {
+		t.Fatalf("decode %s: %v", file, err)
+	}
+	return hist
 }
 
 // addQuickRestaurant gives the tests a restaurant whose accept window is a

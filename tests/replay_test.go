@@ -3,7 +3,6 @@ package tests_test
 import (
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/worker"
@@ -31,7 +30,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	var found []string
 	for _, f := range files {
-		found = append(found, strings.TrimSuffix(filepath.Base(f), ".json"))
+		found = append(found, historyPath(f))
 	}
 	for _, p := range recordedPaths {
 		if !slices.Contains(found, p) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
@@ -26,8 +27,16 @@ func Register(r sdkworker.Registry, acts *activities.Activities) {
 // same, so that a difference in throughput is the workflow's, not the
 // worker's.
 func Options() sdkworker.Options {
-	return sdkworker.Options{}
+	return sdkworker.Options{
+		// On shutdown the activities running are given this long to
+		// finish (each is one short transaction or call) before their
+		// context is cancelled; the SDK's default is not to wait at all.
+		WorkerStopTimeout: stopTimeout,
+	}
 }
+
+// stopTimeout bounds how long a stopping worker waits for its activities.
+const stopTimeout = 10 * time.Second
 
 // Run polls taskQueue until ctx is done, then stops the worker, letting
 // running activities finish within the SDK's stop timeout.

@@ -24,6 +24,16 @@ var a *activities.Activities
 const (
 	// changeEscalationNotice: an escalated delivery also tells the customer.
 	changeEscalationNotice = "escalation-customer-notice"
+	// changeCancelAcceptTimer: a decision before the restaurant's deadline
+	// cancels the deadline's timer. Before, it was left to fire during the
+	// wait for delivery, one workflow task for nothing (the SDK's
+	// AwaitWithOptions does not cancel it yet: its flag for that is off in
+	// v1.47).
+	changeCancelAcceptTimer = "cancel-accept-timer"
+	// changeCompensationRecordsFirst: a compensation of an order whose
+	// recording was not confirmed records it first, and a decision that
+	// ends the order (reject, cancel) answers once the end is recorded.
+	changeCompensationRecordsFirst = "compensation-records-first"
 )
 
 // decision is the restaurant's or the customer's answer while the order
@@ -43,7 +53,13 @@ type order struct {
 	decision  *decision
 	delivered bool
 	escalated bool
-	logger    log.Logger
+	// recorded: RecordPlaced succeeded, so the order is in the database.
+	recorded bool
+	// answerOnRecord: the order is being compensated under
+	// changeCompensationRecordsFirst, whose decisions answer only once
+	// endRecorded, the final status's write, has been done.
+	answerOnRecord, endRecorded bool
+	logger                      log.Logger
 }
 
 // Order runs one order from placement to completion, or to compensation
@@ -85,11 +101,13 @@ func (o *order) setup(ctx workflow.Context) error {
 		return err
 	}
 	// A decision's update returns once the workflow has recorded its
-	// outcome, so the caller's next read sees it.
+	// outcome, so the caller's next read sees it. (Orders whose
+	// compensation began before changeCompensationRecordsFirst answered a
+	// reject or a cancel as soon as it began.)
 	decide := func(ctx workflow.Context, update string, reason string) (DecisionResult, error) {
 		o.decision = &decision{update: update, reason: reason}
 		err := workflow.Await(ctx, func() bool {
-			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance
+			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance && o.outcomeRecorded()
 		})
 		if err != nil {
 			return DecisionResult{}, err
@@ -133,8 +151,16 @@ func (o *order) setup(ctx workflow.Context) error {
 		{UpdateDelivered,
 			func(ctx workflow.Context) (DecisionResult, error) {
 				o.delivered = true
-				err := workflow.Await(ctx, func() bool { return o.status != orderflow.StatusAccepted })
-				return DecisionResult{Status: string(o.status)}, err
+				err := workflow.Await(ctx, func() bool { return o.status != orderflow.StatusAccepted && o.outcomeRecorded() })
+				if err != nil {
+					return DecisionResult{}, err
+				}
+				// A step before the delivery (the capture, say) may have
+				// failed the order meanwhile: that is no success.
+				if o.status != orderflow.StatusCompleted {
+					return DecisionResult{Status: string(o.status)}, fmt.Errorf("order is %s: the delivery did not complete it", o.status)
+				}
+				return DecisionResult{Status: string(o.status)}, nil
 			},
 			func(ctx workflow.Context) error {
 				if o.status != orderflow.StatusAccepted {
@@ -152,6 +178,14 @@ func (o *order) setup(ctx workflow.Context) error {
 		}
 	}
 	return nil
+}
+
+// outcomeRecorded tells whether the order's current status is in the
+// database, as far as the decisions' answers wait for it: a forward status
+// is set once written, a compensation's final status (under
+// changeCompensationRecordsFirst) once endRecorded.
+func (o *order) outcomeRecorded() bool {
+	return !o.answerOnRecord || o.endRecorded
 }
 
 // canDecide tells whether a decision may be taken now: the order must be in
@@ -223,6 +257,7 @@ func (o *order) run(ctx workflow.Context) (err error) {
 	if err := o.do(ctx, "record order", a.RecordPlaced, order); err != nil {
 		return o.failed(ctx, err, "could not record the order")
 	}
+	o.recorded = true
 	if o.decision != nil { // cancelled while the order was being recorded
 		return o.decide(ctx)
 	}
@@ -252,12 +287,20 @@ func (o *order) run(ctx workflow.Context) (err error) {
 	// the customer in accept_by.
 	remaining := order.AcceptBy.Sub(workflow.Now(ctx))
 	if remaining > 0 && o.decision == nil {
-		if _, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		// Before the change the timer hangs off ctx itself: a child context
+		// would change the order in which a workflow cancellation cancels
+		// it and the delivery's timer.
+		tctx, cancelTimer := ctx, func() {}
+		if workflow.GetVersion(ctx, changeCancelAcceptTimer, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+			tctx, cancelTimer = workflow.WithCancel(ctx)
+		}
+		if _, err := workflow.AwaitWithOptions(tctx, workflow.AwaitOptions{
 			Timeout:      remaining,
 			TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("wait for restaurant (%s)", o.in.AcceptTimeout)},
 		}, func() bool { return o.decision != nil }); err != nil {
 			return err
 		}
+		cancelTimer() // a decision came first: the deadline is moot
 	}
 	if o.decision == nil {
 		return o.compensate(ctx, orderflow.StatusTimedOut, events.OrderTimedOut,
@@ -349,10 +392,12 @@ func (o *order) escalate(ctx workflow.Context) error {
 func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, eventType, reason string) error {
 	id := o.in.Order.OrderID
 	o.logger.Info("compensating order", "OrderID", id, "Status", status, "Reason", reason)
-	// The order is ending from here on: the validators refuse every
-	// decision now, not only once the final status is recorded.
-	o.status, o.reason = status, reason
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	recordsFirst := workflow.GetVersion(dctx, changeCompensationRecordsFirst, workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	// The order is ending from here on: the validators refuse every
+	// decision now, and the decisions waiting for an answer get it once
+	// the final status is recorded (endRecorded, below).
+	o.status, o.reason, o.answerOnRecord = status, reason, recordsFirst
 
 	run := func(summary string, activity, arg, result any) error {
 		opts := compensationOptions
@@ -365,7 +410,17 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		}
 		return err
 	}
+	if recordsFirst && !o.recorded {
+		// The recording failed, or the workflow was cancelled while it ran;
+		// either way the SDK stopped waiting for it, and an abandoned
+		// attempt may still commit the order later. Recording it here
+		// (idempotent: a recorded order is left as it is) means the final
+		// status below lands on it, instead of an order left placed for
+		// ever.
+		run("record order", a.RecordPlaced, o.in.Order, nil)
+	}
 	err := run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason}, nil)
+	o.endRecorded = true
 	if final, ok := endedAs(err); ok {
 		// The order had ended already: a step the workflow stopped waiting
 		// for when it was cancelled (completing a delivered order, say)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -40,6 +41,11 @@ type harness struct {
 	after map[string]time.Duration
 	// transition, when set, answers Transition instead of success.
 	transition func(activities.TransitionInput) error
+	// recordPlaced, when set, answers RecordPlaced first: an error fails
+	// the attempt, which is then not among the calls.
+	recordPlaced func(ctx context.Context) error
+	// captureErr is CapturePayment's answer.
+	captureErr error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -63,7 +69,12 @@ func (h *harness) mock() {
 	on := func(name string, fn, impl any) {
 		h.env.OnActivity(fn, mock.Anything, mock.Anything).After(h.after[name]).Return(impl).Maybe()
 	}
-	on("RecordPlaced", acts.RecordPlaced, func(_ context.Context, in activities.NewOrder) error {
+	on("RecordPlaced", acts.RecordPlaced, func(ctx context.Context, in activities.NewOrder) error {
+		if h.recordPlaced != nil {
+			if err := h.recordPlaced(ctx); err != nil {
+				return err
+			}
+		}
 		h.record("RecordPlaced")
 		return nil
 	})
@@ -87,7 +98,7 @@ func (h *harness) mock() {
 			h.t.Errorf("CapturePayment got authorization %q, want auth_1", in.AuthorizationID)
 		}
 		h.record("CapturePayment")
-		return nil
+		return h.captureErr
 	})
 	// The gateway's answer: a capture is refunded, a hold voided.
 	on("ReleasePayment", acts.ReleasePayment, func(_ context.Context, in activities.PaymentInput) (string, error) {
@@ -482,5 +493,146 @@ func TestStatusQuery(t *testing.T) {
 	}
 	if view.Status != "awaiting_acceptance" || view.PaymentStatus != "authorized" || !view.AcceptBy.Equal(start.Add(10*time.Minute)) {
 		t.Errorf("status view = %+v, want awaiting_acceptance, authorized, accept_by %s", view, start.Add(10*time.Minute))
+	}
+}
+
+// TestDecisionCancelsTheAcceptTimer: once the restaurant has answered, the
+// deadline's timer is cancelled instead of firing, a workflow task for
+// nothing, during the wait for delivery; a deadline that passes fires.
+func TestDecisionCancelsTheAcceptTimer(t *testing.T) {
+	tests := []struct {
+		name                  string
+		setup                 func(h *harness)
+		wantFired, wantCancel int
+	}{
+		{name: "accepted", setup: func(h *harness) {
+			h.update(time.Minute, workflows.UpdateAccept)
+			h.update(30*time.Minute, workflows.UpdateDelivered)
+		}, wantCancel: 1},
+		{name: "rejected", setup: func(h *harness) {
+			h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{})
+		}, wantCancel: 1},
+		{name: "no answer", setup: func(h *harness) {}, wantFired: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			var fired, cancelled int
+			h.env.SetOnTimerFiredListener(func(string) { fired++ })
+			h.env.SetOnTimerCanceledListener(func(string) { cancelled++ })
+			tt.setup(h)
+			h.run()
+			if err := h.env.GetWorkflowError(); err != nil {
+				t.Fatalf("workflow error: %v", err)
+			}
+			if fired != tt.wantFired || cancelled != tt.wantCancel {
+				t.Errorf("timers fired %d, cancelled %d; want %d fired, %d cancelled", fired, cancelled, tt.wantFired, tt.wantCancel)
+			}
+		})
+	}
+}
+
+// TestUnconfirmedRecordingIsRecordedBeforeTheEnd: when the workflow stops
+// waiting for RecordPlaced (its attempts failed for 5 minutes, or the
+// workflow was cancelled meanwhile), an abandoned attempt may still commit
+// the order. The compensation records the order itself first (a regular
+// activity, retried until done), so that its final status lands on it.
+func TestUnconfirmedRecordingIsRecordedBeforeTheEnd(t *testing.T) {
+	tests := []struct {
+		name       string
+		cancelAt   time.Duration // 0: not cancelled
+		wantStatus string
+		wantCalls  []string
+	}{
+		{name: "recording fails", wantStatus: "failed",
+			wantCalls: []string{"RecordPlaced", "Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed"}},
+		{name: "cancelled while recording", cancelAt: time.Minute, wantStatus: "cancelled",
+			wantCalls: []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			var regular int
+			h.recordPlaced = func(ctx context.Context) error {
+				if activity.GetInfo(ctx).IsLocalActivity {
+					return errors.New("database unavailable")
+				}
+				regular++
+				return nil
+			}
+			if tt.cancelAt > 0 {
+				h.env.RegisterDelayedCallback(h.env.CancelWorkflow, tt.cancelAt)
+			}
+			h.run()
+			h.wantCalls(tt.wantCalls...)
+			if regular != 1 {
+				t.Errorf("RecordPlaced ran %d times as the compensation's activity, want 1", regular)
+			}
+			var q workflows.StatusView
+			if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != tt.wantStatus {
+				t.Errorf("status query = %+v (%v); want %s", q, err, tt.wantStatus)
+			}
+		})
+	}
+}
+
+// TestEndingDecisionsAnswerOnceTheEndIsRecorded: a reject or a cancel
+// answers after the final status is written, so that the caller's next
+// read (the order, the restaurant's queue, the events) shows it.
+func TestEndingDecisionsAnswerOnceTheEndIsRecorded(t *testing.T) {
+	for _, tt := range []struct {
+		update string
+		arg    any
+		event  string
+	}{
+		{workflows.UpdateReject, workflows.RejectInput{Reason: "closed"}, events.OrderRejected},
+		{workflows.UpdateCancel, workflows.CancelInput{}, events.OrderCancelled},
+	} {
+		t.Run(tt.update, func(t *testing.T) {
+			h := newHarness(t)
+			h.after["Transition"] = time.Minute
+			var answered time.Time
+			h.env.RegisterDelayedCallback(func() {
+				h.env.UpdateWorkflow(tt.update, "decision", &testsuite.TestUpdateCallback{
+					OnAccept: func() {},
+					OnReject: func(err error) { t.Errorf("%s rejected: %v", tt.update, err) },
+					OnComplete: func(_ any, err error) {
+						if err != nil {
+							t.Errorf("%s failed: %v", tt.update, err)
+						}
+						answered = h.env.Now()
+					},
+				}, tt.arg)
+			}, 2*time.Minute)
+			h.run()
+			// The mock runs at the end of its delay: when the write is done.
+			recorded := h.at("Transition:" + tt.event)
+			if recorded.Sub(start) != 3*time.Minute {
+				t.Fatalf("the final status was written at %s, want 3m0s (decision at 2m, a 1m write)", recorded.Sub(start))
+			}
+			if answered.IsZero() || answered.Before(recorded) {
+				t.Errorf("%s answered at %s, before its final status was recorded at %s", tt.update, answered.Sub(start), recorded.Sub(start))
+			}
+		})
+	}
+}
+
+// TestDeliveredAnswersAnErrorWhenTheOrderFailed: the delivered Update that
+// waited for a capture which then failed answers an error naming the
+// order's status, not a success with another status.
+func TestDeliveredAnswersAnErrorWhenTheOrderFailed(t *testing.T) {
+	h := newHarness(t)
+	h.update(time.Minute, workflows.UpdateAccept)
+	// The capture, which runs right after the acceptance, fails the order
+	// after a while; the delivered Update arrives meanwhile.
+	h.after["CapturePayment"] = 2 * time.Minute
+	delivered := h.update(2*time.Minute, workflows.UpdateDelivered)
+	h.captureErr = temporal.NewNonRetryableApplicationError("card expired", activities.ErrTypeInvalid, nil)
+	res := h.run()
+	if res.Status != "failed" {
+		t.Fatalf("result = %+v, want failed", res)
+	}
+	if delivered.rejected != nil || delivered.err == nil || !strings.Contains(delivered.err.Error(), "order is failed") {
+		t.Errorf("delivered update = %+v, want an error saying the order is failed", delivered)
 	}
 }

@@ -12,8 +12,10 @@ import (
 // terminates the message, which sends it to the dead letters.
 type PermanentError struct{ Err error }
 
+// Error says the failure is permanent, and why.
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 
+// Unwrap returns the underlying error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent marks err as permanent: the message is terminated at once
@@ -44,6 +46,7 @@ type RetryError struct {
 	Reason string
 }
 
+// Error tells when to retry, and why.
 func (e *RetryError) Error() string {
 	return fmt.Sprintf("retry after %s: %s", e.Delay, e.Reason)
 }
