@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,7 +210,7 @@ func New(cfg Config) (*Consumer, error) {
 		cfg.MaxDeliver = DefaultMaxDeliver
 	}
 	if len(cfg.Backoff) == 0 {
-		cfg.Backoff = DefaultBackoff
+		cfg.Backoff = slices.Clone(DefaultBackoff) // a copy: the exported default stays as it is
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = DefaultAckWait

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,7 +49,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 	if opts.Since.IsZero() == (opts.FromSeq == 0) {
 		return res, errors.New("replay: give either a time to replay since or a sequence to replay from")
 	}
-	candidates := SourceStreams
+	candidates := slices.Clone(SourceStreams)
 	if opts.Stream != "" {
 		candidates = []string{opts.Stream}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +41,7 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.
 		opts.Subject = "orderflow.>"
 	}
 	if len(opts.Streams) == 0 {
-		opts.Streams = SourceStreams
+		opts.Streams = slices.Clone(SourceStreams)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
