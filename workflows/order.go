@@ -53,8 +53,9 @@ type order struct {
 	decision  *decision
 	delivered bool
 	escalated bool
-	// recorded: RecordPlaced succeeded, so the order is in the database.
-	recorded bool
+	// recorded: RecordPlaced succeeded, so the order is in the database;
+	// unrecordable: it failed as invalid input, so it never will be.
+	recorded, unrecordable bool
 	// answerOnRecord: the order is being compensated under
 	// changeCompensationRecordsFirst, whose decisions answer only once
 	// endRecorded, the final status's write, has been done.
@@ -107,8 +108,11 @@ func (o *order) setup(ctx workflow.Context) error {
 	decide := func(ctx workflow.Context, update string, reason string) (DecisionResult, error) {
 		o.decision = &decision{update: update, reason: reason}
 		err := workflow.Await(ctx, func() bool {
-			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance && o.outcomeRecorded()
+			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance
 		})
+		if err == nil {
+			err = o.awaitOutcomeRecorded(ctx)
+		}
 		if err != nil {
 			return DecisionResult{}, err
 		}
@@ -151,7 +155,10 @@ func (o *order) setup(ctx workflow.Context) error {
 		{UpdateDelivered,
 			func(ctx workflow.Context) (DecisionResult, error) {
 				o.delivered = true
-				err := workflow.Await(ctx, func() bool { return o.status != orderflow.StatusAccepted && o.outcomeRecorded() })
+				err := workflow.Await(ctx, func() bool { return o.status != orderflow.StatusAccepted })
+				if err == nil {
+					err = o.awaitOutcomeRecorded(ctx)
+				}
 				if err != nil {
 					return DecisionResult{}, err
 				}
@@ -180,12 +187,17 @@ func (o *order) setup(ctx workflow.Context) error {
 	return nil
 }
 
-// outcomeRecorded tells whether the order's current status is in the
-// database, as far as the decisions' answers wait for it: a forward status
-// is set once written, a compensation's final status (under
-// changeCompensationRecordsFirst) once endRecorded.
-func (o *order) outcomeRecorded() bool {
-	return !o.answerOnRecord || o.endRecorded
+// awaitOutcomeRecorded waits, once the order's status has changed, until
+// the status is in the database: a forward status is set once written, a
+// compensation's final status (under changeCompensationRecordsFirst) once
+// endRecorded. It waits on a disconnected context: the compensation goes on
+// when the workflow is cancelled meanwhile, and its outcome is the answer.
+func (o *order) awaitOutcomeRecorded(ctx workflow.Context) error {
+	if !o.answerOnRecord {
+		return nil
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	return workflow.Await(dctx, func() bool { return o.endRecorded })
 }
 
 // canDecide tells whether a decision may be taken now: the order must be in
@@ -255,6 +267,8 @@ func (o *order) run(ctx workflow.Context) (err error) {
 	}()
 	order := o.in.Order
 	if err := o.do(ctx, "record order", a.RecordPlaced, order); err != nil {
+		var appErr *temporal.ApplicationError
+		o.unrecordable = errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalid
 		return o.failed(ctx, err, "could not record the order")
 	}
 	o.recorded = true
@@ -410,7 +424,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		}
 		return err
 	}
-	if recordsFirst && !o.recorded {
+	if recordsFirst && !o.recorded && !o.unrecordable {
 		// The recording failed, or the workflow was cancelled while it ran;
 		// either way the SDK stopped waiting for it, and an abandoned
 		// attempt may still commit the order later. Recording it here

@@ -541,23 +541,34 @@ func TestUnconfirmedRecordingIsRecordedBeforeTheEnd(t *testing.T) {
 	tests := []struct {
 		name       string
 		cancelAt   time.Duration // 0: not cancelled
+		invalid    bool          // the recording fails as invalid input, for good
 		wantStatus string
 		wantCalls  []string
+		wantRecord int // RecordPlaced runs as the compensation's activity
 	}{
-		{name: "recording fails", wantStatus: "failed",
+		{name: "recording fails", wantStatus: "failed", wantRecord: 1,
 			wantCalls: []string{"RecordPlaced", "Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed"}},
-		{name: "cancelled while recording", cancelAt: time.Minute, wantStatus: "cancelled",
+		{name: "cancelled while recording", cancelAt: time.Minute, wantStatus: "cancelled", wantRecord: 1,
 			wantCalls: []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"}},
+		// Invalid input never records: the compensation does not try.
+		{name: "recording invalid", invalid: true, wantStatus: "failed", wantRecord: 0,
+			wantCalls: []string{"Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			var regular int
 			h.recordPlaced = func(ctx context.Context) error {
-				if activity.GetInfo(ctx).IsLocalActivity {
+				local := activity.GetInfo(ctx).IsLocalActivity
+				if !local {
+					regular++
+				}
+				switch {
+				case tt.invalid:
+					return temporal.NewNonRetryableApplicationError("order has no items", activities.ErrTypeInvalid, nil)
+				case local:
 					return errors.New("database unavailable")
 				}
-				regular++
 				return nil
 			}
 			if tt.cancelAt > 0 {
@@ -565,8 +576,8 @@ func TestUnconfirmedRecordingIsRecordedBeforeTheEnd(t *testing.T) {
 			}
 			h.run()
 			h.wantCalls(tt.wantCalls...)
-			if regular != 1 {
-				t.Errorf("RecordPlaced ran %d times as the compensation's activity, want 1", regular)
+			if regular != tt.wantRecord {
+				t.Errorf("RecordPlaced ran %d times as the compensation's activity, want %d", regular, tt.wantRecord)
 			}
 			var q workflows.StatusView
 			if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != tt.wantStatus {
@@ -634,5 +645,24 @@ func TestDeliveredAnswersAnErrorWhenTheOrderFailed(t *testing.T) {
 	}
 	if delivered.rejected != nil || delivered.err == nil || !strings.Contains(delivered.err.Error(), "order is failed") {
 		t.Errorf("delivered update = %+v, want an error saying the order is failed", delivered)
+	}
+}
+
+// TestEndingDecisionAnswersItsOutcomeThoughTheWorkflowIsCancelled: a
+// reject waiting for its final status to be written answers that outcome
+// even when the workflow is cancelled meanwhile: the compensation goes on,
+// and the order ends rejected.
+func TestEndingDecisionAnswersItsOutcomeThoughTheWorkflowIsCancelled(t *testing.T) {
+	h := newHarness(t)
+	h.after["Transition"] = time.Minute
+	reject := h.update(2*time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "closed"})
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 150*time.Second)
+	h.run()
+	if reject.rejected != nil || reject.err != nil || reject.status != "rejected" {
+		t.Errorf("reject update = %+v, want status rejected", reject)
+	}
+	var q workflows.StatusView
+	if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != "rejected" {
+		t.Errorf("status query = %+v (%v); want rejected", q, err)
 	}
 }
