@@ -224,6 +224,29 @@ func wantList(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+// startWithSDK starts order id's workflow as the API would (one Margherita
+// for the seeded customer, paid with tok_visa), with the SDK, so that a test
+// picks the ID and the delivery SLA (0: the workflow's default).
+func startWithSDK(t *testing.T, app *apptest.App, id string, sla time.Duration) {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	in := workflows.OrderInput{
+		Order: activities.NewOrder{
+			OrderID: id, CustomerID: customer, RestaurantID: pizzeria, DeliveryAddress: "1 Test Street",
+			Items:      []events.OrderItem{{MenuItemID: margherita, Name: "Margherita", UnitPriceCents: 1150, Quantity: 1}},
+			TotalCents: 1150, PlacedAt: now, AcceptBy: now.Add(10 * time.Minute),
+		},
+		PaymentToken: "tok_visa", AcceptTimeout: 10 * time.Minute, DeliverySLA: sla,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := app.Env.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: orderflow.OrderWorkflowID(id), TaskQueue: apptest.TaskQueue,
+	}, workflows.OrderWorkflowName, in); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+}
+
 // finish waits for the order's workflow to close — compensations run
 // after the final status is recorded, so only then is everything settled —
 // and, with -record, writes its history for the replay tests. It returns
@@ -258,22 +281,24 @@ func finish(t *testing.T, app *apptest.App, id, path string) order {
 	if err := os.MkdirAll(historyDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	shape := historyShape(t, hist)
+	shape := historyShape(hist)
 	files, err := filepath.Glob(filepath.Join(historyDir, path+".*json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	onFile := 0
 	for _, f := range files {
 		if historyPath(f) != path {
 			continue
 		}
-		if historyShape(t, readHistory(t, f)) == shape {
+		onFile++
+		if historyShape(readHistory(t, f)) == shape {
 			t.Logf("history of path %s: its shape is on file (%s)", path, f)
 			return o
 		}
 	}
 	file := filepath.Join(historyDir, path+".json")
-	if len(files) > 0 {
+	if onFile > 0 {
 		file = filepath.Join(historyDir, path+"."+shape+".json")
 	}
 	if err := os.WriteFile(file, append(data, '\n'), 0o644); err != nil {
@@ -297,8 +322,7 @@ func historyPath(file string) string {
 // things the server did (an activity started or completed, a timer fired,
 // a cancellation requested), timings, IDs and payloads are left out, so
 // that two runs of the same code give the same shape.
-func historyShape(t *testing.T, hist *historypb.History) string {
-	t.Helper()
+func historyShape(hist *historypb.History) string {
 	h := sha256.New()
 	for _, ev := range hist.GetEvents() {
 		if !commandEvents[ev.GetEventType()] {
@@ -516,22 +540,7 @@ func TestOrderPaths(t *testing.T) {
 		// order is started with the SDK, as the API would start it, with
 		// a 2-second SLA; it runs on the app's worker like any other.
 		id := uuid.NewString()
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		in := workflows.OrderInput{
-			Order: activities.NewOrder{
-				OrderID: id, CustomerID: customer, RestaurantID: pizzeria, DeliveryAddress: "1 Test Street",
-				Items:      []events.OrderItem{{MenuItemID: margherita, Name: "Margherita", UnitPriceCents: 1150, Quantity: 1}},
-				TotalCents: 1150, PlacedAt: now, AcceptBy: now.Add(10 * time.Minute),
-			},
-			PaymentToken: "tok_visa", AcceptTimeout: 10 * time.Minute, DeliverySLA: 2 * time.Second,
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := app.Env.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: orderflow.OrderWorkflowID(id), TaskQueue: apptest.TaskQueue,
-		}, workflows.OrderWorkflowName, in); err != nil {
-			t.Fatalf("start: %v", err)
-		}
+		startWithSDK(t, app, id, 2*time.Second)
 		waitStatus(t, app, id, "awaiting_acceptance")
 		mustDecide(t, app, id, "accept", nil, "accepted")
 		deadline := time.Now().Add(statusTimeout)
@@ -558,20 +567,7 @@ func TestOrderPaths(t *testing.T) {
 		if _, err := activities.NewSandboxGateway(app.Env.Store).Authorize(ctx, id, activities.SandboxTokenVisa, 1); err != nil {
 			t.Fatalf("seed the conflicting hold: %v", err)
 		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		in := workflows.OrderInput{
-			Order: activities.NewOrder{
-				OrderID: id, CustomerID: customer, RestaurantID: pizzeria, DeliveryAddress: "1 Test Street",
-				Items:      []events.OrderItem{{MenuItemID: margherita, Name: "Margherita", UnitPriceCents: 1150, Quantity: 1}},
-				TotalCents: 1150, PlacedAt: now, AcceptBy: now.Add(10 * time.Minute),
-			},
-			PaymentToken: "tok_visa", AcceptTimeout: 10 * time.Minute,
-		}
-		if _, err := app.Env.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID: orderflow.OrderWorkflowID(id), TaskQueue: apptest.TaskQueue,
-		}, workflows.OrderWorkflowName, in); err != nil {
-			t.Fatalf("start: %v", err)
-		}
+		startWithSDK(t, app, id, 0)
 		o := finish(t, app, id, "failed")
 		if o.Status != "failed" || o.Reason != "payment authorization failed" || o.Payment.Status != "voided" {
 			t.Errorf("order %q reason %q payment %q; want failed, \"payment authorization failed\", voided", o.Status, o.Reason, o.Payment.Status)
