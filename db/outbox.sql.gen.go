@@ -21,9 +21,15 @@ SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type
        payload, headers, occurred_at
 FROM outbox_events
 WHERE published_at IS NULL
+  AND id NOT IN (SELECT unnest($1::bigint[]))
 ORDER BY id
-LIMIT $1
+LIMIT $2
 `
+
+type ClaimOutboxBatchParams struct {
+	Marking []int64 `json:"marking"`
+	MaxRows int32   `json:"max_rows"`
+}
 
 type ClaimOutboxBatchRow struct {
 	ID               int64                 `json:"id"`
@@ -37,10 +43,15 @@ type ClaimOutboxBatchRow struct {
 	OccurredAt       time.Time             `json:"occurred_at"`
 }
 
-// The oldest unpublished rows, in id order. No row locks: the advisory lock
-// already makes this relay the only claimer (see events/relay).
-func (q *Queries) ClaimOutboxBatch(ctx context.Context, maxRows int32) ([]ClaimOutboxBatchRow, error) {
-	rows, err := q.db.QueryContext(ctx, claimOutboxBatch, maxRows)
+// The oldest unpublished rows, in id order, but for @marking: the rows of
+// the previous batch, published and being marked on the relay's other
+// session while this claim runs, which may or may not have committed. No
+// row locks: the advisory lock already makes this relay the only claimer
+// (see events/relay). NOT IN over a subquery is a hashed subplan whatever
+// the plan; id <> ALL(@marking) compares each row with every element
+// under a generic plan.
+func (q *Queries) ClaimOutboxBatch(ctx context.Context, arg ClaimOutboxBatchParams) ([]ClaimOutboxBatchRow, error) {
+	rows, err := q.db.QueryContext(ctx, claimOutboxBatch, pq.Array(arg.Marking), arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}

@@ -44,12 +44,18 @@ SELECT set_config('tcp_keepalives_idle', '2', false),
 SELECT set_config('synchronous_commit', 'off', false);
 
 -- name: ClaimOutboxBatch :many
--- The oldest unpublished rows, in id order. No row locks: the advisory lock
--- already makes this relay the only claimer (see events/relay).
+-- The oldest unpublished rows, in id order, but for @marking: the rows of
+-- the previous batch, published and being marked on the relay's other
+-- session while this claim runs, which may or may not have committed. No
+-- row locks: the advisory lock already makes this relay the only claimer
+-- (see events/relay). NOT IN over a subquery is a hashed subplan whatever
+-- the plan; id <> ALL(@marking) compares each row with every element
+-- under a generic plan.
 SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
        payload, headers, occurred_at
 FROM outbox_events
 WHERE published_at IS NULL
+  AND id NOT IN (SELECT unnest(@marking::bigint[]))
 ORDER BY id
 LIMIT @max_rows;
 

@@ -61,6 +61,9 @@ const (
 	streamClockSlack = 5 * time.Second
 	// streamReadTimeout bounds the read of which events the stream holds.
 	streamReadTimeout = time.Minute
+	// shutdownMarkTimeout is how long a mark of acknowledged rows may go on
+	// once the relay is stopping.
+	shutdownMarkTimeout = 5 * time.Second
 )
 
 // Config holds the relay's dependencies and settings; zero values take the
@@ -312,9 +315,23 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 	nextRetention := time.Now()
 	nextStats := time.Now().Add(r.cfg.StatsInterval)
 	republished := false // in this term as the active relay
+	// pending: the last batch was full, and its acknowledged rows are to
+	// be marked while the next one is sent. Before anything but the next
+	// batch, they are marked.
+	var pending unmarked
+	flush := func() error {
+		err := r.mark(ctx, q, pending)
+		pending = unmarked{}
+		return err
+	}
 	for {
 		if ctx.Err() != nil {
-			return nil
+			return flush()
+		}
+		if !r.cfg.NATS.IsConnected() || (r.cfg.RepublishWindow > 0 && (!republished || r.reconnects() != r.epoch)) {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 		if !r.cfg.NATS.IsConnected() {
 			// Claiming now would only record failures. Keep checking the
@@ -354,7 +371,8 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 		case <-r.kick:
 		default:
 		}
-		res, err := r.batch(ctx, q)
+		res, next, err := r.batch(ctx, q, pending)
+		pending = next
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -425,18 +443,44 @@ func newRow(c db.ClaimOutboxBatchRow) *row {
 	return rw
 }
 
+// unmarked holds the rows of a batch that the stream acknowledged and
+// the relay has not marked published yet.
+type unmarked struct {
+	ids []int64
+	// lastAck is when the last acknowledgement of one of them was read.
+	lastAck time.Time
+}
+
 // batch claims up to BatchSize rows, publishes them (send) and marks them.
-func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
+// prev holds the acknowledged rows of the previous batch when that batch
+// was full, so that more rows were waiting: the claim leaves them out, and
+// their mark runs on the session while this batch is sent, so that a
+// backlog drains at the pace of the slower of the two rather than of both
+// in turn. batch resolves prev whatever happens: marked, or left
+// unpublished when the session fails (the next active relay sends those
+// rows again and the stream drops them as duplicates, as after a crash
+// between publish and mark). It returns this batch's acknowledged rows
+// unmarked, for the next batch to mark, when this batch was full too;
+// otherwise it marks them before it returns.
+func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchResult, unmarked, error) {
 	var res batchResult
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	claimed, err := q.ClaimOutboxBatch(qctx, int32(r.cfg.BatchSize))
+	claimed, err := q.ClaimOutboxBatch(qctx, db.ClaimOutboxBatchParams{Marking: prev.ids, MaxRows: int32(r.cfg.BatchSize)})
 	cancel()
 	if err != nil {
-		return res, fmt.Errorf("claim outbox rows: %w", err)
+		// Stopping, or the session failed: then the mark fails too.
+		return res, unmarked{}, errors.Join(fmt.Errorf("claim outbox rows: %w", err), r.mark(ctx, q, prev))
 	}
 	res.claimed = len(claimed)
+	// The session is free until the next statement: mark prev meanwhile.
+	marked := make(chan error, 1)
+	if len(prev.ids) == 0 {
+		marked <- nil
+	} else {
+		go func() { marked <- r.mark(ctx, q, prev) }()
+	}
 	if len(claimed) == 0 {
-		return res, nil
+		return res, unmarked{}, <-marked
 	}
 	rows := make([]*row, len(claimed))
 	for i, c := range claimed {
@@ -445,33 +489,18 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 	out := r.send(ctx, rows, r.epoch)
 	published, failed := out.published, out.failed
 	res.published, res.failed, res.reconnected = len(published), len(failed), out.reconnected
+	if err := <-marked; err != nil {
+		return res, unmarked{}, err
+	}
 
-	ids := make([]int64, len(published))
+	acked := unmarked{ids: make([]int64, len(published)), lastAck: out.lastAck}
 	eventIDs := make([]uuid.UUID, len(published))
 	for i, rw := range published {
-		ids[i], eventIDs[i] = rw.ID, rw.EventID
+		acked.ids[i], eventIDs[i] = rw.ID, rw.EventID
 	}
-	if out.stopped {
-		// Shutting down: mark what was acknowledged, so that a restart
-		// does not send it again, on a context of its own.
-		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		ctx = mctx
-	} else if r.cfg.AfterPublish != nil && len(published) > 0 {
+	if !out.stopped && r.cfg.AfterPublish != nil && len(published) > 0 {
 		if err := r.cfg.AfterPublish(ctx, eventIDs); err != nil {
-			return res, errCrash{err}
-		}
-	}
-	if len(published) > 0 {
-		// published_at is when the last acknowledgement came, on the
-		// database's clock; see the package documentation.
-		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
-		_, err := q.MarkOutboxPublished(qctx, db.MarkOutboxPublishedParams{
-			AckedAgoSeconds: time.Since(out.lastAck).Seconds(), Ids: ids,
-		})
-		cancel()
-		if err != nil {
-			return res, fmt.Errorf("mark %d outbox rows published: %w", len(ids), err)
+			return res, unmarked{}, errCrash{err}
 		}
 	}
 	if len(failed) > 0 {
@@ -480,11 +509,16 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 		for i, rw := range failed {
 			fids[i], errs[i] = rw.ID, truncate(rw.err.Error(), maxErrorLen)
 		}
-		qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		fctx, timeout := ctx, queryTimeout
+		if out.stopped {
+			// Shutting down: record them anyway, on a context of its own.
+			fctx, timeout = context.WithoutCancel(ctx), shutdownMarkTimeout
+		}
+		qctx, cancel := context.WithTimeout(fctx, timeout)
 		_, err := q.RecordOutboxFailures(qctx, db.RecordOutboxFailuresParams{Ids: fids, Errors: errs})
 		cancel()
 		if err != nil {
-			return res, fmt.Errorf("record %d outbox failures: %w", len(fids), err)
+			return res, unmarked{}, fmt.Errorf("record %d outbox failures: %w", len(fids), err)
 		}
 		first := failed[0]
 		r.log.Warn("outbox publish failed; the orders concerned wait for a retry",
@@ -493,7 +527,32 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries) (batchResult, error) {
 			"first_aggregate_id", first.AggregateID, "err", first.err)
 	}
 	r.log.Debug("outbox batch", "claimed", res.claimed, "published", res.published, "failed", res.failed, "waves", out.waves)
-	return res, nil
+	if res.claimed == r.cfg.BatchSize && !out.stopped && !out.reconnected {
+		return res, acked, nil // marked while the next batch is sent
+	}
+	return res, unmarked{}, r.mark(ctx, q, acked)
+}
+
+// mark marks rows published, with published_at = when their last
+// acknowledgement was read, on the database's clock; see the package
+// documentation. The rows are in the stream, so the mark goes on when ctx
+// ends, for at most shutdownMarkTimeout more: a restart then does not send
+// them again.
+func (r *Relay) mark(ctx context.Context, q *db.Queries, u unmarked) error {
+	if len(u.ids) == 0 {
+		return nil
+	}
+	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownMarkTimeout, cancel) })
+	defer stop()
+	_, err := q.MarkOutboxPublished(mctx, db.MarkOutboxPublishedParams{
+		AckedAgoSeconds: time.Since(u.lastAck).Seconds(), Ids: u.ids,
+	})
+	if err != nil {
+		return fmt.Errorf("mark %d outbox rows published: %w", len(u.ids), err)
+	}
+	return nil
 }
 
 // sent is what send did with its rows.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -111,6 +112,17 @@ func TestRelayWakesOnKick(t *testing.T) {
 // takes the event, publishes it and its successors, in order, nothing lost
 // or doubled.
 func TestRelayKeepsOrderPastAFailedPublish(t *testing.T) {
+	// One batch; and batches of 3, so that full batches are marked while
+	// the next is sent and the refused row is claimed again beside rows
+	// being marked.
+	for _, batch := range []int{relay.DefaultBatchSize, 3} {
+		t.Run(fmt.Sprintf("batch=%d", batch), func(t *testing.T) {
+			testRelayKeepsOrderPastAFailedPublish(t, batch)
+		})
+	}
+}
+
+func testRelayKeepsOrderPastAFailedPublish(t *testing.T, batch int) {
 	e := newEnv(t)
 	ctx := context.Background()
 	setMaxMsgSize(t, e, 4096)
@@ -214,6 +226,173 @@ func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
 		t.Errorf("stream holds %d messages, want 20 (each event once)", len(msgs))
 	}
 	checkOrder(t, msgs, want)
+}
+
+// interleaved returns rows of n orders with versions 1..v, interleaved as
+// concurrent workflows write them (every order's version 1, then every
+// order's version 2, ...), and the versions each order ends at.
+func interleaved(n int, v int64) ([]outboxRow, map[string]int64) {
+	orders := make([]string, n)
+	want := map[string]int64{}
+	for i := range orders {
+		orders[i] = uuid.NewString()
+		want[orders[i]] = v
+	}
+	var rows []outboxRow
+	for version := int64(1); version <= v; version++ {
+		for _, o := range orders {
+			rows = append(rows, outboxRow{order: o, version: version})
+		}
+	}
+	return rows, want
+}
+
+// published maps the event ID of every outbox row marked published to its
+// attempts.
+func (e *env) published(tb testing.TB) map[uuid.UUID]int32 {
+	tb.Helper()
+	rows, err := e.store.DB.QueryContext(context.Background(),
+		`SELECT event_id, attempts FROM outbox_events WHERE published_at IS NOT NULL`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[uuid.UUID]int32{}
+	for rows.Next() {
+		var id uuid.UUID
+		var attempts int32
+		if err := rows.Scan(&id, &attempts); err != nil {
+			tb.Fatal(err)
+		}
+		out[id] = attempts
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// TestRelaySendsEachRowOnceAcrossFullBatches: a backlog many batches long,
+// in which a full batch's mark runs while the next batch is sent. The next
+// claim leaves the rows being marked out, so no row is sent twice; every
+// row is marked once and reaches the stream once, in order.
+func TestRelaySendsEachRowOnceAcrossFullBatches(t *testing.T) {
+	e := newEnv(t)
+	rows, want := interleaved(6, 5) // 30 rows: 7 full batches of 4, then 2
+	ids := e.insert(t, rows...)
+	r := e.startRelay(t, func(c *relay.Config) { c.BatchSize = 4 })
+	waitFor(t, 10*time.Second, "the backlog to drain", func() bool { return e.backlog(t) == 0 })
+
+	r.mu.Lock()
+	sent := map[uuid.UUID]int{}
+	for _, id := range r.published {
+		sent[id]++
+	}
+	r.mu.Unlock()
+	marked := e.published(t)
+	for i, id := range ids {
+		if sent[id] != 1 {
+			t.Errorf("row %d (order %s v%d) was sent %d times, want once", i, rows[i].order, rows[i].version, sent[id])
+		}
+		if marked[id] != 1 {
+			t.Errorf("row %d: marked with attempts %d, want 1", i, marked[id])
+		}
+	}
+	checkOrder(t, e.readStream(t, events.OrderStream), want)
+}
+
+// TestRelayCrashMidBacklogKeepsEarlierMarks: a relay that dies between
+// the publish and the mark of its second full batch has marked the first
+// (whose mark ran while the second was sent) and nothing of the second;
+// the next relay sends the second again, and the stream keeps each event
+// once, in order.
+func TestRelayCrashMidBacklogKeepsEarlierMarks(t *testing.T) {
+	e := newEnv(t)
+	rows, want := interleaved(5, 4) // 20 rows, batches of 5
+	ids := e.insert(t, rows...)
+	crash := errors.New("killed between publish and mark")
+	var calls atomic.Int32
+	first := e.startRelay(t, func(c *relay.Config) {
+		c.BatchSize = 5
+		c.AfterPublish = func(context.Context, []uuid.UUID) error {
+			if calls.Add(1) == 2 {
+				return crash
+			}
+			return nil
+		}
+	})
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the crashing relay did not stop")
+	}
+	if !errors.Is(first.err, crash) {
+		t.Fatalf("Run = %v, want the hook's error", first.err)
+	}
+	marked := e.published(t)
+	for i, id := range ids {
+		if got, wantMarked := marked[id] != 0, i < 5; got != wantMarked {
+			t.Errorf("after the crash, row %d marked = %v, want %v (the first batch only)", i, got, wantMarked)
+		}
+	}
+	if got := len(e.readStream(t, events.OrderStream)); got != 10 {
+		t.Fatalf("after the crash, the stream holds %d messages, want the two batches sent (10)", got)
+	}
+
+	e.startRelay(t)
+	waitFor(t, 10*time.Second, "the restarted relay to drain", func() bool { return e.backlog(t) == 0 })
+	checkOrder(t, e.readStream(t, events.OrderStream), want)
+}
+
+// TestRelayStoppedMidBacklogMarksWhatWasAcknowledged: a relay stopped
+// while it drains a backlog marks every row the stream acknowledged,
+// including a full batch whose mark was to run during the next one, so a
+// restart sends none of them again.
+func TestRelayStoppedMidBacklogMarksWhatWasAcknowledged(t *testing.T) {
+	e := newEnv(t)
+	rows, _ := interleaved(5, 8) // 40 rows, batches of 5
+	e.insert(t, rows...)
+	reached, stopped := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	r := e.startRelay(t, func(c *relay.Config) {
+		c.BatchSize = 5
+		c.AfterPublish = func(context.Context, []uuid.UUID) error {
+			if calls.Add(1) == 3 {
+				// Stopped once the third batch is acknowledged, before
+				// its mark.
+				close(reached)
+				<-stopped
+			}
+			return nil
+		}
+	})
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not publish three batches")
+	}
+	r.cancel()
+	close(stopped)
+	r.stop()
+	if r.err != nil {
+		t.Fatalf("Run = %v, want nil after a stop", r.err)
+	}
+
+	r.mu.Lock()
+	sent := append([]uuid.UUID(nil), r.published...)
+	r.mu.Unlock()
+	if len(sent) != 15 {
+		t.Fatalf("the relay sent %d events, want the three batches (15)", len(sent))
+	}
+	marked := e.published(t)
+	for _, id := range sent {
+		if marked[id] == 0 {
+			t.Errorf("event %s was acknowledged but is not marked published", id)
+		}
+	}
+	if len(marked) != 15 {
+		t.Errorf("%d rows marked, want the 15 sent", len(marked))
+	}
 }
 
 // TestRelaySurvivesNATSOutage: NATS stops for outage while orders keep
