@@ -70,15 +70,17 @@
 //     asynchronously (it does not wait for the WAL flush), so an OS crash
 //     or power loss of the database can also undo its last marks (at most
 //     about three wal_writer_delay, 600 ms by default): the same case, those
-//     rows are sent again and dropped as duplicates. While a backlog
-//     drains (a batch came back full), a batch's mark runs on the session
-//     while the next batch is sent, so that the drain goes at the pace of
-//     the slower of the two rather than of both in turn; that next
-//     batch's claim leaves the rows being marked out by id (they may or
-//     may not have committed when it reads), so none is sent twice, and
-//     the mark is awaited before that batch's own acknowledgements are
-//     handed on (AfterPublish, their own mark). Failed rows are not left
-//     out: they are claimed again, ahead of their successors.
+//     rows are sent again and dropped as duplicates. While rows keep
+//     coming (a batch came back full, or a writer kicked the relay while
+//     it was sent), a batch's mark runs on the session while the next
+//     batch is sent: a backlog drains at the pace of the slower of the
+//     two rather than of both in turn, and new rows do not wait for the
+//     previous batch's mark. That next batch's claim leaves the rows being
+//     marked out by id (they may or may not have committed when it reads),
+//     so none is sent twice, and the mark is awaited before that batch's
+//     own acknowledgements are handed on (AfterPublish, their own mark).
+//     Failed rows are not left out: they are claimed again, ahead of their
+//     successors.
 //  4. Two relays may overlap for a moment: the old one's wave in flight when
 //     its session ended, and the new one. Each sends a row only after every
 //     earlier row of its order is in the stream (2), so the first copy of

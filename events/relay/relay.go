@@ -315,9 +315,9 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 	nextRetention := time.Now()
 	nextStats := time.Now().Add(r.cfg.StatsInterval)
 	republished := false // in this term as the active relay
-	// pending: the last batch was full, and its acknowledged rows are to
-	// be marked while the next one is sent. Before anything but the next
-	// batch, they are marked.
+	// pending: more rows waited after the last batch, whose acknowledged
+	// rows are to be marked while the next one is sent. Before anything
+	// but the next batch, they are marked.
 	var pending unmarked
 	flush := func() error {
 		err := r.mark(ctx, q, pending)
@@ -452,15 +452,16 @@ type unmarked struct {
 }
 
 // batch claims up to BatchSize rows, publishes them (send) and marks them.
-// prev holds the acknowledged rows of the previous batch when that batch
-// was full, so that more rows were waiting: the claim leaves them out, and
+// prev holds the acknowledged rows of the previous batch when more rows
+// were waiting after it (it was full, or a writer kicked the relay while
+// it was sent): the claim leaves them out, and
 // their mark runs on the session while this batch is sent, so that a
 // backlog drains at the pace of the slower of the two rather than of both
 // in turn. batch resolves prev whatever happens: marked, or left
 // unpublished when the session fails (the next active relay sends those
 // rows again and the stream drops them as duplicates, as after a crash
 // between publish and mark). It returns this batch's acknowledged rows
-// unmarked, for the next batch to mark, when this batch was full too;
+// unmarked, for the next batch to mark, when more rows wait after it too;
 // otherwise it marks them before it returns.
 func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchResult, unmarked, error) {
 	var res batchResult
@@ -527,7 +528,10 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchR
 			"first_aggregate_id", first.AggregateID, "err", first.err)
 	}
 	r.log.Debug("outbox batch", "claimed", res.claimed, "published", res.published, "failed", res.failed, "waves", out.waves)
-	if res.claimed == r.cfg.BatchSize && !out.stopped && !out.reconnected {
+	// More rows wait when the batch was full or a writer kicked meanwhile:
+	// the next claim comes at once, so this mark can run beside it.
+	more := res.claimed == r.cfg.BatchSize || len(r.kick) > 0
+	if more && !out.stopped && !out.reconnected {
 		return res, acked, nil // marked while the next batch is sent
 	}
 	return res, unmarked{}, r.mark(ctx, q, acked)
