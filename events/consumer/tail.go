@@ -33,9 +33,9 @@ type TailOptions struct {
 }
 
 // Tail prints events as they arrive, one per line, in the CloudEvents JSON
-// format (events.Envelope.StructuredJSON), until ctx is done. It reads
-// through ordered consumers, which acknowledge nothing and leave no trace
-// on the server.
+// format (events.Envelope.StructuredJSON), until ctx is done; once it has
+// returned it writes nothing more to out. It reads through ordered
+// consumers, which acknowledge nothing and leave no trace on the server.
 func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.Writer) error {
 	if opts.Subject == "" {
 		opts.Subject = "orderflow.>"
@@ -46,7 +46,13 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	var mu sync.Mutex
+	// mu orders the writes to out; done, set once Tail returns, stops the
+	// callbacks still running then from writing: Stop does not wait for
+	// them.
+	var (
+		mu   sync.Mutex
+		done bool
+	)
 	emit := func(m jetstream.Msg) {
 		env, err := events.Decode(m.Headers(), m.Data())
 		if err != nil {
@@ -60,13 +66,18 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		_, _ = out.Write(append(line, '\n'))
+		if !done {
+			_, _ = out.Write(append(line, '\n'))
+		}
 	}
 	var stops []jetstream.ConsumeContext
 	defer func() {
 		for _, s := range stops {
 			s.Stop()
 		}
+		mu.Lock()
+		done = true
+		mu.Unlock()
 	}()
 	for _, name := range opts.Streams {
 		st, err := js.Stream(ctx, name)
