@@ -44,12 +44,12 @@ type ClaimOutboxBatchRow struct {
 }
 
 // The oldest unpublished rows, in id order, but for @marking: the rows of
-// the previous batch, published and being marked on the relay's other
-// session while this claim runs, which may or may not have committed. No
-// row locks: the advisory lock already makes this relay the only claimer
-// (see events/relay). NOT IN over a subquery is a hashed subplan whatever
-// the plan; id <> ALL(@marking) compares each row with every element
-// under a generic plan.
+// the previous batch, acknowledged by the stream and not marked yet; the
+// relay marks them on this session right after this claim, while it
+// sends the new batch. No row locks: the advisory lock already makes this
+// relay the only claimer (see events/relay). NOT IN over a subquery is a
+// hashed subplan whatever the plan; id <> ALL(@marking) compares each row
+// with every element under a generic plan.
 func (q *Queries) ClaimOutboxBatch(ctx context.Context, arg ClaimOutboxBatchParams) ([]ClaimOutboxBatchRow, error) {
 	rows, err := q.db.QueryContext(ctx, claimOutboxBatch, pq.Array(arg.Marking), arg.MaxRows)
 	if err != nil {

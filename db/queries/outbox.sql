@@ -45,12 +45,12 @@ SELECT set_config('synchronous_commit', 'off', false);
 
 -- name: ClaimOutboxBatch :many
 -- The oldest unpublished rows, in id order, but for @marking: the rows of
--- the previous batch, published and being marked on the relay's other
--- session while this claim runs, which may or may not have committed. No
--- row locks: the advisory lock already makes this relay the only claimer
--- (see events/relay). NOT IN over a subquery is a hashed subplan whatever
--- the plan; id <> ALL(@marking) compares each row with every element
--- under a generic plan.
+-- the previous batch, acknowledged by the stream and not marked yet; the
+-- relay marks them on this session right after this claim, while it
+-- sends the new batch. No row locks: the advisory lock already makes this
+-- relay the only claimer (see events/relay). NOT IN over a subquery is a
+-- hashed subplan whatever the plan; id <> ALL(@marking) compares each row
+-- with every element under a generic plan.
 SELECT id, event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
        payload, headers, occurred_at
 FROM outbox_events

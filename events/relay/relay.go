@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -316,8 +317,10 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 	nextStats := time.Now().Add(r.cfg.StatsInterval)
 	republished := false // in this term as the active relay
 	// pending: more rows waited after the last batch, whose acknowledged
-	// rows are to be marked while the next one is sent. Before anything
-	// but the next batch, they are marked.
+	// rows are to be marked while the next one is sent. Before any other
+	// statement, and before the relay stops, they are marked: a stop
+	// that cancels a statement ends the session (pgx closes it), and
+	// with it the chance to mark them.
 	var pending unmarked
 	flush := func() error {
 		err := r.mark(ctx, q, pending)
@@ -328,12 +331,15 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 		if ctx.Err() != nil {
 			return flush()
 		}
-		if !r.cfg.NATS.IsConnected() || (r.cfg.RepublishWindow > 0 && (!republished || r.reconnects() != r.epoch)) {
+		// Read once: the flush must come before whichever branch runs.
+		connected := r.cfg.NATS.IsConnected()
+		republishDue := r.cfg.RepublishWindow > 0 && (!republished || r.reconnects() != r.epoch)
+		if !connected || republishDue {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		if !r.cfg.NATS.IsConnected() {
+		if !connected {
 			// Claiming now would only record failures. Keep checking the
 			// session, so that a relay that lost its lock while NATS was
 			// down steps aside for one that can publish.
@@ -343,7 +349,7 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 			sleep(ctx, r.cfg.PollInterval)
 			continue
 		}
-		if r.cfg.RepublishWindow > 0 && (!republished || r.reconnects() != r.epoch) {
+		if republishDue {
 			// Before anything new: what the stream may have lost.
 			epoch := r.reconnects()
 			err := r.republish(ctx, q, epoch)
@@ -380,6 +386,11 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 			return err
 		}
 		now := time.Now()
+		if !now.Before(nextRetention) || !now.Before(nextStats) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		if !now.Before(nextRetention) {
 			n, err := r.retain(ctx, q)
 			if err != nil {
@@ -412,7 +423,7 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 		poll.Reset(r.cfg.PollInterval)
 		select {
 		case <-ctx.Done():
-			return nil
+			return flush() // pending when a kick came during the batch
 		case <-r.kick:
 		case <-poll.C:
 		}
@@ -451,25 +462,31 @@ type unmarked struct {
 	lastAck time.Time
 }
 
-// batch claims up to BatchSize rows, publishes them (send) and marks them.
-// prev holds the acknowledged rows of the previous batch when more rows
-// were waiting after it (it was full, or a writer kicked the relay while
-// it was sent): the claim leaves them out, and
-// their mark runs on the session while this batch is sent, so that a
-// backlog drains at the pace of the slower of the two rather than of both
-// in turn. batch resolves prev whatever happens: marked, or left
-// unpublished when the session fails (the next active relay sends those
-// rows again and the stream drops them as duplicates, as after a crash
-// between publish and mark). It returns this batch's acknowledged rows
-// unmarked, for the next batch to mark, when more rows wait after it too;
-// otherwise it marks them before it returns.
+// batch claims up to BatchSize rows and publishes them (send). prev holds
+// the acknowledged rows of the previous batch when more rows were waiting
+// after it (it was full, or a writer kicked the relay while it was sent):
+// the claim leaves them out, and their mark runs on the session right
+// after the claim, while this batch is sent, so that a backlog drains at
+// the pace of claim + send rather than claim + send + mark. batch resolves
+// prev whatever happens: marked, or left unpublished when the session
+// fails (the next active relay sends those rows again and the stream
+// drops them as duplicates, as after a crash between publish and mark); a
+// failed mark of prev also leaves this batch's rows unmarked and its
+// failures unrecorded, the session being gone. batch returns this batch's
+// acknowledged rows unmarked, for the next batch to mark, when more rows
+// wait after it too; otherwise it marks them before it returns.
 func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchResult, unmarked, error) {
 	var res batchResult
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	if len(prev.ids) > 0 {
+		cancel()
+		// A stop must not end the session before prev's mark.
+		qctx, cancel = outliving(ctx)
+	}
 	claimed, err := q.ClaimOutboxBatch(qctx, db.ClaimOutboxBatchParams{Marking: prev.ids, MaxRows: int32(r.cfg.BatchSize)})
 	cancel()
 	if err != nil {
-		// Stopping, or the session failed: then the mark fails too.
+		// The session failed: then the mark fails too.
 		return res, unmarked{}, errors.Join(fmt.Errorf("claim outbox rows: %w", err), r.mark(ctx, q, prev))
 	}
 	res.claimed = len(claimed)
@@ -510,12 +527,9 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchR
 		for i, rw := range failed {
 			fids[i], errs[i] = rw.ID, truncate(rw.err.Error(), maxErrorLen)
 		}
-		fctx, timeout := ctx, queryTimeout
-		if out.stopped {
-			// Shutting down: record them anyway, on a context of its own.
-			fctx, timeout = context.WithoutCancel(ctx), shutdownMarkTimeout
-		}
-		qctx, cancel := context.WithTimeout(fctx, timeout)
+		// Recorded even when the relay is stopping, and on a context that
+		// does not end the session before this batch's mark.
+		qctx, cancel := outliving(ctx)
 		_, err := q.RecordOutboxFailures(qctx, db.RecordOutboxFailuresParams{Ids: fids, Errors: errs})
 		cancel()
 		if err != nil {
@@ -540,16 +554,14 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchR
 // mark marks rows published, with published_at = when their last
 // acknowledgement was read, on the database's clock; see the package
 // documentation. The rows are in the stream, so the mark goes on when ctx
-// ends, for at most shutdownMarkTimeout more: a restart then does not send
-// them again.
+// ends, for at most shutdownMarkTimeout more (outliving): a restart then
+// does not send them again.
 func (r *Relay) mark(ctx context.Context, q *db.Queries, u unmarked) error {
 	if len(u.ids) == 0 {
 		return nil
 	}
-	mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
+	mctx, cancel := outliving(ctx)
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownMarkTimeout, cancel) })
-	defer stop()
 	_, err := q.MarkOutboxPublished(mctx, db.MarkOutboxPublishedParams{
 		AckedAgoSeconds: time.Since(u.lastAck).Seconds(), Ids: u.ids,
 	})
@@ -557,6 +569,33 @@ func (r *Relay) mark(ctx context.Context, q *db.Queries, u unmarked) error {
 		return fmt.Errorf("mark %d outbox rows published: %w", len(u.ids), err)
 	}
 	return nil
+}
+
+// outliving returns a context for a statement that a stop must not cancel
+// while acknowledged rows wait for their mark: pgx closes a connection
+// whose statement is cancelled, and the relay's session with it. It ends
+// after queryTimeout, or shutdownMarkTimeout after ctx ends, whichever
+// comes first.
+func outliving(ctx context.Context) (context.Context, context.CancelFunc) {
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
+	var (
+		mu    sync.Mutex
+		timer *time.Timer
+	)
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(shutdownMarkTimeout, cancel)
+	})
+	return octx, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
 }
 
 // sent is what send did with its rows.
