@@ -74,14 +74,15 @@
 //     coming (a batch came back full, or a writer kicked the relay while
 //     it was sent), a batch's mark runs on the session right after the
 //     next batch's claim, while that batch is sent: a backlog drains at
-//     the pace of claim + send rather than claim + send + mark, and new
-//     rows do not wait for the previous batch's mark. That claim leaves
-//     the rows still to be marked out by id, so none is sent twice, and
-//     the mark is awaited before the batch's own acknowledgements are
-//     handed on (AfterPublish, their own mark). Failed rows are not left
-//     out: they are claimed again, ahead of their successors. Any other
-//     statement (re-publish, retention, statistics, a ping while NATS is
-//     down), and a stop, comes after the mark.
+//     the pace of claim + max(send, mark) rather than claim + send +
+//     mark, and new rows do not wait for the previous batch's mark. That
+//     claim leaves the rows still to be marked out by id, so none is sent
+//     twice, and the mark is awaited before the batch's own
+//     acknowledgements are handed on (AfterPublish, their own mark).
+//     Failed rows are not left out: they are claimed again, ahead of their
+//     successors. Any other statement (re-publish, retention, statistics,
+//     a ping while NATS is down), and a stop, comes after the mark; a stop
+//     sends no further wave.
 //  4. Two relays may overlap for a moment: the old one's wave in flight when
 //     its session ended, and the new one. Each sends a row only after every
 //     earlier row of its order is in the stream (2), so the first copy of

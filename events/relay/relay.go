@@ -62,8 +62,10 @@ const (
 	streamClockSlack = 5 * time.Second
 	// streamReadTimeout bounds the read of which events the stream holds.
 	streamReadTimeout = time.Minute
-	// shutdownMarkTimeout is how long a mark of acknowledged rows may go on
-	// once the relay is stopping.
+	// shutdownMarkTimeout is how long a statement run while acknowledged
+	// rows wait for their mark (the mark, a claim, a failure record) may go
+	// on once the relay is stopping: past the stop, or past its own start
+	// when it starts after the stop.
 	shutdownMarkTimeout = 5 * time.Second
 )
 
@@ -467,7 +469,7 @@ type unmarked struct {
 // after it (it was full, or a writer kicked the relay while it was sent):
 // the claim leaves them out, and their mark runs on the session right
 // after the claim, while this batch is sent, so that a backlog drains at
-// the pace of claim + send rather than claim + send + mark. batch resolves
+// the pace of claim + max(send, mark) rather than claim + send + mark. batch resolves
 // prev whatever happens: marked, or left unpublished when the session
 // fails (the next active relay sends those rows again and the stream
 // drops them as duplicates, as after a crash between publish and mark); a
@@ -486,10 +488,14 @@ func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchR
 	claimed, err := q.ClaimOutboxBatch(qctx, db.ClaimOutboxBatchParams{Marking: prev.ids, MaxRows: int32(r.cfg.BatchSize)})
 	cancel()
 	if err != nil {
-		// The session failed: then the mark fails too.
+		// When the session failed, the mark fails too.
 		return res, unmarked{}, errors.Join(fmt.Errorf("claim outbox rows: %w", err), r.mark(ctx, q, prev))
 	}
 	res.claimed = len(claimed)
+	if ctx.Err() != nil {
+		// Stopped during the claim: send nothing more.
+		return res, unmarked{}, r.mark(ctx, q, prev)
+	}
 	// The session is free until the next statement: mark prev meanwhile.
 	marked := make(chan error, 1)
 	if len(prev.ids) == 0 {
@@ -574,8 +580,8 @@ func (r *Relay) mark(ctx context.Context, q *db.Queries, u unmarked) error {
 // outliving returns a context for a statement that a stop must not cancel
 // while acknowledged rows wait for their mark: pgx closes a connection
 // whose statement is cancelled, and the relay's session with it. It ends
-// after queryTimeout, or shutdownMarkTimeout after ctx ends, whichever
-// comes first.
+// after queryTimeout, or shutdownMarkTimeout after ctx ends (after the call
+// when ctx has already ended), whichever comes first.
 func outliving(ctx context.Context) (context.Context, context.CancelFunc) {
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), queryTimeout)
 	var (
@@ -640,6 +646,10 @@ func (r *Relay) send(ctx context.Context, rows []*row, epoch uint64) (out sent) 
 	}
 	defer func() { out.blocked = len(blocked) }()
 	for _, wave := range waves {
+		if ctx.Err() != nil {
+			out.stopped = true
+			return out
+		}
 		if r.cfg.RepublishWindow > 0 && r.reconnects() != epoch {
 			// The server may be a restarted one that lost the tail of
 			// the stream: nothing more before the re-publish.
