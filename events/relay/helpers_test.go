@@ -178,6 +178,23 @@ func (r *relayRun) publishedCount() int {
 	return len(r.published)
 }
 
+// publishedIDs returns the event IDs this relay published, in order, a
+// re-sent one as often as it was sent.
+func (r *relayRun) publishedIDs() []uuid.UUID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]uuid.UUID(nil), r.published...)
+}
+
+// sendCounts maps each event ID this relay published to how often it did.
+func (r *relayRun) sendCounts() map[uuid.UUID]int {
+	n := map[uuid.UUID]int{}
+	for _, id := range r.publishedIDs() {
+		n[id]++
+	}
+	return n
+}
+
 // outboxRow is an outbox row to insert.
 type outboxRow struct {
 	order     string

@@ -479,11 +479,12 @@ type unmarked struct {
 // wait after it too; otherwise it marks them before it returns.
 func (r *Relay) batch(ctx context.Context, q *db.Queries, prev unmarked) (batchResult, unmarked, error) {
 	var res batchResult
-	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	var qctx context.Context
+	var cancel context.CancelFunc
 	if len(prev.ids) > 0 {
-		cancel()
-		// A stop must not end the session before prev's mark.
-		qctx, cancel = outliving(ctx)
+		qctx, cancel = outliving(ctx) // a stop must not end the session before prev's mark
+	} else {
+		qctx, cancel = context.WithTimeout(ctx, queryTimeout)
 	}
 	claimed, err := q.ClaimOutboxBatch(qctx, db.ClaimOutboxBatchParams{Marking: prev.ids, MaxRows: int32(r.cfg.BatchSize)})
 	cancel()

@@ -283,12 +283,7 @@ func TestRelaySendsEachRowOnceAcrossFullBatches(t *testing.T) {
 	r := e.startRelay(t, func(c *relay.Config) { c.BatchSize = 4 })
 	waitFor(t, 10*time.Second, "the backlog to drain", func() bool { return e.backlog(t) == 0 })
 
-	r.mu.Lock()
-	sent := map[uuid.UUID]int{}
-	for _, id := range r.published {
-		sent[id]++
-	}
-	r.mu.Unlock()
+	sent := r.sendCounts()
 	marked := e.published(t)
 	for i, id := range ids {
 		if sent[id] != 1 {
@@ -349,12 +344,7 @@ func TestRelaySendsEachRowOnceWhileWritersKick(t *testing.T) {
 	waitFor(t, 10*time.Second, "the rows to be marked", func() bool { return e.backlog(t) == 0 })
 	r.stop()
 
-	r.mu.Lock()
-	sent := map[uuid.UUID]int{}
-	for _, id := range r.published {
-		sent[id]++
-	}
-	r.mu.Unlock()
+	sent := r.sendCounts()
 	marked := e.published(t)
 	for i, id := range ids {
 		if sent[id] != 1 {
@@ -447,9 +437,7 @@ func TestRelayStoppedMidBacklogMarksWhatWasAcknowledged(t *testing.T) {
 		t.Fatalf("Run = %v, want nil after a stop", r.err)
 	}
 
-	r.mu.Lock()
-	sent := append([]uuid.UUID(nil), r.published...)
-	r.mu.Unlock()
+	sent := r.publishedIDs()
 	if len(sent) != 15 {
 		t.Fatalf("the relay sent %d events, want the three batches (15)", len(sent))
 	}
