@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/orderflow/orderflow/db/pgdev"
 	"github.com/orderflow/orderflow/events/natsdev"
 	"github.com/orderflow/orderflow/temporal/devserver"
@@ -172,6 +174,16 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	cfg.Logger.Info("embedded components ready", "took", time.Since(began).Round(time.Millisecond))
 	return s, nil
+}
+
+// NATSInProcess is the embedded NATS server, for connections of this
+// process that skip the network (nats.InProcessServer); nil when NATS is
+// external. Other processes reach the server at NATSURL.
+func (s *Stack) NATSInProcess() nats.InProcessConnProvider {
+	if s.nats == nil {
+		return nil
+	}
+	return s.nats
 }
 
 // Close stops every embedded component. Callers stop the services that use

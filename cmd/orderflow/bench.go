@@ -96,7 +96,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		return err
 	}
 	defer stack.Close()
-	cfg.DatabaseURL, cfg.NATSURL = stack.DatabaseURL, stack.NATSURL
+	cfg.DatabaseURL, cfg.NATSURL, cfg.NATSInProcess = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
 	if !cfg.TemporalExternal {
 		cfg.Temporal.HostPort = stack.TemporalAddr
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 
@@ -88,6 +89,10 @@ type Config struct {
 
 	NATSURL  string
 	NATSAddr string
+	// NATSInProcess, when set, is the NATS server at NATSURL running in
+	// this process (orderflow dev and bench set it; no variable does):
+	// the process's connection then skips the network (see natsdev).
+	NATSInProcess nats.InProcessConnProvider
 	// NATSSyncAlways and NATSSyncInterval are the NATS server's sync
 	// setting (ORDERFLOW_NATS_SYNC): the embedded server runs with it, and
 	// the relay's re-publish window follows from it.

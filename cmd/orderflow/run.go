@@ -65,8 +65,12 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needN
 		// rather than waiting in a buffer that is flushed to the server on
 		// reconnection, where it could overtake the relay's re-publish of
 		// what a restarted server lost (events/relay).
-		if d.nc, err = nats.Connect(cfg.NATSURL, nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
-			nats.ReconnectBufSize(-1)); err != nil {
+		opts := []nats.Option{nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+			nats.ReconnectBufSize(-1)}
+		if cfg.NATSInProcess != nil {
+			opts = append(opts, nats.InProcessServer(cfg.NATSInProcess))
+		}
+		if d.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
 			d.Close()
 			return nil, fmt.Errorf("connect to nats at %s: %w", cfg.NATSURL, err)
 		}
@@ -114,7 +118,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 		return err
 	}
 	defer stack.Close()
-	cfg.DatabaseURL, cfg.NATSURL = stack.DatabaseURL, stack.NATSURL
+	cfg.DatabaseURL, cfg.NATSURL, cfg.NATSInProcess = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
 
 	d, err := connect(ctx, cfg, logger, true, true, true)
 	if err != nil {
