@@ -34,22 +34,30 @@ const (
 // to disk every natsdev.DefaultSyncInterval (sync=1s, the default) or
 // before every acknowledgement (sync=always, one fsync per message, which
 // bounds it; BenchmarkStreamCeiling measures that bound without the
-// relay). The relay runs with the re-publish window cmd gives it; a
-// takeover's re-publish is measured by BenchmarkTakeoverRepublish. Run it
-// with
+// relay). The relay's connection is in-process (conn=inprocess), as in
+// orderflow dev, or over loopback TCP (conn=tcp), as for a relay of its
+// own (orderflow relay) beside the server. The relay runs with the
+// re-publish window cmd gives it; a takeover's re-publish is measured by
+// BenchmarkTakeoverRepublish. Run it with
 //
 //	go test -run '^$' -bench 'RelayDrain|StreamCeiling' -benchtime 1x -count 5 ./events/relay/
 func BenchmarkRelayDrain(b *testing.B) {
 	for _, c := range []struct {
-		sync  benchSync
-		batch int
+		sync      benchSync
+		batch     int
+		inProcess bool
 	}{
-		{syncDefault, relay.DefaultBatchSize},
-		{syncDefault, 2000},
-		{syncAlways, relay.DefaultBatchSize},
+		{syncDefault, relay.DefaultBatchSize, true},
+		{syncDefault, relay.DefaultBatchSize, false},
+		{syncDefault, 2000, true},
+		{syncAlways, relay.DefaultBatchSize, true},
 	} {
-		b.Run(fmt.Sprintf("nats=natsdev/sync=%s/batch=%d", c.sync, c.batch), func(b *testing.B) {
-			benchmarkDrain(b, c.sync, c.batch)
+		conn := "tcp"
+		if c.inProcess {
+			conn = "inprocess"
+		}
+		b.Run(fmt.Sprintf("nats=natsdev/conn=%s/sync=%s/batch=%d", conn, c.sync, c.batch), func(b *testing.B) {
+			benchmarkDrain(b, c.sync, c.batch, c.inProcess)
 		})
 	}
 }
@@ -145,9 +153,19 @@ func BenchmarkTakeoverRepublish(b *testing.B) {
 	}
 }
 
-func benchmarkDrain(b *testing.B, sync benchSync, batch int) {
+func benchmarkDrain(b *testing.B, sync benchSync, batch int, inProcess bool) {
 	e := benchEnv(b, sync)
 	ctx := context.Background()
+	nc := e.nc // over TCP
+	if inProcess {
+		var err error
+		nc, err = nats.Connect(e.server.URL(), nats.InProcessServer(e.server), nats.MaxReconnects(-1),
+			nats.ReconnectBufSize(-1), nats.Name("relay-bench"))
+		if err != nil {
+			b.Fatalf("connect to nats in-process: %v", err)
+		}
+		b.Cleanup(nc.Close)
+	}
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -155,7 +173,7 @@ func benchmarkDrain(b *testing.B, sync benchSync, batch int) {
 		var published atomic.Int64
 		done := make(chan struct{})
 		r, err := relay.New(relay.Config{
-			DB: e.store.DB, NATS: e.nc, Logger: e.logger, BatchSize: batch,
+			DB: e.store.DB, NATS: nc, Logger: e.logger, BatchSize: batch,
 			RepublishWindow: sync.republishWindow(),
 			AfterPublish: func(_ context.Context, ids []uuid.UUID) error {
 				if published.Add(int64(len(ids))) >= benchBacklog {
