@@ -71,8 +71,8 @@ func fmtPct(p PercentileSpread) string {
 func Markdown(w io.Writer, res *Result) {
 	m := res.Machine
 	fmt.Fprintf(w, "# orderflow bench, %s\n\n", res.StartedAt.Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(w, "%d cores (%s), %s, Go %s, Temporal server %s (persistence: %s), SDK %s, NATS server %s, PostgreSQL %s.  \n",
-		m.Cores, m.CPU, m.OS, m.Go, m.TemporalServer, m.Persistence, m.TemporalSDK, m.NATSServer, m.PostgreSQL)
+	fmt.Fprintf(w, "%d cores (%s), %s, Go %s, Temporal server %s (persistence: %s), SDK %s, NATS server %s (connection: %s), PostgreSQL %s.  \n",
+		m.Cores, m.CPU, m.OS, m.Go, m.TemporalServer, m.Persistence, m.TemporalSDK, m.NATSServer, m.NATSConnection, m.PostgreSQL)
 	fmt.Fprintf(w, "%d orders per round and system at concurrency %d, %d rounds (interleaved), %d warm-up orders each; took %s. ",
 		res.Config.N, res.Config.C, res.Config.Rounds, res.Config.Warmup, res.Took)
 	if res.Config.Downstream {

@@ -63,4 +63,9 @@ func TestBenchSmoke(t *testing.T) {
 	if res.Machine.Cores == 0 || res.Machine.TemporalServer == "" {
 		t.Errorf("machine description incomplete: %+v", res.Machine)
 	}
+	// The bench runs the embedded NATS, which the process reaches
+	// in-process, as orderflow dev does.
+	if res.Machine.NATSConnection != "in-process" {
+		t.Errorf("nats connection %q; want in-process", res.Machine.NATSConnection)
+	}
 }

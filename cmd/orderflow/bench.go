@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/bench"
@@ -96,7 +97,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		return err
 	}
 	defer stack.Close()
-	cfg.DatabaseURL, cfg.NATSURL, cfg.NATSInProcess = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
+	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
 	if !cfg.TemporalExternal {
 		cfg.Temporal.HostPort = stack.TemporalAddr
 	}
@@ -171,7 +172,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		DrainEvents: *drain,
 		Downstream:  *downstream,
 		LogLevel:    strings.ToLower(partsCfg.LogLevel.String()),
-		Machine:     machine(ctx, d.store, stack),
+		Machine:     machine(ctx, d.store, d.nc, stack),
 		Progress:    os.Stderr,
 		Logger:      logger,
 	})
@@ -243,13 +244,18 @@ func drainBacklog(ctx context.Context, store *db.Store, n int) (time.Duration, e
 }
 
 // machine describes this machine and the versions that ran.
-func machine(ctx context.Context, store *db.Store, stack *devstack.Stack) bench.Machine {
+func machine(ctx context.Context, store *db.Store, nc *nats.Conn, stack *devstack.Stack) bench.Machine {
 	m := bench.Machine{
 		Cores:           runtime.NumCPU(),
 		OS:              runtime.GOOS + "/" + runtime.GOARCH,
 		Go:              runtime.Version(),
 		Persistence:     persistenceDescription(stack),
 		PostgresPrivate: stack.Postgres != nil,
+		NATSConnection:  "tcp",
+	}
+	// An in-process connection is a net.Pipe, whose address is "pipe".
+	if nc.ConnectedAddr() == "pipe" {
+		m.NATSConnection = "in-process"
 	}
 	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(data), "\n") {

@@ -89,10 +89,11 @@ type Config struct {
 
 	NATSURL  string
 	NATSAddr string
-	// NATSInProcess, when set, is the NATS server at NATSURL running in
-	// this process (orderflow dev and bench set it; no variable does):
-	// the process's connection then skips the network (see natsdev).
-	NATSInProcess nats.InProcessConnProvider
+	// EmbeddedNATS, when set, is the NATS server at NATSURL running in
+	// this process (orderflow dev and bench set it from the stack they
+	// start; no variable does): the process's connection then skips the
+	// network (see natsdev).
+	EmbeddedNATS nats.InProcessConnProvider
 	// NATSSyncAlways and NATSSyncInterval are the NATS server's sync
 	// setting (ORDERFLOW_NATS_SYNC): the embedded server runs with it, and
 	// the relay's re-publish window follows from it.

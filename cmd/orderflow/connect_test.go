@@ -11,10 +11,10 @@ import (
 	"github.com/orderflow/orderflow/events/natsdev"
 )
 
-// TestConnectInProcessNATS: with NATSInProcess set, connect reaches the
+// TestConnectInProcessNATS: with EmbeddedNATS set, connect reaches the
 // embedded server without the network. The URL it is given names a port
 // nothing listens on, so a connection that went over TCP would fail, as
-// the same call without NATSInProcess shows; and JetStream works over the
+// the same call without EmbeddedNATS shows; and JetStream works over the
 // in-process connection (a publish is stored and acknowledged).
 func TestConnectInProcessNATS(t *testing.T) {
 	srv, err := natsdev.Start(natsdev.Config{StoreDir: t.TempDir(), Addr: "127.0.0.1:0"})
@@ -31,7 +31,7 @@ func TestConnectInProcessNATS(t *testing.T) {
 		t.Fatalf("connect over TCP to %s succeeded; the test needs a URL nothing listens on", unreachable)
 	}
 
-	d, err := connect(ctx, Config{NATSURL: unreachable, NATSInProcess: srv}, slog.Default(), false, true, false)
+	d, err := connect(ctx, Config{NATSURL: unreachable, EmbeddedNATS: srv}, slog.Default(), false, true, false)
 	if err != nil {
 		t.Fatalf("connect in-process: %v", err)
 	}

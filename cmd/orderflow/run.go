@@ -67,11 +67,14 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needN
 		// what a restarted server lost (events/relay).
 		opts := []nats.Option{nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
 			nats.ReconnectBufSize(-1)}
-		if cfg.NATSInProcess != nil {
-			opts = append(opts, nats.InProcessServer(cfg.NATSInProcess))
+		if cfg.EmbeddedNATS != nil {
+			opts = append(opts, nats.InProcessServer(cfg.EmbeddedNATS))
 		}
 		if d.nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
 			d.Close()
+			if cfg.EmbeddedNATS != nil {
+				return nil, fmt.Errorf("connect to the embedded nats in-process: %w", err)
+			}
 			return nil, fmt.Errorf("connect to nats at %s: %w", cfg.NATSURL, err)
 		}
 	}
@@ -118,7 +121,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 		return err
 	}
 	defer stack.Close()
-	cfg.DatabaseURL, cfg.NATSURL, cfg.NATSInProcess = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
+	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
 
 	d, err := connect(ctx, cfg, logger, true, true, true)
 	if err != nil {

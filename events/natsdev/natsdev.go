@@ -3,14 +3,13 @@
 // listens on a real TCP port so other bounded contexts, in any language, can
 // connect to it as to any NATS server.
 //
-// The process that runs the server connects to it in-process instead
-// (Server.InProcessConn): no sockets, no kernel, and above all no wait for
-// Go's network poller. When both cores are busy, as under load on the
-// machines orderflow is developed on, the Go scheduler looks for sockets
-// that became readable only once its run queues are empty, or from its
-// monitor thread every 10 ms or so; a publish acknowledgement over
-// loopback TCP then waited a median of 4-6 ms, against 0.2 ms in-process,
-// and the outbox -> consumer lag's p99 halved (docs/PERFORMANCE.md).
+// orderflow dev and bench connect their own process to it in-process
+// instead (Server.InProcessConn, through cmd's connect): no socket and no
+// wait for Go's network poller, which a busy scheduler consults only when
+// its run queues run dry or from its monitor thread every 10-20 ms, so
+// that under load each loopback hop to NATS waited for it. The tests and
+// other processes connect over TCP. See docs/PERFORMANCE.md ("Lag") for
+// what it changed.
 //
 // # Durability
 //
@@ -141,9 +140,10 @@ func Start(cfg Config) (*Server, error) {
 // URL is the client URL, e.g. nats://127.0.0.1:4222.
 func (s *Server) URL() string { return s.ns.ClientURL() }
 
-// InProcessConn is a client connection to the server that does not go
-// through the network: pass the server to nats.InProcessServer. A process
-// that runs the server connects this way; see the package documentation.
+// InProcessConn returns a new client connection to the server that does
+// not go through the network (a net.Pipe, served by a goroutine of the
+// server): pass the server to nats.InProcessServer, which calls it on
+// every connect and reconnect.
 func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }
 
 // Stop shuts the server down and waits until it has.

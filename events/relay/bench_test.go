@@ -160,7 +160,7 @@ func benchmarkDrain(b *testing.B, sync benchSync, batch int, inProcess bool) {
 	if inProcess {
 		var err error
 		nc, err = nats.Connect(e.server.URL(), nats.InProcessServer(e.server), nats.MaxReconnects(-1),
-			nats.ReconnectBufSize(-1), nats.Name("relay-bench"))
+			nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1), nats.Name("relay-test"))
 		if err != nil {
 			b.Fatalf("connect to nats in-process: %v", err)
 		}
