@@ -6,19 +6,19 @@ import (
 
 // Machine describes where a run happened.
 type Machine struct {
-	Cores          int    `json:"cores"`
-	CPU            string `json:"cpu,omitempty"`
-	OS             string `json:"os"`
-	Go             string `json:"go"`
-	TemporalServer string `json:"temporal_server"`
-	TemporalSDK    string `json:"temporal_sdk"`
-	Persistence    string `json:"temporal_persistence"`
-	PostgreSQL     string `json:"postgresql,omitempty"`
-	NATSServer     string `json:"nats_server"`
+	Cores           int    `json:"cores"`
+	CPU             string `json:"cpu,omitempty"`
+	OS              string `json:"os"`
+	Go              string `json:"go"`
+	TemporalServer  string `json:"temporal_server"`
+	TemporalSDK     string `json:"temporal_sdk"`
+	Persistence     string `json:"temporal_persistence"`
+	PostgreSQL      string `json:"postgresql,omitempty"`
+	NATSServer      string `json:"nats_server"`
+	PostgresPrivate bool   `json:"postgres_private"`
 	// NATSConnection is how the process reached NATS: "in-process" or
 	// "tcp".
-	NATSConnection  string `json:"nats_connection"`
-	PostgresPrivate bool   `json:"postgres_private"`
+	NATSConnection string `json:"nats_connection"`
 }
 
 // RunConfig is what the run was asked to do.

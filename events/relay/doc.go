@@ -186,8 +186,9 @@
 // The re-publish is bounded by the window: RepublishWindow worth of
 // publishing, at most about 240,000 rows at the highest drain measured on
 // a fresh stack (about 40,000 events a second; docs/PERFORMANCE.md) and
-// the default six seconds, far fewer at ordinary rates. BenchmarkTakeoverRepublish checks a 50,000-event
-// window in about 0.65 s, 0.7 s when 10,000 of them were lost.
+// the default six seconds, far fewer at ordinary rates.
+// BenchmarkTakeoverRepublish checks a 50,000-event window in about
+// 0.65 s, 0.7 s when 10,000 of them were lost.
 //
 // # A NATS server that restarts under a running relay
 //
