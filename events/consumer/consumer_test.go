@@ -199,6 +199,11 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 		t.Fatalf("the poison event took effect %d times, want 1", n)
 	}
 	// The bystander consumer took everything once and was redriven nothing.
+	// It runs on its own: wait until it has handled the three events.
+	eventually(t, "the bystander handled the three events", func() bool {
+		st := bystander.Stats()
+		return st.Applied+st.Terminated+st.Duplicates >= 3
+	})
 	if st := bystander.Stats(); st.Applied != 2 || st.Terminated != 1 || st.Duplicates != 0 {
 		t.Fatalf("bystander stats = %+v, want 2 applied, the garbage terminated, no redeliveries", st)
 	}
