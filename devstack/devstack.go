@@ -176,10 +176,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	return s, nil
 }
 
-// NATSInProcess is the embedded NATS server, for connections of this
+// EmbeddedNATS is the embedded NATS server, for connections of this
 // process that skip the network (nats.InProcessServer); nil when NATS is
 // external. Other processes reach the server at NATSURL.
-func (s *Stack) NATSInProcess() nats.InProcessConnProvider {
+func (s *Stack) EmbeddedNATS() nats.InProcessConnProvider {
 	if s.nats == nil {
 		return nil
 	}

@@ -97,7 +97,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		return err
 	}
 	defer stack.Close()
-	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
+	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.EmbeddedNATS()
 	if !cfg.TemporalExternal {
 		cfg.Temporal.HostPort = stack.TemporalAddr
 	}

@@ -121,7 +121,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 		return err
 	}
 	defer stack.Close()
-	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.NATSInProcess()
+	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.EmbeddedNATS()
 
 	d, err := connect(ctx, cfg, logger, true, true, true)
 	if err != nil {

@@ -164,6 +164,20 @@ func (r *relayRun) stop() {
 	}
 }
 
+// crashed waits for Run to return by itself (a hook's error, say) and
+// fails unless it returned want.
+func (r *relayRun) crashed(tb testing.TB, want error) {
+	tb.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("the crashing relay did not stop")
+	}
+	if !errors.Is(r.err, want) {
+		tb.Fatalf("Run = %v, want the hook's error", r.err)
+	}
+}
+
 // republishes returns the re-publishes this relay completed, in order.
 func (r *relayRun) republishes() []relay.Republished {
 	r.mu.Lock()

@@ -183,35 +183,14 @@ func testRelayKeepsOrderPastAFailedPublish(t *testing.T, batch int) {
 // each event once (Nats-Msg-Id de-duplication), in order.
 func TestRelayCrashBetweenPublishAndMark(t *testing.T) {
 	e := newEnv(t)
-	want := map[string]int64{}
-	var rows []outboxRow
-	for v := int64(1); v <= 4; v++ {
-		for range 5 {
-			rows = append(rows, outboxRow{version: v})
-		}
-	}
-	orders := make([]string, 5)
-	for i := range orders {
-		orders[i] = uuid.NewString()
-		want[orders[i]] = 4
-	}
-	for i := range rows {
-		rows[i].order = orders[i%5]
-	}
+	rows, want := interleaved(5, 4)
 	e.insert(t, rows...)
 
 	crash := errors.New("killed between publish and mark")
 	first := e.startRelay(t, func(c *relay.Config) {
 		c.AfterPublish = func(context.Context, []uuid.UUID) error { return crash }
 	})
-	select {
-	case <-first.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the crashing relay did not stop")
-	}
-	if !errors.Is(first.err, crash) {
-		t.Fatalf("Run = %v, want the hook's error", first.err)
-	}
+	first.crashed(t, crash)
 	if n, got := e.backlog(t), len(e.readStream(t, events.OrderStream)); n != 20 || got != 20 {
 		t.Fatalf("after the crash: backlog %d, stream %d; want 20 unmarked rows, all 20 in the stream", n, got)
 	}
@@ -380,14 +359,7 @@ func TestRelayCrashMidBacklogKeepsEarlierMarks(t *testing.T) {
 			return nil
 		}
 	})
-	select {
-	case <-first.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the crashing relay did not stop")
-	}
-	if !errors.Is(first.err, crash) {
-		t.Fatalf("Run = %v, want the hook's error", first.err)
-	}
+	first.crashed(t, crash)
 	marked := e.published(t)
 	for i, id := range ids {
 		if got, wantMarked := marked[id] != 0, i < 5; got != wantMarked {
