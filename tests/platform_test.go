@@ -366,11 +366,16 @@ func expectHealthy(t *testing.T, base string) {
 // reports what matters.
 func dial(t *testing.T, stack *devstack.Stack) client.Client {
 	t.Helper()
+	return dialAddr(t, stack.TemporalAddr)
+}
+
+func dialAddr(t *testing.T, addr string) client.Client {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := temporal.Dial(ctx, client.Options{HostPort: stack.TemporalAddr}, slog.New(slog.DiscardHandler))
+	c, err := temporal.Dial(ctx, client.Options{HostPort: addr}, slog.New(slog.DiscardHandler))
 	if err != nil {
-		t.Fatalf("dial temporal: %v", err)
+		t.Fatalf("dial temporal at %s: %v", addr, err)
 	}
 	return c
 }

@@ -4,6 +4,7 @@
 // from the environment, the same HTTP API. The binary is built once per test
 // package and uses the stack as external components (TEMPORAL_ADDRESS,
 // DATABASE_URL, NATS_URL), the way the README says `orderflow dev` can.
+// StartDev runs it instead on its embedded defaults, as `make run` does.
 //
 //	func TestMain(m *testing.M) { os.Exit(apptest.Main(m)) }
 //
@@ -20,11 +21,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -43,12 +46,14 @@ const TaskQueue = "orderflow-e2e"
 type App struct {
 	// BaseURL is the HTTP API, e.g. http://127.0.0.1:40123.
 	BaseURL string
-	// Env is the stack the app runs on.
+	// Env is the stack the app runs on; nil for StartDev's, which runs its
+	// own.
 	Env *stacktest.Env
 
-	cmd  *exec.Cmd
-	logs *syncBuffer
-	done chan error
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	done   chan error
+	exited bool // Stop was called
 }
 
 var (
@@ -72,7 +77,7 @@ func (w *wrapped) Run() int {
 	mu.Lock()
 	defer mu.Unlock()
 	if shared != nil {
-		if err := shared.stop(); err != nil {
+		if err := shared.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "apptest: %v\nend of the app's log:\n%s\n", err, shared.logs.Tail(32<<10))
 			code = 1
 		} else if code != 0 {
@@ -135,10 +140,6 @@ func Binary() (string, error) {
 }
 
 func start(env *stacktest.Env, extraEnv []string) (*App, error) {
-	bin, err := Binary()
-	if err != nil {
-		return nil, err
-	}
 	httpAddr, err := freeport.Addr()
 	if err != nil {
 		return nil, err
@@ -147,8 +148,7 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "dev")
-	cmd.Env = append(os.Environ(),
+	environ := append(os.Environ(),
 		"ORDERFLOW_DATA_DIR="+dataDir,
 		"ORDERFLOW_HTTP_ADDR="+httpAddr,
 		"ORDERFLOW_TASK_QUEUE="+TaskQueue,
@@ -158,7 +158,91 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 		"DATABASE_URL="+env.Stack.DatabaseURL,
 		"NATS_URL="+env.Stack.NATSURL,
 	)
-	cmd.Env = append(cmd.Env, extraEnv...)
+	a, err := launch(httpAddr, append(environ, extraEnv...))
+	if a != nil {
+		a.Env = env
+	}
+	return a, err
+}
+
+// External are the variables that point orderflow at external components.
+// StartDev leaves them out, so that the app runs its own.
+var External = []string{"TEMPORAL_ADDRESS", "DATABASE_URL", "NATS_URL"}
+
+// Dev is the address of each part of a StartDev app.
+type Dev struct {
+	DataDir                                string
+	HTTPAddr, TemporalAddr, UIAddr, PGAddr string
+	NATSAddr                               string
+}
+
+// NewDev picks a data dir and free addresses for a StartDev app.
+func NewDev(tb testing.TB) Dev {
+	tb.Helper()
+	d := Dev{DataDir: stacktest.TempDir(tb)}
+	d.PickAddrs(tb)
+	return d
+}
+
+// PickAddrs gives d new free addresses, keeping its data dir: a restart
+// finds its data whatever the ports.
+func (d *Dev) PickAddrs(tb testing.TB) {
+	tb.Helper()
+	for _, a := range []*string{&d.HTTPAddr, &d.TemporalAddr, &d.UIAddr, &d.PGAddr, &d.NATSAddr} {
+		var err error
+		if *a, err = freeport.Addr(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// StartDev runs `orderflow dev` the way `make run` does, on nothing but
+// its embedded defaults: its own Temporal server and Web UI, a private
+// PostgreSQL, an embedded NATS, in d's data dir and on d's addresses (so
+// that it runs next to the shared stack and a developer's `make run`).
+// The app is stopped at the end of the test unless the test stopped it.
+// Unlike Start's, its Env is nil: it has no shared stack.
+func StartDev(tb testing.TB, d Dev) *App {
+	tb.Helper()
+	var environ []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(External, name) {
+			environ = append(environ, kv)
+		}
+	}
+	environ = append(environ,
+		"ORDERFLOW_DATA_DIR="+d.DataDir,
+		"ORDERFLOW_HTTP_ADDR="+d.HTTPAddr,
+		"ORDERFLOW_TEMPORAL_ADDR="+d.TemporalAddr,
+		"ORDERFLOW_UI_ADDR="+d.UIAddr,
+		"ORDERFLOW_PG_ADDR="+d.PGAddr,
+		"ORDERFLOW_NATS_ADDR="+d.NATSAddr,
+		"ORDERFLOW_LOG_LEVEL=info",
+	)
+	began := time.Now()
+	a, err := launch(d.HTTPAddr, environ)
+	if err != nil {
+		tb.Fatalf("apptest: %v", err)
+	}
+	tb.Logf("apptest: orderflow dev on its embedded defaults up in %s at %s", time.Since(began).Round(time.Millisecond), a.BaseURL)
+	tb.Cleanup(func() {
+		if err := a.Stop(); err != nil {
+			tb.Errorf("apptest: %v\nend of the app's log:\n%s", err, a.Logs())
+		}
+	})
+	return a
+}
+
+// launch starts `orderflow dev` with environ and waits until its /readyz,
+// on httpAddr, says ready.
+func launch(httpAddr string, environ []string) (*App, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "dev")
+	cmd.Env = environ
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	// The app dies with the test binary, even when it is killed.
@@ -166,7 +250,7 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start orderflow dev: %w", err)
 	}
-	a := &App{BaseURL: "http://" + httpAddr, Env: env, cmd: cmd, logs: logs, done: make(chan error, 1)}
+	a := &App{BaseURL: "http://" + httpAddr, cmd: cmd, logs: logs, done: make(chan error, 1)}
 	go func() { a.done <- cmd.Wait() }()
 
 	deadline := time.Now().Add(2 * time.Minute)
@@ -191,8 +275,13 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	}
 }
 
-// stop sends SIGTERM, as Ctrl-C would, and expects a clean exit.
-func (a *App) stop() error {
+// Stop sends SIGTERM, as Ctrl-C would, and expects a clean exit within
+// 30 seconds. Once it has returned, it returns nil.
+func (a *App) Stop() error {
+	if a.exited {
+		return nil
+	}
+	a.exited = true
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-a.done:
@@ -208,6 +297,17 @@ func (a *App) stop() error {
 
 // Logs returns the end of the app's log, for failure messages.
 func (a *App) Logs() string { return a.logs.Tail(16 << 10) }
+
+// ErrorLines returns the lines of the app's whole log at level ERROR.
+func (a *App) ErrorLines() []string {
+	var lines []string
+	for line := range strings.Lines(a.logs.Tail(math.MaxInt)) {
+		if strings.Contains(line, "level=ERROR") {
+			lines = append(lines, strings.TrimRight(line, "\n"))
+		}
+	}
+	return lines
+}
 
 // Response is one HTTP answer.
 type Response struct {
