@@ -9,44 +9,6 @@ import (
 	"context"
 )
 
-const countInbox = `-- name: CountInbox :one
-SELECT count(*) FROM inbox WHERE consumer = $1
-`
-
-func (q *Queries) CountInbox(ctx context.Context, consumer string) (int64, error) {
-	row := q.db.QueryRowContext(ctx, countInbox, consumer)
-	var count int64
-	err := row.Scan(&count)
-	return count, err
-}
-
-const getInboxEvent = `-- name: GetInboxEvent :one
-SELECT consumer, event_id, event_type, source, subject, sequence, stream, stream_seq, outcome, received_at FROM inbox WHERE consumer = $1 AND event_id = $2
-`
-
-type GetInboxEventParams struct {
-	Consumer string `json:"consumer"`
-	EventID  string `json:"event_id"`
-}
-
-func (q *Queries) GetInboxEvent(ctx context.Context, arg GetInboxEventParams) (Inbox, error) {
-	row := q.db.QueryRowContext(ctx, getInboxEvent, arg.Consumer, arg.EventID)
-	var i Inbox
-	err := row.Scan(
-		&i.Consumer,
-		&i.EventID,
-		&i.EventType,
-		&i.Source,
-		&i.Subject,
-		&i.Sequence,
-		&i.Stream,
-		&i.StreamSeq,
-		&i.Outcome,
-		&i.ReceivedAt,
-	)
-	return i, err
-}
-
 const insertInbox = `-- name: InsertInbox :execrows
 INSERT INTO inbox (consumer, event_id, event_type, source, subject, sequence, stream, stream_seq)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

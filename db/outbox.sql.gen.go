@@ -508,17 +508,6 @@ func (q *Queries) RecordOutboxFailures(ctx context.Context, arg RecordOutboxFail
 	return result.RowsAffected()
 }
 
-const releaseRelayLock = `-- name: ReleaseRelayLock :one
-SELECT pg_advisory_unlock($1::bigint) AS released
-`
-
-func (q *Queries) ReleaseRelayLock(ctx context.Context, key int64) (bool, error) {
-	row := q.db.QueryRowContext(ctx, releaseRelayLock, key)
-	var released bool
-	err := row.Scan(&released)
-	return released, err
-}
-
 const setRelaySessionAsyncCommit = `-- name: SetRelaySessionAsyncCommit :exec
 SELECT set_config('synchronous_commit', 'off', false)
 `
@@ -560,7 +549,8 @@ SELECT pg_try_advisory_lock($1::bigint) AS locked
 // The outbox relay's queries (events/relay). They run on the relay's own
 // connection, the one holding the advisory lock.
 // Takes the session-level advisory lock that elects the active relay; it
-// is held until released or until the session ends.
+// is held until the session ends: the relay discards the session to give
+// it up.
 func (q *Queries) TryRelayLock(ctx context.Context, key int64) (bool, error) {
 	row := q.db.QueryRowContext(ctx, tryRelayLock, key)
 	var locked bool

@@ -22,8 +22,3 @@ RETURNING last_sequence;
 UPDATE inbox_sequences SET last_sequence = $4, updated_at = now()
 WHERE consumer = $1 AND source = $2 AND subject = $3;
 
--- name: GetInboxEvent :one
-SELECT * FROM inbox WHERE consumer = $1 AND event_id = $2;
-
--- name: CountInbox :one
-SELECT count(*) FROM inbox WHERE consumer = $1;

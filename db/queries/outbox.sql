@@ -16,11 +16,9 @@ SELECT count(*) FROM outbox_events WHERE published_at IS NULL;
 
 -- name: TryRelayLock :one
 -- Takes the session-level advisory lock that elects the active relay; it
--- is held until released or until the session ends.
+-- is held until the session ends: the relay discards the session to give
+-- it up.
 SELECT pg_try_advisory_lock(@key::bigint) AS locked;
-
--- name: ReleaseRelayLock :one
-SELECT pg_advisory_unlock(@key::bigint) AS released;
 
 -- name: SetRelaySessionKeepalives :exec
 -- Makes the server notice within seconds that the active relay's host is
