@@ -19,13 +19,22 @@ import (
 	"github.com/orderflow/orderflow/tests/apptest"
 )
 
+// busEvent is one event as the stream holds it.
+type busEvent struct {
+	events.Envelope
+	// Stream and Stored say where and when the stream stored it: a stream
+	// that lost the event and had it published again holds it anew.
+	Stream jetstream.SequencePair
+	Stored time.Time
+}
+
 // busEvents reads every event of one order from ORDER_EVENTS, in stream
 // order, waiting until there are want of them.
-func busEvents(t *testing.T, js jetstream.JetStream, orderID string, want int) []events.Envelope {
+func busEvents(t *testing.T, js jetstream.JetStream, orderID string, want int) []busEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var got []events.Envelope
+	var got []busEvent
 	for ctx.Err() == nil {
 		got = got[:0]
 		cons, err := js.OrderedConsumer(ctx, events.OrderStream, jetstream.OrderedConsumerConfig{
@@ -46,7 +55,11 @@ func busEvents(t *testing.T, js jetstream.JetStream, orderID string, want int) [
 				if err != nil {
 					t.Fatalf("order %s: message on %s is not a CloudEvent: %v", orderID, m.Subject(), err)
 				}
-				got = append(got, env)
+				meta, err := m.Metadata()
+				if err != nil {
+					t.Fatalf("order %s: metadata of the message on %s: %v", orderID, m.Subject(), err)
+				}
+				got = append(got, busEvent{Envelope: env, Stream: meta.Sequence, Stored: meta.Timestamp})
 			}
 			if n == 0 {
 				break
@@ -65,8 +78,9 @@ func busEvents(t *testing.T, js jetstream.JetStream, orderID string, want int) [
 // /v1/orders/{id}/events): the same events, in ce-sequence order 1..n with
 // no gap or duplicate, each with the CloudEvents attributes and a payload
 // that validates against its type's JSON Schema. Every test that ends an
-// order calls it, so every path's events are checked.
-func checkBus(t *testing.T, app *apptest.App, js jetstream.JetStream, orderID string) {
+// order calls it, so every path's events are checked. It returns them as
+// the stream holds them.
+func checkBus(t *testing.T, app *apptest.App, js jetstream.JetStream, orderID string) []busEvent {
 	t.Helper()
 	resp := app.Do(t, http.MethodGet, "/v1/orders/"+orderID+"/events", nil)
 	if resp.Status != http.StatusOK {
@@ -98,6 +112,7 @@ func checkBus(t *testing.T, app *apptest.App, js jetstream.JetStream, orderID st
 			t.Errorf("order %s: %s payload does not validate against its schema: %v\n%s", orderID, env.Type, err, env.Data)
 		}
 	}
+	return bus
 }
 
 func jetStream(t *testing.T, app *apptest.App) jetstream.JetStream {
@@ -145,22 +160,29 @@ func TestCompletedOrderReachesOtherContexts(t *testing.T) {
 	if vouchers[p.ID] != 1 {
 		t.Errorf("customer has %d vouchers for order %s; want exactly 1", vouchers[p.ID], p.ID)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		after := restaurantStats(t, app, pizzeria)
-		if after.Placed >= statsBefore.Placed+1 && after.Accepted >= statsBefore.Accepted+1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restaurant stats did not count the order: before %+v, after %+v", statsBefore, after)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitStats(t, app, pizzeria, stats{Placed: statsBefore.Placed + 1, Accepted: statsBefore.Accepted + 1})
 }
 
 type stats struct {
 	Placed   int `json:"placed"`
 	Accepted int `json:"accepted"`
+}
+
+// waitStats waits until the restaurant's stats count at least want, and
+// returns them.
+func waitStats(t *testing.T, app *apptest.App, restaurant string, want stats) stats {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := restaurantStats(t, app, restaurant)
+		if got.Placed >= want.Placed && got.Accepted >= want.Accepted {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restaurant %s: analytics did not count the orders: stats %+v; want at least %+v", restaurant, got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // restaurantStats reads the restaurant's totals over its stats' default

@@ -195,8 +195,15 @@ func testWebUIServesTemporalUI(t *testing.T, persistence devserver.Persistence) 
 	if stack.UIURL == "" {
 		t.Fatal("stack started with ui=true has no UIURL")
 	}
+	checkWebUI(t, stack.UIURL)
+}
 
-	code, header, body := get(t, stack.UIURL+"/")
+// checkWebUI checks that the Temporal Web UI at base serves the UI
+// application and that its API reaches the Temporal server, namespace
+// "default" and its workflow list included.
+func checkWebUI(t *testing.T, base string) {
+	t.Helper()
+	code, header, body := get(t, base+"/")
 	if code != http.StatusOK {
 		t.Fatalf("GET / = %d; want 200; body: %.300s", code, body)
 	}
@@ -209,12 +216,12 @@ func testWebUIServesTemporalUI(t *testing.T, persistence devserver.Persistence) 
 	if script == "" {
 		t.Fatalf("GET / does not look like the Temporal UI (no app entry script): %.500s", body)
 	}
-	if code, header, _ := get(t, stack.UIURL+script); code != http.StatusOK || !strings.Contains(header.Get("Content-Type"), "javascript") {
+	if code, header, _ := get(t, base+script); code != http.StatusOK || !strings.Contains(header.Get("Content-Type"), "javascript") {
 		t.Errorf("GET %s = %d %q; want 200 javascript", script, code, header.Get("Content-Type"))
 	}
 
 	// The UI's API is a gateway to the Temporal frontend it points at.
-	code, _, body = get(t, stack.UIURL+"/api/v1/namespaces/default")
+	code, _, body = get(t, base+"/api/v1/namespaces/default")
 	if code != http.StatusOK {
 		t.Fatalf("GET /api/v1/namespaces/default = %d; want 200; body: %.300s", code, body)
 	}
@@ -226,7 +233,7 @@ func testWebUIServesTemporalUI(t *testing.T, persistence devserver.Persistence) 
 	}
 	// Its workflow list is a query on the visibility store, which differs
 	// with the persistence.
-	code, _, body = get(t, stack.UIURL+"/api/v1/namespaces/default/workflows?query="+url.QueryEscape("ExecutionStatus = 'Running'"))
+	code, _, body = get(t, base+"/api/v1/namespaces/default/workflows?query="+url.QueryEscape("ExecutionStatus = 'Running'"))
 	if code != http.StatusOK {
 		t.Fatalf("GET /api/v1/namespaces/default/workflows = %d; want 200; body: %.300s", code, body)
 	}
@@ -369,6 +376,7 @@ func dial(t *testing.T, stack *devstack.Stack) client.Client {
 	return dialAddr(t, stack.TemporalAddr)
 }
 
+// dialAddr dials the Temporal frontend at addr, namespace default.
 func dialAddr(t *testing.T, addr string) client.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

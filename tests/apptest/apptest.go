@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -27,7 +28,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,17 +50,21 @@ type App struct {
 	// own.
 	Env *stacktest.Env
 
-	cmd    *exec.Cmd
-	logs   *syncBuffer
-	done   chan error
-	exited bool // Stop was called
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	done    chan error
+	stopped bool
 }
 
 var (
 	mu       sync.Mutex
 	shared   *App
 	startErr error
-	binDir   string
+
+	binMu  sync.Mutex
+	binDir string // where Binary built it, removed by Main
+	bin    string
+	binErr error
 )
 
 // Main runs the package's tests, stops the app if a test started it (a
@@ -77,7 +81,7 @@ func (w *wrapped) Run() int {
 	mu.Lock()
 	defer mu.Unlock()
 	if shared != nil {
-		if err := shared.Stop(); err != nil {
+		if err := shared.stop(syscall.SIGTERM); err != nil {
 			fmt.Fprintf(os.Stderr, "apptest: %v\nend of the app's log:\n%s\n", err, shared.logs.Tail(32<<10))
 			code = 1
 		} else if code != 0 {
@@ -85,6 +89,8 @@ func (w *wrapped) Run() int {
 		}
 		shared = nil
 	}
+	binMu.Lock()
+	defer binMu.Unlock()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
 	}
@@ -114,11 +120,21 @@ func Start(tb testing.TB, extraEnv ...string) *App {
 	return shared
 }
 
-// Binary builds cmd/orderflow once per test package and returns its path.
+// Binary builds cmd/orderflow once per test package and returns its path
+// (or the build's error, every time).
 func Binary() (string, error) {
-	if binDir != "" {
-		return filepath.Join(binDir, "orderflow"), nil
+	binMu.Lock()
+	defer binMu.Unlock()
+	if bin == "" && binErr == nil {
+		bin, binErr = build()
+		if binErr != nil {
+			bin = ""
+		}
 	}
+	return bin, binErr
+}
+
+func build() (string, error) {
 	dir, err := os.MkdirTemp("", "orderflow-apptest-bin-")
 	if err != nil {
 		return "", err
@@ -165,15 +181,14 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	return a, err
 }
 
-// External are the variables that point orderflow at external components.
-// StartDev leaves them out, so that the app runs its own.
-var External = []string{"TEMPORAL_ADDRESS", "DATABASE_URL", "NATS_URL"}
-
-// Dev is the address of each part of a StartDev app.
+// Dev is where a StartDev app keeps its data and listens.
 type Dev struct {
-	DataDir                                string
-	HTTPAddr, TemporalAddr, UIAddr, PGAddr string
-	NATSAddr                               string
+	// DataDir is ORDERFLOW_DATA_DIR, where the embedded components keep
+	// their data.
+	DataDir string
+	// The API's address and the embedded components': Temporal's frontend,
+	// its Web UI, PostgreSQL and NATS.
+	HTTPAddr, TemporalAddr, UIAddr, PGAddr, NATSAddr string
 }
 
 // NewDev picks a data dir and free addresses for a StartDev app.
@@ -184,8 +199,8 @@ func NewDev(tb testing.TB) Dev {
 	return d
 }
 
-// PickAddrs gives d new free addresses, keeping its data dir: a restart
-// finds its data whatever the ports.
+// PickAddrs picks free addresses for d again, keeping its data dir, for a
+// restart on whatever ports are free then.
 func (d *Dev) PickAddrs(tb testing.TB) {
 	tb.Helper()
 	for _, a := range []*string{&d.HTTPAddr, &d.TemporalAddr, &d.UIAddr, &d.PGAddr, &d.NATSAddr} {
@@ -200,14 +215,19 @@ func (d *Dev) PickAddrs(tb testing.TB) {
 // its embedded defaults: its own Temporal server and Web UI, a private
 // PostgreSQL, an embedded NATS, in d's data dir and on d's addresses (so
 // that it runs next to the shared stack and a developer's `make run`).
-// The app is stopped at the end of the test unless the test stopped it.
-// Unlike Start's, its Env is nil: it has no shared stack.
+// None of the caller's orderflow or Temporal settings reach it. The app
+// is stopped at the end of the test unless the test stopped it. Unlike
+// Start's, its Env is nil: it has no shared stack.
 func StartDev(tb testing.TB, d Dev) *App {
 	tb.Helper()
+	if err := stacktest.Prerequisites(); err != nil {
+		tb.Fatal(err)
+	}
 	var environ []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(External, name) {
+		if !strings.HasPrefix(name, "ORDERFLOW_") && !strings.HasPrefix(name, "TEMPORAL_") &&
+			name != "DATABASE_URL" && name != "NATS_URL" {
 			environ = append(environ, kv)
 		}
 	}
@@ -219,6 +239,7 @@ func StartDev(tb testing.TB, d Dev) *App {
 		"ORDERFLOW_PG_ADDR="+d.PGAddr,
 		"ORDERFLOW_NATS_ADDR="+d.NATSAddr,
 		"ORDERFLOW_LOG_LEVEL=info",
+		"ORDERFLOW_LOG_FORMAT=text", // what ErrorLines reads
 	)
 	began := time.Now()
 	a, err := launch(d.HTTPAddr, environ)
@@ -268,30 +289,49 @@ func launch(httpAddr string, environ []string) (*App, error) {
 			}
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
+			a.kill()
 			return nil, fmt.Errorf("orderflow dev not ready after 2 minutes:\n%s", logs.Tail(16<<10))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// Stop sends SIGTERM, as Ctrl-C would, and expects a clean exit within
-// 30 seconds. Once it has returned, it returns nil.
+// Stop stops a StartDev app as Ctrl-C would (SIGINT) and expects a clean
+// exit within 30 seconds; called again, it returns nil. The shared app is
+// Main's to stop.
 func (a *App) Stop() error {
-	if a.exited {
+	if a.Env != nil {
+		return errors.New("apptest: Stop is for StartDev's apps; Main stops the shared one")
+	}
+	return a.stop(os.Interrupt)
+}
+
+// stop sends sig and expects a clean exit within 30 seconds.
+func (a *App) stop(sig os.Signal) error {
+	if a.stopped {
 		return nil
 	}
-	a.exited = true
-	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	a.stopped = true
+	_ = a.cmd.Process.Signal(sig)
 	select {
 	case err := <-a.done:
 		if err != nil {
-			return fmt.Errorf("orderflow dev did not exit cleanly on SIGTERM: %w", err)
+			return fmt.Errorf("orderflow dev did not exit cleanly on %v: %w", sig, err)
 		}
 		return nil
 	case <-time.After(30 * time.Second):
-		_ = a.cmd.Process.Kill()
-		return fmt.Errorf("orderflow dev still running 30s after SIGTERM")
+		a.kill()
+		return fmt.Errorf("orderflow dev still running 30s after %v", sig)
+	}
+}
+
+// kill kills the app and waits a little for it to go, so that its data
+// dir is not removed under it.
+func (a *App) kill() {
+	_ = a.cmd.Process.Kill()
+	select {
+	case <-a.done:
+	case <-time.After(10 * time.Second):
 	}
 }
 
