@@ -40,6 +40,9 @@ func (s slogAdapter) Fatal(msg string, tags ...tag.Tag) {
 }
 
 func (s slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
+	if level >= slog.LevelError && cancelled(tags) {
+		level = slog.LevelDebug
+	}
 	if level < s.level.Level() {
 		return
 	}
@@ -48,6 +51,29 @@ func (s slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
 		attrs[i] = slog.Any(t.Key(), t.Value())
 	}
 	s.log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// cancelled reports whether the error a log record carries is a context
+// cancelled by the caller of the request: a worker that stopped while its
+// poll waited for the server to load a task queue, say, which the server
+// logs as an internal error (once its message is flattened into a
+// serviceerror, only the text is left to tell). It is no fault of the
+// server's, so it is logged at debug rather than error.
+func cancelled(tags []tag.Tag) bool {
+	for _, t := range tags {
+		if t.Key() != "error" { // tag.Error's key
+			continue
+		}
+		if zt, ok := t.(tag.ZapTag); ok {
+			if err, ok := zt.Field().Interface.(error); ok && errors.Is(err, context.Canceled) {
+				return true
+			}
+		}
+		if text, ok := t.Value().(string); ok && strings.Contains(text, context.Canceled.Error()) {
+			return true
+		}
+	}
+	return false
 }
 
 // fatalLog keeps the first Fatal the server logged.
