@@ -5,7 +5,7 @@ WORKFLOWCHECK := $(GO) tool -modfile=$(CURDIR)/tools/go.mod workflowcheck
 BIN         := bin/orderflow
 TEST_FLAGS  ?= -count=1 -timeout 20m
 
-.PHONY: run build test unit generate check-generated lint vet clean histories bench
+.PHONY: run build test unit race generate check-generated lint vet clean histories bench
 
 ## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker, the outbox relay, the consumers and the API in one process
 run: build
@@ -22,6 +22,10 @@ test: lint check-generated
 ## unit: the tests that need neither PostgreSQL nor a Temporal server (seconds): workflows on the SDK's test suite, the bench's baselines, event schemas and streams
 unit:
 	$(GO) test -count=1 ./workflows/... ./bench/... ./events/
+
+## race: every test with the race detector (not in make test: its build of the Temporal server takes minutes more, and the tests run slower); the orderflow binary the end-to-end tests start is not race-built
+race:
+	$(GO) test -race $(TEST_FLAGS) ./...
 
 ## bench: measure end to end next to bare-Temporal baselines (BENCH_FLAGS, e.g. -n 1000 -c 50 -rounds 3); writes bench/results
 BENCH_FLAGS ?=
