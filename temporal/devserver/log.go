@@ -28,10 +28,16 @@ type slogAdapter struct {
 
 var _ log.Logger = slogAdapter{}
 
-func (s slogAdapter) Debug(msg string, tags ...tag.Tag)  { s.emit(slog.LevelDebug, msg, tags) }
-func (s slogAdapter) Info(msg string, tags ...tag.Tag)   { s.emit(slog.LevelInfo, msg, tags) }
-func (s slogAdapter) Warn(msg string, tags ...tag.Tag)   { s.emit(slog.LevelWarn, msg, tags) }
-func (s slogAdapter) Error(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
+func (s slogAdapter) Debug(msg string, tags ...tag.Tag) { s.emit(slog.LevelDebug, msg, tags) }
+func (s slogAdapter) Info(msg string, tags ...tag.Tag)  { s.emit(slog.LevelInfo, msg, tags) }
+func (s slogAdapter) Warn(msg string, tags ...tag.Tag)  { s.emit(slog.LevelWarn, msg, tags) }
+func (s slogAdapter) Error(msg string, tags ...tag.Tag) {
+	level := slog.LevelError
+	if cancelledLoad(msg, tags) {
+		level = slog.LevelDebug
+	}
+	s.emit(level, msg, tags)
+}
 func (s slogAdapter) DPanic(msg string, tags ...tag.Tag) { s.emit(slog.LevelError, msg, tags) }
 func (s slogAdapter) Panic(msg string, tags ...tag.Tag)  { s.emit(slog.LevelError, msg, tags) }
 func (s slogAdapter) Fatal(msg string, tags ...tag.Tag) {
@@ -40,9 +46,6 @@ func (s slogAdapter) Fatal(msg string, tags ...tag.Tag) {
 }
 
 func (s slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
-	if level >= slog.LevelError && cancelled(tags) {
-		level = slog.LevelDebug
-	}
 	if level < s.level.Level() {
 		return
 	}
@@ -53,23 +56,22 @@ func (s slogAdapter) emit(level slog.Level, msg string, tags []tag.Tag) {
 	s.log.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
-// cancelled reports whether the error a log record carries is a context
-// cancelled by the caller of the request: a worker that stopped while its
-// poll waited for the server to load a task queue, say, which the server
-// logs as an internal error (once its message is flattened into a
-// serviceerror, only the text is left to tell). It is no fault of the
-// server's, so it is logged at debug rather than error.
-func cancelled(tags []tag.Tag) bool {
+// cancelledLoad reports whether an error record is the matching service's
+// load of a task queue cut short by its own cancellation: when a worker
+// stops (or the queue is unloaded, idle) while the load waits for the
+// database, the SQL store flattens the context.Canceled into an
+// Unavailable's text, and the server, no longer recognising it as a
+// cancellation, logs it as an internal error (temporalio/temporal#12201,
+// open for server 1.31 and 1.32). Nothing failed, so it is logged at debug.
+// Only that record: other errors that mention a cancelled context (a
+// persistence call that gave up on a stalled database, say) stay errors.
+func cancelledLoad(msg string, tags []tag.Tag) bool {
+	if msg != "Operation failed with internal error." {
+		return false
+	}
 	for _, t := range tags {
-		if t.Key() != "error" { // tag.Error's key
-			continue
-		}
-		if zt, ok := t.(tag.ZapTag); ok {
-			if err, ok := zt.Field().Interface.(error); ok && errors.Is(err, context.Canceled) {
-				return true
-			}
-		}
-		if text, ok := t.Value().(string); ok && strings.Contains(text, context.Canceled.Error()) {
+		if text, ok := t.Value().(string); ok && t.Key() == "error" && // tag.Error's
+			strings.HasPrefix(text, "GetTaskQueue operation failed.") && strings.HasSuffix(text, "Error: context canceled") {
 			return true
 		}
 	}
