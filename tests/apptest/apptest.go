@@ -126,10 +126,7 @@ func Binary() (string, error) {
 	binMu.Lock()
 	defer binMu.Unlock()
 	if bin == "" && binErr == nil {
-		bin, binErr = build()
-		if binErr != nil {
-			bin = ""
-		}
+		bin, binErr = build() // build returns "" with its error
 	}
 	return bin, binErr
 }
