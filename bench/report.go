@@ -83,6 +83,9 @@ func Markdown(w io.Writer, res *Result) {
 	if res.Config.LogLevel != "" {
 		fmt.Fprintf(w, "The service parts logged at %s. ", res.Config.LogLevel)
 	}
+	if res.Config.PGStatements {
+		fmt.Fprintf(w, "PostgreSQL counted every statement with pg_stat_statements (-pg-statements), which costs it some CPU: compare its throughputs with runs without it only through the ratios. ")
+	}
 	fmt.Fprintf(w, "Figures are the median of the rounds, (min–max) where shown; latencies are p50 / p95 / p99 in ms, each the median over the rounds.\n\n")
 
 	fmt.Fprintf(w, "| | orderflow (HTTP API) | same-shape baseline | naive baseline |\n|---|---|---|---|\n")
@@ -129,6 +132,8 @@ func Markdown(w io.Writer, res *Result) {
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
+
+	postgresTables(w, res)
 
 	fmt.Fprintf(w, "\n| outbox and bus | |\n|---|---|\n")
 	fmt.Fprintf(w, "| commit → consumer lag, idle (p50 / p95 / p99 ms) | %s / %s / %s (%d events) |\n", num(res.Lag.Idle.P50), num(res.Lag.Idle.P95), num(res.Lag.Idle.P99), res.Lag.Idle.N)
@@ -237,4 +242,54 @@ func niceCeil(v float64) float64 {
 		}
 	}
 	return 10 * p
+}
+
+// postgresTables writes, for a run with -pg-statements, each system's
+// PostgreSQL work per order by database, and orderflow's costliest
+// statements.
+func postgresTables(w io.Writer, res *Result) {
+	var dbs []string
+	for _, s := range res.Systems {
+		if s.Postgres == nil {
+			continue
+		}
+		for _, d := range s.Postgres.Databases {
+			if !slices.Contains(dbs, d.Database) {
+				dbs = append(dbs, d.Database)
+			}
+		}
+	}
+	if len(dbs) == 0 {
+		return
+	}
+	slices.Sort(dbs)
+	fmt.Fprintf(w, "\nPostgreSQL work per order by database, over all rounds (pg_stat_statements): statements (+ those run inside them, such as foreign-key checks) · execution ms · WAL records · WAL KiB. Execution time leaves out parsing, commits and the client protocol, which PostgreSQL's CPU above includes:\n\n")
+	fmt.Fprintf(w, "| database | orderflow | same-shape | naive |\n|---|---|---|---|\n")
+	for _, db := range dbs {
+		cells := []string{db}
+		for _, name := range systemOrder {
+			cell := "–"
+			if s := res.Systems[name]; s != nil && s.Postgres != nil {
+				for _, d := range s.Postgres.Databases {
+					if d.Database == db {
+						cell = fmt.Sprintf("%s (+%s) · %s ms · %s · %s", num(d.Statements), num(d.Nested), num(d.ExecMs), num(d.WALRecords), num(d.WALKiB))
+					}
+				}
+			}
+			cells = append(cells, cell)
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	of := res.Systems[SystemOrderflow]
+	if of == nil || of.Postgres == nil || len(of.Postgres.Top) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\norderflow's costliest statements, per order:\n\n| statement | database | calls | execution ms | WAL records |\n|---|---|---|---|---|\n")
+	for _, st := range of.Postgres.Top {
+		name := st.Statement
+		if !st.TopLevel {
+			name += " (nested)"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", strings.ReplaceAll(name, "|", "\\|"), st.Database, num(st.Calls), num(st.ExecMs), num(st.WALRecords))
+	}
 }

@@ -33,6 +33,9 @@ type RunConfig struct {
 	Downstream bool `json:"downstream"`
 	// LogLevel is the level the stack and the service parts logged at.
 	LogLevel string `json:"log_level,omitempty"`
+	// PGStatements: pg_stat_statements counted every statement
+	// (-pg-statements), at some cost in PostgreSQL's CPU.
+	PGStatements bool `json:"pg_statements,omitempty"`
 }
 
 // RSS is peak resident memory in MiB.
@@ -62,6 +65,9 @@ type SystemResult struct {
 	// CPUByPartMsPerOrder splits the process's CPU by the part of the code
 	// its profile samples were in (median over the rounds).
 	CPUByPartMsPerOrder map[string]float64 `json:"cpu_by_part_ms_per_order"`
+	// Postgres is what the system's rounds ran in PostgreSQL, per order
+	// (-pg-statements only).
+	Postgres *PostgresLoad `json:"postgres_statements,omitempty"`
 	// Series is the last round's completions per second, for the plot.
 	Series []float64 `json:"throughput_series"`
 }
@@ -103,6 +109,7 @@ func (res *Result) summarize(rounds map[string][]roundResult) {
 		var rates, cpuSelf, cpuPG, hist []float64
 		var place, accept, deliver, total, lag []Percentiles
 		parts := map[string][]float64{}
+		var statements [][]Statement
 		retries, orders := 0, 0
 		for _, r := range rs {
 			n := float64(len(r.timings))
@@ -126,6 +133,12 @@ func (res *Result) summarize(rounds map[string][]roundResult) {
 				parts[part] = append(parts[part], share*ms(r.cpu.self)/n)
 			}
 			s.Series = throughputSeries(r.start, done, time.Second)
+			if r.statements != nil {
+				statements = append(statements, r.statements)
+			}
+		}
+		if len(statements) > 0 {
+			s.Postgres = postgresLoad(statements, orders)
 		}
 		s.OrdersPerS = spread(rates)
 		s.Place, s.Accept, s.Deliver, s.Total = percentileSpread(place), percentileSpread(accept), percentileSpread(deliver), percentileSpread(total)

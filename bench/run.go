@@ -54,6 +54,12 @@ type Config struct {
 	RecordedAt func(ctx context.Context, eventIDs []uuid.UUID) (map[uuid.UUID]time.Time, error)
 	// PostgresPID is the private PostgreSQL's postmaster, 0 when external.
 	PostgresPID int
+	// Statements, when set, reads pg_stat_statements (-pg-statements):
+	// each round is charged what ran from its start to its end (for
+	// orderflow, once its last events were delivered), which on a server
+	// that only the bench uses is the round's own work, give or take what
+	// the previous round left running.
+	Statements func(ctx context.Context) ([]Statement, error)
 	// Drain, when set, fills the outbox with n events while no relay runs,
 	// then runs one and returns how long it took to publish them all.
 	Drain       func(ctx context.Context, n int) (time.Duration, error)
@@ -113,7 +119,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 
-	res := &Result{Machine: cfg.Machine, Config: RunConfig{N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents, Downstream: cfg.Downstream, LogLevel: cfg.LogLevel}, StartedAt: began.UTC()}
+	res := &Result{Machine: cfg.Machine, Config: RunConfig{
+		N: cfg.N, C: cfg.C, Rounds: cfg.Rounds, Warmup: cfg.Warmup, DrainEvents: cfg.DrainEvents,
+		Downstream: cfg.Downstream, LogLevel: cfg.LogLevel, PGStatements: cfg.Statements != nil,
+	}, StartedAt: began.UTC()}
 
 	// Idle lag: one order at a time, nothing else running.
 	if cfg.JetStream != nil {
@@ -181,11 +190,19 @@ type roundResult struct {
 	shares        map[string]float64
 	historyEvents float64
 	lag           []time.Duration
+	statements    []Statement // nil without Config.Statements
 }
 
 func runRound(ctx context.Context, cfg Config, sys system, probe *lagProbe, keyPrefix, label string) (roundResult, error) {
 	runtime.GC()
 	probe.reset()
+	var stmtsBefore []Statement
+	if cfg.Statements != nil {
+		var err error
+		if stmtsBefore, err = cfg.Statements(ctx); err != nil {
+			return roundResult{}, fmt.Errorf("read pg_stat_statements: %w", err)
+		}
+	}
 	var prof profiler
 	prof.start()
 	before := sampleCPU(cfg.PostgresPID)
@@ -203,7 +220,16 @@ func runRound(ctx context.Context, cfg Config, sys system, probe *lagProbe, keyP
 		cpu: cpuSample{self: after.self - before.self, postgres: after.postgres - before.postgres},
 	}
 	if sys.Name() == SystemOrderflow {
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // the last events' delivery
+	}
+	if cfg.Statements != nil {
+		after, err := cfg.Statements(ctx)
+		if err != nil {
+			return roundResult{}, fmt.Errorf("read pg_stat_statements: %w", err)
+		}
+		rr.statements = statementsRun(stmtsBefore, after)
+	}
+	if sys.Name() == SystemOrderflow {
 		if rr.lag, err = probe.take(ctx, cfg.RecordedAt); err != nil {
 			return roundResult{}, fmt.Errorf("lag: %w", err)
 		}

@@ -31,6 +31,8 @@ type Config struct {
 	PGAddr      string
 	// PGDurable=false runs the private PostgreSQL without fsync (tests).
 	PGDurable bool
+	// PGSettings are more settings of the private PostgreSQL ("name=value").
+	PGSettings []string
 
 	// NATSURL, when set, is used instead of an embedded NATS on NATSAddr.
 	NATSURL  string
@@ -110,7 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		go func() {
 			defer close(pgDone)
 			pg, err := pgdev.Start(ctx, pgdev.Config{
-				Dir: filepath.Join(cfg.DataDir, "postgres"), Addr: cfg.PGAddr, Durable: cfg.PGDurable,
+				Dir: filepath.Join(cfg.DataDir, "postgres"), Addr: cfg.PGAddr, Durable: cfg.PGDurable, Settings: cfg.PGSettings,
 				Logger: cfg.Logger.With("component", "postgres"),
 			})
 			if err == nil {

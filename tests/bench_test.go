@@ -15,8 +15,9 @@ import (
 )
 
 // TestBenchSmoke runs `orderflow bench` at N=20, so that the command keeps
-// working. It checks that every figure was measured and written, not how
-// fast anything was: the bench is never a timed test.
+// working, with -pg-statements so that its PostgreSQL accounting does too.
+// It checks that every figure was measured and written, not how fast
+// anything was: the bench is never a timed test.
 func TestBenchSmoke(t *testing.T) {
 	if err := stacktest.Prerequisites(); err != nil {
 		t.Fatal(err)
@@ -26,7 +27,7 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	cmd := exec.Command(bin, "bench", "-n", "20", "-c", "5", "-rounds", "1", "-warmup", "2", "-drain", "500", "-out", out)
+	cmd := exec.Command(bin, "bench", "-n", "20", "-c", "5", "-rounds", "1", "-warmup", "2", "-drain", "500", "-pg-statements", "-out", out)
 	cmd.Env = append(os.Environ(), "ORDERFLOW_DATA_DIR="+stacktest.TempDir(t), "ORDERFLOW_LOG_LEVEL=warn")
 	began := time.Now()
 	output, err := cmd.CombinedOutput()
@@ -63,9 +64,54 @@ func TestBenchSmoke(t *testing.T) {
 	if res.Machine.Cores == 0 || res.Machine.TemporalServer == "" {
 		t.Errorf("machine description incomplete: %+v", res.Machine)
 	}
+	checkPostgresLoad(t, &res)
 	// The bench runs the embedded NATS, which the process reaches
 	// in-process, as orderflow dev does.
 	if res.Machine.NATSConnection != "in-process" {
 		t.Errorf("nats connection %q; want in-process", res.Machine.NATSConnection)
+	}
+}
+
+// checkPostgresLoad checks what -pg-statements counted: orderflow's rounds
+// ran its order steps in its database, and every system's ran Temporal's
+// statements in Temporal's.
+func checkPostgresLoad(t *testing.T, res *bench.Result) {
+	t.Helper()
+	if !res.Config.PGStatements {
+		t.Error("result.json does not record -pg-statements")
+	}
+	perDB := func(system, database string) bench.DatabaseLoad {
+		if s := res.Systems[system]; s != nil && s.Postgres != nil {
+			for _, d := range s.Postgres.Databases {
+				if d.Database == database {
+					return d
+				}
+			}
+		}
+		return bench.DatabaseLoad{}
+	}
+	for _, name := range []string{bench.SystemOrderflow, bench.SystemSameShape, bench.SystemNaive} {
+		if d := perDB(name, "temporal"); d.Statements <= 0 || d.ExecMs <= 0 {
+			t.Errorf("%s: no statements in Temporal's database: %+v", name, d)
+		}
+	}
+	of, same := perDB(bench.SystemOrderflow, "orderflow"), perDB(bench.SystemSameShape, "orderflow")
+	if of.Statements <= same.Statements || of.WALRecords <= 0 {
+		t.Errorf("orderflow's rounds ran %+v in orderflow's database, same-shape's %+v", of, same)
+	}
+	// Every completed order took its six order steps, each one ApplyStep.
+	s := res.Systems[bench.SystemOrderflow]
+	if s == nil || s.Postgres == nil {
+		return // reported above
+	}
+	load := s.Postgres
+	applied := 0.0
+	for _, st := range load.Top {
+		if st.Statement == "ApplyStep" && st.Database == "orderflow" && st.TopLevel {
+			applied = st.Calls
+		}
+	}
+	if applied < 6 {
+		t.Errorf("ApplyStep ran %v times per order among the costliest statements, want at least 6: %+v", applied, load.Top)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -42,6 +43,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	keep := fs.Bool("keep", false, "keep the bench's data dir (the stack's data) after the run")
 	logLevel := fs.String("log-level", "warn", "level of the stack's and the service parts' logs during the run (debug, info, warn, error); the bench's own progress goes to the terminal whatever it is")
 	downstream := fs.Bool("downstream", false, "also run the promotions and analytics contexts' consumers in this process, as orderflow dev does; by default the bench measures the order context (API, worker, relay, bus, the inbound delivery consumer) with its own lag probe as the consumer, since other contexts run on their own machines in production")
+	pgStatements := fs.Bool("pg-statements", false, "count every PostgreSQL statement with pg_stat_statements (which the private PostgreSQL then preloads; an external one must already) and report each system's statements, execution time and WAL per order by database; it costs PostgreSQL some CPU of its own")
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -92,8 +94,14 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	cfg.UIAddr = "" // nobody looks at it during a run
 	logger.Info("bench: starting the stack", "data_dir", dataDir)
 	scfg := devStackConfig(cfg, dataDir, partsLogger)
+	if *pgStatements {
+		scfg.PGSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"}
+	}
 	stack, err := devstack.Start(ctx, scfg)
 	if err != nil {
+		if *pgStatements && cfg.DatabaseURL == "" {
+			return fmt.Errorf("%w (-pg-statements: the private PostgreSQL preloads pg_stat_statements, one of PostgreSQL's contrib modules, which Debian's postgresql package ships; without it, drop -pg-statements)", err)
+		}
 		return err
 	}
 	defer stack.Close()
@@ -115,6 +123,13 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	}
 	if err := ensureStreams(ctx, cfg, d.nc); err != nil {
 		return err
+	}
+	var statements func(context.Context) ([]bench.Statement, error)
+	if *pgStatements {
+		if err := enableStatementStats(ctx, d.store.DB); err != nil {
+			return fmt.Errorf("-pg-statements: %w", err)
+		}
+		statements = func(ctx context.Context) ([]bench.Statement, error) { return statementStats(ctx, d.store.DB) }
 	}
 	apiListener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,6 +181,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 			return at, nil
 		},
 		PostgresPID: pgPID,
+		Statements:  statements,
 		Drain: func(ctx context.Context, n int) (time.Duration, error) {
 			return drainBacklog(ctx, d.store, n)
 		},
@@ -288,4 +304,43 @@ func persistenceDescription(stack *devstack.Stack) string {
 		return "external Temporal"
 	}
 	return stack.TemporalStore
+}
+
+// enableStatementStats creates the pg_stat_statements view in orderflow's
+// database and checks that the server counts statements. It and
+// statementStats are plain SQL, not sqlc queries: the view belongs to an
+// extension that the schema sqlc checks queries against does not have.
+func enableStatementStats(ctx context.Context, conn *sql.DB) error {
+	if _, err := conn.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		return fmt.Errorf("create extension pg_stat_statements: %w", err)
+	}
+	var n int64
+	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_statements").Scan(&n); err != nil {
+		return fmt.Errorf("%w (the server must preload it: shared_preload_libraries = 'pg_stat_statements')", err)
+	}
+	return nil
+}
+
+// statementStats reads what pg_stat_statements has counted so far in every
+// database of the server, but for its own readings.
+func statementStats(ctx context.Context, conn *sql.DB) ([]bench.Statement, error) {
+	rows, err := conn.QueryContext(ctx, `
+SELECT d.datname, s.queryid, s.toplevel, min(s.query), sum(s.calls)::bigint, sum(s.total_exec_time),
+       sum(s.wal_records)::bigint, sum(s.wal_bytes)::float8
+FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+WHERE s.queryid IS NOT NULL AND s.query NOT LIKE '%pg_stat_statements%'
+GROUP BY d.datname, s.queryid, s.toplevel`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []bench.Statement
+	for rows.Next() {
+		var st bench.Statement
+		if err := rows.Scan(&st.Database, &st.QueryID, &st.TopLevel, &st.Query, &st.Calls, &st.ExecMs, &st.WALRecords, &st.WALBytes); err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, rows.Err()
 }

@@ -41,6 +41,9 @@ type Config struct {
 	Addr string
 	// Durable=false turns fsync off: for throwaway test clusters only.
 	Durable bool
+	// Settings are more server settings, each "name=value", given to the
+	// server on its command line (-c) at every start.
+	Settings []string
 	// Logger receives progress messages.
 	Logger *slog.Logger
 }
@@ -208,6 +211,9 @@ func (s *Server) Restart(ctx context.Context) error {
 		"-c", "unix_socket_directories=", // TCP on loopback only
 		"-c", "max_connections=200",
 	}
+	for _, setting := range s.cfg.Settings {
+		args = append(args, "-c", setting)
+	}
 	if !s.cfg.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
@@ -250,7 +256,7 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("postgres exited during start-up; see %s.log", s.cfg.Dir)
+			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", logTail(s.cfg.Dir+".log"), s.cfg.Dir)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -304,4 +310,15 @@ func (s *Server) stopLocked() error {
 	s.cmd = nil
 	s.cfg.Logger.Info("postgres stopped", "addr", s.cfg.Addr)
 	return nil
+}
+
+// logTail is the last few lines of the server's log, which say why it
+// stopped (the log itself may be gone once the caller cleans up).
+func logTail(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "its log cannot be read: " + err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.Join(lines[max(0, len(lines)-3):], " / ")
 }

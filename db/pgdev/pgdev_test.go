@@ -1,0 +1,85 @@
+package pgdev_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/db/pgdev"
+	"github.com/orderflow/orderflow/devstack/freeport"
+)
+
+func config(t *testing.T, settings ...string) pgdev.Config {
+	t.Helper()
+	if _, err := pgdev.FindBinaries(); err != nil {
+		t.Fatalf("%v (the tests need the PostgreSQL server binaries: apt-get install postgresql, or run ./scripts/install-prerequisites.sh)", err)
+	}
+	dir, err := os.MkdirTemp("", "orderflow-pgdev-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // the server may run as another user
+		t.Fatal(err)
+	}
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pgdev.Config{
+		Dir: filepath.Join(dir, "pg"), Addr: addr, Settings: settings,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+// TestSettingsReachTheServer: Config.Settings are the server's settings,
+// at the first start and after a restart.
+func TestSettingsReachTheServer(t *testing.T) {
+	ctx := context.Background()
+	srv, err := pgdev.Start(ctx, config(t, "work_mem=7MB", "application_name=pgdev-test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	check := func() {
+		t.Helper()
+		conn, err := sql.Open("pgx", srv.URL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var workMem string
+		if err := conn.QueryRowContext(ctx, "SHOW work_mem").Scan(&workMem); err != nil {
+			t.Fatal(err)
+		}
+		if workMem != "7MB" {
+			t.Errorf("work_mem %q, want 7MB", workMem)
+		}
+	}
+	check()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check()
+}
+
+// TestStartFailureSaysWhy: a server that stops during start-up is
+// reported with the end of its log, which says why, since the caller may
+// remove the log with the data dir.
+func TestStartFailureSaysWhy(t *testing.T) {
+	_, err := pgdev.Start(context.Background(), config(t, "shared_preload_libraries=no_such_library"))
+	if err == nil {
+		t.Fatal("the server started with a library that does not exist")
+	}
+	if !strings.Contains(err.Error(), `could not access file "no_such_library"`) {
+		t.Errorf("error %q does not say why the server stopped", err)
+	}
+}
