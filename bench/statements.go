@@ -100,7 +100,13 @@ func postgresLoad(rounds [][]Statement, orders int) *PostgresLoad {
 	}
 	n := float64(orders)
 	dbs := map[string]*DatabaseLoad{}
-	stmts := map[statementKey]*StatementLoad{}
+	// Statements are summed by their text: one text can be counted under
+	// two query IDs (seen for two of orderflow's, in one run of three).
+	type textKey struct {
+		database, query string
+		topLevel        bool
+	}
+	stmts := map[textKey]*StatementLoad{}
 	for _, ran := range rounds {
 		for _, s := range ran {
 			d := dbs[s.Database]
@@ -116,10 +122,11 @@ func postgresLoad(rounds [][]Statement, orders int) *PostgresLoad {
 			d.ExecMs += s.ExecMs / n
 			d.WALRecords += float64(s.WALRecords) / n
 			d.WALKiB += s.WALBytes / 1024 / n
-			st := stmts[s.key()]
+			tk := textKey{s.Database, s.Query, s.TopLevel}
+			st := stmts[tk]
 			if st == nil {
 				st = &StatementLoad{Statement: StatementName(s.Query), Database: s.Database, TopLevel: s.TopLevel}
-				stmts[s.key()] = st
+				stmts[tk] = st
 			}
 			st.Calls += float64(s.Calls) / n
 			st.ExecMs += s.ExecMs / n

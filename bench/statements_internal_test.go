@@ -46,8 +46,13 @@ func TestPostgresLoadIsPerOrderByDatabase(t *testing.T) {
 			{Database: "temporal", QueryID: 2, TopLevel: true, Query: "INSERT INTO history_node (shard_id, tree_id) VALUES ($1, $2)", Calls: 6 * calls, ExecMs: float64(calls)},
 		}
 	}
-	// Two rounds of 10 and 30 orders.
-	load := postgresLoad([][]Statement{round(10), round(30)}, 40)
+	// Two rounds of 10 and 30 orders; in the second, ApplyStep's calls
+	// are counted under two query IDs.
+	second := round(30)
+	split := second[0]
+	split.QueryID, split.Calls, split.ExecMs, split.WALRecords, split.WALBytes = 7, 6*10, 2*10, 70*10, 2048*10
+	second[0].Calls, second[0].ExecMs, second[0].WALRecords, second[0].WALBytes = 6*20, 2*20, 70*20, 2048*20
+	load := postgresLoad([][]Statement{round(10), append(second, split)}, 40)
 	if load == nil || len(load.Databases) != 2 {
 		t.Fatalf("load %+v: want two databases", load)
 	}
