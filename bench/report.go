@@ -263,7 +263,12 @@ func postgresTables(w io.Writer, res *Result) {
 		return
 	}
 	slices.Sort(dbs)
-	fmt.Fprintf(w, "\nPostgreSQL work per order by database, over all rounds (pg_stat_statements): statements (+ those run inside them, such as foreign-key checks) · execution ms · WAL records · WAL KiB. Execution time leaves out parsing, commits and the client protocol, which PostgreSQL's CPU above includes:\n\n")
+	fmt.Fprintf(w, "\nPostgreSQL work per order by database, over all rounds (pg_stat_statements): statements (+ those run inside them, such as foreign-key checks) · execution ms (of which in the nested ones) · WAL records · WAL KiB. Execution time leaves out parsing, commits, the client protocol and the server's background work, which PostgreSQL's CPU above includes:\n\n")
+	for _, name := range systemOrder {
+		if s := res.Systems[name]; s != nil && s.Postgres != nil && s.Postgres.IncompleteRounds > 0 {
+			fmt.Fprintf(w, "**%s: pg_stat_statements evicted entries during %d of its rounds, so its counts are short** (raise pg_stat_statements.max).\n\n", name, s.Postgres.IncompleteRounds)
+		}
+	}
 	fmt.Fprintf(w, "| database | orderflow | same-shape | naive |\n|---|---|---|---|\n")
 	for _, db := range dbs {
 		cells := []string{db}
@@ -272,7 +277,7 @@ func postgresTables(w io.Writer, res *Result) {
 			if s := res.Systems[name]; s != nil && s.Postgres != nil {
 				for _, d := range s.Postgres.Databases {
 					if d.Database == db {
-						cell = fmt.Sprintf("%s (+%s) · %s ms · %s · %s", num(d.Statements), num(d.Nested), num(d.ExecMs), num(d.WALRecords), num(d.WALKiB))
+						cell = fmt.Sprintf("%s (+%s) · %s ms (%s) · %s · %s", num(d.Statements), num(d.Nested), num(d.ExecMs), num(d.NestedExecMs), num(d.WALRecords), num(d.WALKiB))
 					}
 				}
 			}
@@ -284,7 +289,7 @@ func postgresTables(w io.Writer, res *Result) {
 	if of == nil || of.Postgres == nil || len(of.Postgres.Top) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\norderflow's costliest statements, per order:\n\n| statement | database | calls | execution ms | WAL records |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\nThe costliest statements of orderflow's rounds, in every database, per order:\n\n| statement | database | calls | execution ms | WAL records |\n|---|---|---|---|---|\n")
 	for _, st := range of.Postgres.Top {
 		name := st.Statement
 		if !st.TopLevel {

@@ -110,6 +110,7 @@ func (res *Result) summarize(rounds map[string][]roundResult) {
 		var place, accept, deliver, total, lag []Percentiles
 		parts := map[string][]float64{}
 		var statements [][]Statement
+		short := 0
 		retries, orders := 0, 0
 		for _, r := range rs {
 			n := float64(len(r.timings))
@@ -136,9 +137,14 @@ func (res *Result) summarize(rounds map[string][]roundResult) {
 			if r.statements != nil {
 				statements = append(statements, r.statements)
 			}
+			if r.statementsShort {
+				short++
+			}
 		}
 		if len(statements) > 0 {
-			s.Postgres = postgresLoad(statements, orders)
+			if s.Postgres = postgresLoad(statements, orders); s.Postgres != nil {
+				s.Postgres.IncompleteRounds = short
+			}
 		}
 		s.OrdersPerS = spread(rates)
 		s.Place, s.Accept, s.Deliver, s.Total = percentileSpread(place), percentileSpread(accept), percentileSpread(deliver), percentileSpread(total)

@@ -55,11 +55,13 @@ type Config struct {
 	// PostgresPID is the private PostgreSQL's postmaster, 0 when external.
 	PostgresPID int
 	// Statements, when set, reads pg_stat_statements (-pg-statements):
-	// each round is charged what ran from its start to its end (for
-	// orderflow, once its last events were delivered), which on a server
-	// that only the bench uses is the round's own work, give or take what
-	// the previous round left running.
-	Statements func(ctx context.Context) ([]Statement, error)
+	// each round is charged what ran from its start to its end, for
+	// orderflow once its last events were delivered (200 ms later than
+	// the CPU sample ends). On a server that only the bench uses that is
+	// the round's own work, give or take what the previous round left
+	// running (the Temporal server's last visibility writes, the relay's
+	// last marks).
+	Statements func(ctx context.Context) (StatementCounts, error)
 	// Drain, when set, fills the outbox with n events while no relay runs,
 	// then runs one and returns how long it took to publish them all.
 	Drain       func(ctx context.Context, n int) (time.Duration, error)
@@ -191,12 +193,14 @@ type roundResult struct {
 	historyEvents float64
 	lag           []time.Duration
 	statements    []Statement // nil without Config.Statements
+	// statementsShort: pg_stat_statements evicted entries meanwhile.
+	statementsShort bool
 }
 
 func runRound(ctx context.Context, cfg Config, sys system, probe *lagProbe, keyPrefix, label string) (roundResult, error) {
 	runtime.GC()
 	probe.reset()
-	var stmtsBefore []Statement
+	var stmtsBefore StatementCounts
 	if cfg.Statements != nil {
 		var err error
 		if stmtsBefore, err = cfg.Statements(ctx); err != nil {
@@ -227,7 +231,8 @@ func runRound(ctx context.Context, cfg Config, sys system, probe *lagProbe, keyP
 		if err != nil {
 			return roundResult{}, fmt.Errorf("read pg_stat_statements: %w", err)
 		}
-		rr.statements = statementsRun(stmtsBefore, after)
+		rr.statements = statementsRun(stmtsBefore.Statements, after.Statements)
+		rr.statementsShort = after.Deallocations != stmtsBefore.Deallocations
 	}
 	if sys.Name() == SystemOrderflow {
 		if rr.lag, err = probe.take(ctx, cfg.RecordedAt); err != nil {

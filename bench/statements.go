@@ -25,6 +25,15 @@ type Statement struct {
 	WALBytes   float64
 }
 
+// StatementCounts is one reading of pg_stat_statements.
+type StatementCounts struct {
+	Statements []Statement
+	// Deallocations counts the times pg_stat_statements evicted entries
+	// to make room (pg_stat_statements_info.dealloc): between two readings
+	// with different counts, some statements went uncounted.
+	Deallocations int64
+}
+
 type statementKey struct {
 	database string
 	queryID  int64
@@ -63,7 +72,10 @@ func statementsRun(before, after []Statement) []Statement {
 // PostgresLoad is a system's PostgreSQL work per order, from
 // pg_stat_statements over all its rounds (-pg-statements).
 type PostgresLoad struct {
-	Databases []DatabaseLoad `json:"databases"`
+	// IncompleteRounds are rounds during which pg_stat_statements evicted
+	// entries: their counts are short by what it dropped.
+	IncompleteRounds int            `json:"incomplete_rounds,omitempty"`
+	Databases        []DatabaseLoad `json:"databases"`
 	// Top are the statements that took the most execution time.
 	Top []StatementLoad `json:"top_statements"`
 }
@@ -75,9 +87,12 @@ type DatabaseLoad struct {
 	// client); Nested those they ran, such as foreign-key checks.
 	Statements float64 `json:"statements_per_order"`
 	Nested     float64 `json:"nested_statements_per_order"`
-	ExecMs     float64 `json:"exec_ms_per_order"`
-	WALRecords float64 `json:"wal_records_per_order"`
-	WALKiB     float64 `json:"wal_kib_per_order"`
+	// ExecMs, WALRecords and WALKiB are the top-level statements', which
+	// include what their nested ones took; NestedExecMs is that part.
+	ExecMs       float64 `json:"exec_ms_per_order"`
+	NestedExecMs float64 `json:"nested_exec_ms_per_order"`
+	WALRecords   float64 `json:"wal_records_per_order"`
+	WALKiB       float64 `json:"wal_kib_per_order"`
 }
 
 // StatementLoad is one statement's part, per order.
@@ -94,6 +109,8 @@ type StatementLoad struct {
 const topStatements = 12
 
 // postgresLoad sums what the rounds ran and divides it by their orders.
+// A nested statement's time and WAL are also in the statement that ran
+// it, so the databases' totals take only the top-level ones'.
 func postgresLoad(rounds [][]Statement, orders int) *PostgresLoad {
 	if orders == 0 {
 		return nil
@@ -116,16 +133,17 @@ func postgresLoad(rounds [][]Statement, orders int) *PostgresLoad {
 			}
 			if s.TopLevel {
 				d.Statements += float64(s.Calls) / n
+				d.ExecMs += s.ExecMs / n
+				d.WALRecords += float64(s.WALRecords) / n
+				d.WALKiB += s.WALBytes / 1024 / n
 			} else {
 				d.Nested += float64(s.Calls) / n
+				d.NestedExecMs += s.ExecMs / n
 			}
-			d.ExecMs += s.ExecMs / n
-			d.WALRecords += float64(s.WALRecords) / n
-			d.WALKiB += s.WALBytes / 1024 / n
 			tk := textKey{s.Database, s.Query, s.TopLevel}
 			st := stmts[tk]
 			if st == nil {
-				st = &StatementLoad{Statement: StatementName(s.Query), Database: s.Database, TopLevel: s.TopLevel}
+				st = &StatementLoad{Statement: statementName(s.Query), Database: s.Database, TopLevel: s.TopLevel}
 				stmts[tk] = st
 			}
 			st.Calls += float64(s.Calls) / n
@@ -138,7 +156,8 @@ func postgresLoad(rounds [][]Statement, orders int) *PostgresLoad {
 	}
 	load := &PostgresLoad{}
 	for _, d := range dbs {
-		d.Statements, d.Nested, d.ExecMs, d.WALRecords, d.WALKiB = round2(d.Statements), round2(d.Nested), round2(d.ExecMs), round2(d.WALRecords), round2(d.WALKiB)
+		d.Statements, d.Nested, d.ExecMs, d.NestedExecMs = round2(d.Statements), round2(d.Nested), round2(d.ExecMs), round2(d.NestedExecMs)
+		d.WALRecords, d.WALKiB = round2(d.WALRecords), round2(d.WALKiB)
 		load.Databases = append(load.Databases, *d)
 	}
 	slices.SortFunc(load.Databases, func(a, b DatabaseLoad) int { return cmp.Compare(a.Database, b.Database) })
@@ -158,15 +177,15 @@ var (
 	spaces   = regexp.MustCompile(`\s+`)
 )
 
-// StatementName names a statement for the tables: sqlc's name for one of
-// orderflow's queries, else the start of its text.
-func StatementName(query string) string {
+// statementName names a statement for the tables: sqlc's name for one of
+// orderflow's queries, else its text, the middle of a long one left out.
+func statementName(query string) string {
 	if m := sqlcName.FindStringSubmatch(query); m != nil {
 		return m[1]
 	}
-	q := strings.TrimSpace(spaces.ReplaceAllString(query, " "))
-	if r := []rune(q); len(r) > 60 {
-		q = string(r[:60]) + "…"
+	q := []rune(strings.TrimSpace(spaces.ReplaceAllString(query, " ")))
+	if len(q) > 90 {
+		return string(q[:55]) + " … " + string(q[len(q)-30:])
 	}
-	return q
+	return string(q)
 }

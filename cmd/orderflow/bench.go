@@ -95,11 +95,13 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	logger.Info("bench: starting the stack", "data_dir", dataDir)
 	scfg := devStackConfig(cfg, dataDir, partsLogger)
 	if *pgStatements {
-		scfg.PGSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"}
+		// A run keeps a few hundred distinct statements; the room for ten
+		// thousand keeps any from being evicted between two readings.
+		scfg.PGSettings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all", "pg_stat_statements.max=10000"}
 	}
 	stack, err := devstack.Start(ctx, scfg)
 	if err != nil {
-		if *pgStatements && cfg.DatabaseURL == "" {
+		if *pgStatements && strings.Contains(err.Error(), `could not access file "pg_stat_statements"`) {
 			return fmt.Errorf("%w (-pg-statements: the private PostgreSQL preloads pg_stat_statements, one of PostgreSQL's contrib modules, which Debian's postgresql package ships; without it, drop -pg-statements)", err)
 		}
 		return err
@@ -124,12 +126,16 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	if err := ensureStreams(ctx, cfg, d.nc); err != nil {
 		return err
 	}
-	var statements func(context.Context) ([]bench.Statement, error)
+	var statements func(context.Context) (bench.StatementCounts, error)
 	if *pgStatements {
-		if err := enableStatementStats(ctx, d.store.DB); err != nil {
+		track, err := enableStatementStats(ctx, d.store.DB)
+		if err != nil {
 			return fmt.Errorf("-pg-statements: %w", err)
 		}
-		statements = func(ctx context.Context) ([]bench.Statement, error) { return statementStats(ctx, d.store.DB) }
+		if track != "all" {
+			logger.Warn("bench: pg_stat_statements.track is not all: the statements run inside others (foreign-key checks) show as none", "track", track)
+		}
+		statements = func(ctx context.Context) (bench.StatementCounts, error) { return statementStats(ctx, d.store.DB) }
 	}
 	apiListener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -307,40 +313,53 @@ func persistenceDescription(stack *devstack.Stack) string {
 }
 
 // enableStatementStats creates the pg_stat_statements view in orderflow's
-// database and checks that the server counts statements. It and
-// statementStats are plain SQL, not sqlc queries: the view belongs to an
-// extension that the schema sqlc checks queries against does not have.
-func enableStatementStats(ctx context.Context, conn *sql.DB) error {
+// database and checks that the server counts statements; it returns the
+// server's pg_stat_statements.track. It and statementStats are plain SQL,
+// not sqlc queries: the view belongs to an extension that the schema sqlc
+// checks queries against does not have.
+func enableStatementStats(ctx context.Context, conn *sql.DB) (track string, err error) {
 	if _, err := conn.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-		return fmt.Errorf("create extension pg_stat_statements: %w", err)
+		return "", fmt.Errorf("create extension pg_stat_statements: %w (it takes a superuser, or the database's owner on PostgreSQL 13 and later: ask one to run CREATE EXTENSION pg_stat_statements in this database)", err)
 	}
 	var n int64
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_statements").Scan(&n); err != nil {
-		return fmt.Errorf("%w (the server must preload it: shared_preload_libraries = 'pg_stat_statements')", err)
+		return "", fmt.Errorf("%w (the server must preload it: shared_preload_libraries = 'pg_stat_statements')", err)
 	}
-	return nil
+	if err := conn.QueryRowContext(ctx, "SELECT current_setting('pg_stat_statements.track')").Scan(&track); err != nil {
+		return "", err
+	}
+	return track, nil
 }
 
 // statementStats reads what pg_stat_statements has counted so far in every
 // database of the server, but for its own readings.
-func statementStats(ctx context.Context, conn *sql.DB) ([]bench.Statement, error) {
+func statementStats(ctx context.Context, conn *sql.DB) (bench.StatementCounts, error) {
+	var counts bench.StatementCounts
+	if err := conn.QueryRowContext(ctx, "SELECT dealloc FROM pg_stat_statements_info").Scan(&counts.Deallocations); err != nil {
+		return counts, err
+	}
 	rows, err := conn.QueryContext(ctx, `
 SELECT d.datname, s.queryid, s.toplevel, min(s.query), sum(s.calls)::bigint, sum(s.total_exec_time),
        sum(s.wal_records)::bigint, sum(s.wal_bytes)::float8
 FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-WHERE s.queryid IS NOT NULL AND s.query NOT LIKE '%pg_stat_statements%'
+WHERE s.query NOT LIKE '%pg_stat_statements%'
 GROUP BY d.datname, s.queryid, s.toplevel`)
 	if err != nil {
-		return nil, err
+		return counts, err
 	}
 	defer rows.Close()
-	var out []bench.Statement
 	for rows.Next() {
 		var st bench.Statement
-		if err := rows.Scan(&st.Database, &st.QueryID, &st.TopLevel, &st.Query, &st.Calls, &st.ExecMs, &st.WALRecords, &st.WALBytes); err != nil {
-			return nil, err
+		var id sql.NullInt64
+		if err := rows.Scan(&st.Database, &id, &st.TopLevel, &st.Query, &st.Calls, &st.ExecMs, &st.WALRecords, &st.WALBytes); err != nil {
+			return counts, err
 		}
-		out = append(out, st)
+		if !id.Valid {
+			// Another role's statement, which this role may not see.
+			return counts, fmt.Errorf("pg_stat_statements hides other roles' statements (%q) from this role: GRANT pg_read_all_stats TO it, or drop -pg-statements", st.Query)
+		}
+		st.QueryID = id.Int64
+		counts.Statements = append(counts.Statements, st)
 	}
-	return out, rows.Err()
+	return counts, rows.Err()
 }

@@ -312,13 +312,22 @@ func (s *Server) stopLocked() error {
 	return nil
 }
 
-// logTail is the last few lines of the server's log, which say why it
-// stopped (the log itself may be gone once the caller cleans up).
+// logTail is the end of the server's log from its last FATAL or PANIC line
+// on (with the DETAIL and HINT lines after it), else its last three lines:
+// what says why it stopped. The log itself may be gone once the caller
+// cleans up.
 func logTail(path string) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "its log cannot be read: " + err.Error()
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	return strings.Join(lines[max(0, len(lines)-3):], " / ")
+	from := max(0, len(lines)-3)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "PANIC:") {
+			from = i
+			break
+		}
+	}
+	return strings.Join(lines[from:min(len(lines), from+6)], " / ")
 }

@@ -14,22 +14,22 @@ import (
 	"github.com/orderflow/orderflow/devstack/freeport"
 )
 
-func config(t *testing.T, settings ...string) pgdev.Config {
-	t.Helper()
+func config(tb testing.TB, settings ...string) pgdev.Config {
+	tb.Helper()
 	if _, err := pgdev.FindBinaries(); err != nil {
-		t.Fatalf("%v (the tests need the PostgreSQL server binaries: apt-get install postgresql, or run ./scripts/install-prerequisites.sh)", err)
+		tb.Fatalf("%v (the tests need the PostgreSQL server binaries: apt-get install postgresql, or run ./scripts/install-prerequisites.sh)", err)
 	}
 	dir, err := os.MkdirTemp("", "orderflow-pgdev-")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o755); err != nil { // the server may run as another user
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr, err := freeport.Addr()
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return pgdev.Config{
 		Dir: filepath.Join(dir, "pg"), Addr: addr, Settings: settings,
@@ -41,7 +41,7 @@ func config(t *testing.T, settings ...string) pgdev.Config {
 // at the first start and after a restart.
 func TestSettingsReachTheServer(t *testing.T) {
 	ctx := context.Background()
-	srv, err := pgdev.Start(ctx, config(t, "work_mem=7MB", "application_name=pgdev-test"))
+	srv, err := pgdev.Start(ctx, config(t, "work_mem=7MB"))
 	if err != nil {
 		t.Fatal(err)
 	}
