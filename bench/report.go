@@ -245,8 +245,8 @@ func niceCeil(v float64) float64 {
 }
 
 // postgresTables writes, for a run with -pg-statements, each system's
-// PostgreSQL work per order by database, and orderflow's costliest
-// statements.
+// PostgreSQL work per order by database, and the costliest statements of
+// orderflow's rounds.
 func postgresTables(w io.Writer, res *Result) {
 	var dbs []string
 	for _, s := range res.Systems {

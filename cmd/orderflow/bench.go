@@ -319,7 +319,7 @@ func persistenceDescription(stack *devstack.Stack) string {
 // checks queries against does not have.
 func enableStatementStats(ctx context.Context, conn *sql.DB) (track string, err error) {
 	if _, err := conn.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
-		return "", fmt.Errorf("create extension pg_stat_statements: %w (it takes a superuser, or the database's owner on PostgreSQL 13 and later: ask one to run CREATE EXTENSION pg_stat_statements in this database)", err)
+		return "", fmt.Errorf("create extension pg_stat_statements: %w (it takes a superuser: ask one to run CREATE EXTENSION pg_stat_statements in this database)", err)
 	}
 	var n int64
 	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_statements").Scan(&n); err != nil {

@@ -206,6 +206,10 @@ func (s *Server) Restart(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open postgres log: %w", err)
 	}
+	var logStart int64 // where this start's lines begin
+	if st, err := logFile.Stat(); err == nil {
+		logStart = st.Size()
+	}
 	args := []string{"-D", s.cfg.Dir,
 		"-c", "listen_addresses=" + host, "-p", port,
 		"-c", "unix_socket_directories=", // TCP on loopback only
@@ -233,7 +237,7 @@ func (s *Server) Restart(ctx context.Context) error {
 		close(exited)
 	}()
 	s.cmd, s.exited = cmd, exited
-	if err := s.waitReady(ctx, exited); err != nil {
+	if err := s.waitReady(ctx, exited, logStart); err != nil {
 		s.stopLocked()
 		return err
 	}
@@ -241,7 +245,7 @@ func (s *Server) Restart(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
+func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart int64) error {
 	admin := url.URL{Scheme: "postgres", User: url.User(User), Host: s.cfg.Addr, Path: "/postgres", RawQuery: "sslmode=disable&connect_timeout=2"}
 	conn, err := sql.Open("pgx", admin.String())
 	if err != nil {
@@ -256,7 +260,7 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", logTail(s.cfg.Dir+".log"), s.cfg.Dir)
+			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", logTail(s.cfg.Dir+".log", logStart), s.cfg.Dir)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -312,22 +316,23 @@ func (s *Server) stopLocked() error {
 	return nil
 }
 
-// logTail is the end of the server's log from its last FATAL or PANIC line
-// on (with the DETAIL and HINT lines after it), else its last three lines:
-// what says why it stopped. The log itself may be gone once the caller
-// cleans up.
-func logTail(path string) string {
+// logTail is the end of what this start wrote to the server's log (from
+// offset from on): from its last FATAL or PANIC line on, with the DETAIL
+// and HINT lines after it, else its last three lines. That says why the
+// server stopped, and the log itself may be gone once the caller cleans up.
+func logTail(path string, from int64) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "its log cannot be read: " + err.Error()
 	}
+	data = data[min(from, int64(len(data))):]
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	from := max(0, len(lines)-3)
+	first := max(0, len(lines)-3)
 	for i := len(lines) - 1; i >= 0; i-- {
 		if strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "PANIC:") {
-			from = i
+			first = i
 			break
 		}
 	}
-	return strings.Join(lines[from:min(len(lines), from+6)], " / ")
+	return strings.Join(lines[first:min(len(lines), first+6)], " / ")
 }

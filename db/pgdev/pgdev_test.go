@@ -72,14 +72,24 @@ func TestSettingsReachTheServer(t *testing.T) {
 }
 
 // TestStartFailureSaysWhy: a server that stops during start-up is
-// reported with the end of its log, which says why, since the caller may
-// remove the log with the data dir.
+// reported with the end of what that start logged, which says why, since
+// the caller may remove the log with the data dir; a second failure on the
+// same cluster gives its own reason, not the first one's.
 func TestStartFailureSaysWhy(t *testing.T) {
-	_, err := pgdev.Start(context.Background(), config(t, "shared_preload_libraries=no_such_library"))
+	cfg := config(t, "shared_preload_libraries=no_such_library")
+	_, err := pgdev.Start(context.Background(), cfg)
 	if err == nil {
 		t.Fatal("the server started with a library that does not exist")
 	}
 	if !strings.Contains(err.Error(), `could not access file "no_such_library"`) {
 		t.Errorf("error %q does not say why the server stopped", err)
+	}
+	cfg.Settings = []string{"shared_preload_libraries=another_missing_library"}
+	_, err = pgdev.Start(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("the server started with a library that does not exist")
+	}
+	if !strings.Contains(err.Error(), `could not access file "another_missing_library"`) || strings.Contains(err.Error(), "no_such_library") {
+		t.Errorf("error %q does not give the second start's reason alone", err)
 	}
 }
