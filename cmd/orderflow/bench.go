@@ -321,12 +321,9 @@ func enableStatementStats(ctx context.Context, conn *sql.DB) (track string, err 
 	if _, err := conn.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
 		return "", fmt.Errorf("create extension pg_stat_statements: %w (it takes a superuser: ask one to run CREATE EXTENSION pg_stat_statements in this database)", err)
 	}
-	var n int64
-	if err := conn.QueryRowContext(ctx, "SELECT count(*) FROM pg_stat_statements").Scan(&n); err != nil {
+	// pg_stat_statements_info fails unless the server preloaded the module.
+	if err := conn.QueryRowContext(ctx, "SELECT current_setting('pg_stat_statements.track') FROM pg_stat_statements_info").Scan(&track); err != nil {
 		return "", fmt.Errorf("%w (the server must preload it: shared_preload_libraries = 'pg_stat_statements')", err)
-	}
-	if err := conn.QueryRowContext(ctx, "SELECT current_setting('pg_stat_statements.track')").Scan(&track); err != nil {
-		return "", err
 	}
 	return track, nil
 }
