@@ -61,8 +61,13 @@ for i in 0 1; do
   perf record -a -g -F 499 -o "$work/$sys.data" >"$work/$sys.perf.log" 2>&1 &
   rec=$!
   wait_for "round 1/1 $sys .*done in"
-  kill -INT "$rec"
+  kill -INT "$rec" 2>/dev/null || true
   wait "$rec" || true
+  if [ ! -s "$work/$sys.data" ]; then
+    echo "profile-postgres: perf recorded nothing during the $sys round; its log:" >&2
+    cat "$work/$sys.perf.log" >&2
+    exit 1
+  fi
   tr '\r' '\n' <"$log" | grep "round 1/1 $sys .*done in"
 done
 
