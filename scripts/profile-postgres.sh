@@ -123,16 +123,17 @@ recs=()
 # share of all samples) times the CPU sampled.
 report() {
   local data=$1 err=$1.report.log total
-  total=$(perf report -i "$data" --stdio --sort comm -g none 2>"$err" |
-    awk '/Event count/ {print $NF; exit}')
+  # One pass by process name gives both the CPU sampled and PostgreSQL's
+  # share of it.
+  perf report -i "$data" --stdio --no-children --sort comm -g none >"$data.comm" 2>"$err" || true
+  total=$(awk '/Event count/ {print $NF; exit}' "$data.comm")
   [ -n "$total" ] || {
     cat "$err" >&2
     fail "perf report could not read $data (its errors are above)"
   }
-  perf report -i "$data" --stdio --no-children --sort comm -g none 2>>"$err" |
-    awk -v total="$total" -v orders="$orders" '
-      $2 == "postgres" { pct = $1; sub("%", "", pct)
-        printf "all PostgreSQL processes\t%.2f\n", pct / 100 * total / 1e6 / orders }'
+  awk -v total="$total" -v orders="$orders" '
+    $2 == "postgres" { pct = $1; sub("%", "", pct)
+      printf "all PostgreSQL processes\t%.2f\n", pct / 100 * total / 1e6 / orders }' "$data.comm"
   perf report -i "$data" --stdio --children --comm postgres --sort sym -g none 2>>"$err" |
     awk -v total="$total" -v orders="$orders" '
       /^ +[0-9.]+%/ {
