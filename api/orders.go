@@ -87,7 +87,7 @@ type pricedOrder struct {
 
 // placeOrder starts an order workflow, or answers for the one an earlier
 // request with the same Idempotency-Key started. Every check on the input
-// runs before Temporal is called, so bad input never starts a workflow.
+// runs before the workflow is started, so bad input never starts one.
 func (s *Server) placeOrder(c echo.Context) error {
 	ctx := c.Request().Context()
 	key, err := idempotencyKey(c.Request())
@@ -108,12 +108,26 @@ func (s *Server) placeOrder(c echo.Context) error {
 		return err
 	}
 	orderID := uuid.NewSHA1(orderNamespace, []byte(key)).String()
-	priced, err := s.price(ctx, req, uuid.MustParse(orderID))
+	hash, err := req.hash()
 	if err != nil {
 		return err
 	}
-	hash, err := req.hash()
+	priced, err := s.price(ctx, req, uuid.MustParse(orderID))
 	if err != nil {
+		if _, ok := errors.AsType[*orderflow.Error](err); !ok {
+			return err
+		}
+		// The menu may have changed since a first request with this key
+		// started its order (a dish sold out, say), which has not recorded
+		// the order yet: its retry is answered for that order, which goes
+		// on, not refused as if no order had been placed.
+		run, derr := s.describeOrder(ctx, orderID)
+		switch {
+		case derr != nil:
+			return derr
+		case run != nil:
+			return s.replayOrder(c, orderID, hash, run)
+		}
 		return err
 	}
 
@@ -365,6 +379,11 @@ func (s *Server) price(ctx context.Context, r placeOrderRequest, orderID uuid.UU
 		return pricedOrder{}, errors.New("get customer, restaurant and menu items: no row")
 	}
 	refs := rows[0]
+	if refs.OrderFound {
+		// A retry: it is answered for the order the key already has, and
+		// compared with its request, whatever the menu says now.
+		return pricedOrder{orderExists: true}, nil
+	}
 	if !refs.CustomerFound {
 		return pricedOrder{}, orderflow.FieldErrorf("customer_id", "unknown customer %q", r.CustomerID)
 	}
@@ -381,7 +400,7 @@ func (s *Server) price(ctx context.Context, r placeOrderRequest, orderID uuid.UU
 			}
 		}
 	}
-	p := pricedOrder{restaurant: rest, orderExists: refs.OrderFound, items: make([]events.OrderItem, len(r.Items))}
+	p := pricedOrder{restaurant: rest, items: make([]events.OrderItem, len(r.Items))}
 	for i, it := range r.Items {
 		field := fmt.Sprintf("items[%d].menu_item_id", i)
 		m, ok := byID[it.MenuItemID]

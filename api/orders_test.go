@@ -69,6 +69,10 @@ type placed struct {
 // has no expectations, so a Describe or a start would fail the test.
 func TestPlaceOrderRejectsBadInput(t *testing.T) {
 	f := newFixture(t)
+	// A request the menu refuses is first looked for as a retry of an
+	// order its key started; here there is none. Nothing may be started.
+	f.temporal.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").
+		Return(nil, serviceerror.NewNotFound("workflow not found")).Maybe()
 	key := header("Idempotency-Key", "bad-input")
 	tooMany := make([]any, 51)
 	for i := range tooMany {
@@ -322,6 +326,72 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 			t.Errorf("got %+v", got)
 		}
 	})
+}
+
+// TestPlaceOrderRetryAfterMenuChange proves that a retry whose first
+// request placed the order is answered for that order even when the menu
+// no longer allows it (the dish sold out meanwhile): a 400 would tell the
+// client no order was placed while the first one goes on.
+func TestPlaceOrderRetryAfterMenuChange(t *testing.T) {
+	for _, recorded := range []bool{false, true} {
+		name := "started, not recorded yet"
+		if recorded {
+			name = "recorded"
+		}
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			var (
+				memo  map[string]any
+				first placed
+			)
+			f.temporal.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
+				Run(func(args mock.Arguments) {
+					memo = args.Get(1).(client.StartWorkflowOptions).Memo
+					if !recorded {
+						return
+					}
+					in := args.Get(3).(workflows.OrderInput)
+					if _, err := f.store.InsertOrder(context.Background(), db.InsertOrderParams{
+						ID: uuid.MustParse(in.Order.OrderID), CustomerID: customerID, RestaurantID: pizzaID,
+						DeliveryAddress: "1 Main St", Status: "awaiting_acceptance", TotalCents: in.Order.TotalCents, AcceptBy: in.Order.AcceptBy, CreatedAt: testNow,
+					}); err != nil {
+						t.Errorf("insert order: %v", err)
+					}
+				}).
+				Return(&mocks.WorkflowRun{}, nil).Once()
+			f.temporal.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, "").
+				Return(func(_ context.Context, workflowID, _ string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+					if workflowID != orderflow.OrderWorkflowID(first.ID) {
+						return nil, serviceerror.NewNotFound("workflow not found")
+					}
+					return describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, memo), nil
+				})
+			key := header("Idempotency-Key", "key-menu-change")
+			decode(t, f.do(t, http.MethodPost, "/v1/orders", orderBody(t, nil), key), http.StatusCreated, &first)
+
+			if err := f.store.UpsertMenuItem(context.Background(), db.UpsertMenuItemParams{
+				ID: margherita, RestaurantID: pizzaID, Name: "Margherita", PriceCents: 1250, Available: false,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var got placed
+			decode(t, f.do(t, http.MethodPost, "/v1/orders", orderBody(t, nil), key), http.StatusOK, &got)
+			wantStatus := "placed"
+			if recorded {
+				wantStatus = "awaiting_acceptance"
+			}
+			if got.ID != first.ID || got.Status != wantStatus || got.TotalCents != first.TotalCents {
+				t.Errorf("retry = %+v, want the first order %+v with status %s", got, first, wantStatus)
+			}
+			// Still compared with the first request: another body is a 422,
+			// not the menu's 400.
+			other := orderBody(t, func(m map[string]any) { item(m, 0)["quantity"] = 3 })
+			wantProblem(t, f.do(t, http.MethodPost, "/v1/orders", other, key), http.StatusUnprocessableEntity, "Idempotency-Key")
+			// A new key with the sold-out dish is refused as before.
+			wantProblem(t, f.do(t, http.MethodPost, "/v1/orders", orderBody(t, nil), header("Idempotency-Key", "key-menu-new")),
+				http.StatusBadRequest, "items[0].menu_item_id")
+		})
+	}
 }
 
 // TestPlaceOrderTemporalUnavailable proves a workflow engine that does not
