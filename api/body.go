@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -61,10 +62,39 @@ func decodeBody(c echo.Context, v any, optional bool) ([]byte, error) {
 		}
 		return nil, orderflow.FieldErrorf("body", "a JSON request body is required")
 	}
+	if err := checkContentType(c.Request()); err != nil {
+		return nil, err
+	}
 	if string(bytes.TrimSpace(body)) == "null" {
 		return nil, orderflow.FieldErrorf("body", "must be a JSON object, not null")
 	}
 	return body, decodeStrict(body, v)
+}
+
+// checkContentType refuses a request whose body is not labelled JSON in
+// UTF-8 (415): a form, text or XML body that happens to hold JSON is not
+// taken as an order, and a body in another charset would be read wrongly.
+func checkContentType(r *http.Request) error {
+	values := r.Header.Values(echo.HeaderContentType)
+	unsupported := func(format string, args ...any) error {
+		return &orderflow.Error{Code: codeUnsupportedMediaType, Field: echo.HeaderContentType, Message: fmt.Sprintf(format, args...)}
+	}
+	if len(values) == 0 {
+		return unsupported("header is required with a body: send %s", echo.MIMEApplicationJSON)
+	}
+	if len(values) > 1 {
+		return unsupported("header is given more than once: send one, %s", echo.MIMEApplicationJSON)
+	}
+	mt, params, err := mime.ParseMediaType(values[0])
+	switch {
+	case err != nil:
+		return unsupported("%q is not a media type: send %s", values[0], echo.MIMEApplicationJSON)
+	case mt != echo.MIMEApplicationJSON:
+		return unsupported("must be %s, not %s", echo.MIMEApplicationJSON, mt)
+	case params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8"):
+		return unsupported("charset must be utf-8, not %s", params["charset"])
+	}
+	return nil
 }
 
 // decodeStrict decodes exactly one JSON value into v, refusing unknown
@@ -79,30 +109,47 @@ func decodeStrict(data []byte, v any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return orderflow.FieldErrorf("body", "unexpected data after the JSON value")
 	}
-	keys := json.NewDecoder(bytes.NewReader(data))
-	keys.UseNumber() // numbers are skipped, never parsed
+	keys := &tokens{dec: json.NewDecoder(bytes.NewReader(data)), data: data}
+	keys.dec.UseNumber() // numbers are skipped, never parsed
 	if err := checkKeys(keys, reflect.TypeOf(v), ""); err != nil {
 		return err
 	}
 	return checkText(reflect.ValueOf(v), "")
 }
 
-// checkKeys walks the JSON value dec reads alongside the type t it was
+// tokens reads the tokens of data, each with the bytes it was read from.
+type tokens struct {
+	dec  *json.Decoder
+	data []byte
+}
+
+// next returns the next token and its text in data (with the separator
+// and spaces before it).
+func (t *tokens) next() (json.Token, []byte, error) {
+	start := t.dec.InputOffset()
+	tok, err := t.dec.Token()
+	return tok, t.data[start:t.dec.InputOffset()], err
+}
+
+// checkKeys walks the JSON value it reads alongside the type t it was
 // decoded into, and refuses, naming the field, an object key given twice
-// or one that is a field's name in other letter case. encoding/json keeps
-// the last of duplicate keys and matches names regardless of case, so
+// or one that is a field's name in other letter case, and a string that is
+// not valid UTF-8. encoding/json keeps the last of duplicate keys and
+// matches names regardless of case, so
 // {"customer_id":"c_ada","CUSTOMER_ID":"c_alan"} would order for c_alan
-// while a proxy or a log that reads the exact key sees c_ada. It runs on
-// JSON that decoded already, so a token error cannot happen; it would
-// only end the check.
-func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
+// while a proxy or a log that reads the exact key sees c_ada; and it turns
+// bytes that are not UTF-8, and an unpaired surrogate escape ("\ud800"),
+// into U+FFFD without a word, so that "1 Main \xff St" would be stored as
+// "1 Main \ufffd St". It runs on JSON that decoded already, so a token
+// error cannot happen; it would only end the check.
+func checkKeys(dec *tokens, t reflect.Type, path string) error {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t != nil && reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
 		t = nil // it reads its JSON its own way: only repeated keys are checked
 	}
-	tok, err := dec.Token()
+	tok, raw, err := dec.next()
 	if err != nil {
 		return nil
 	}
@@ -112,12 +159,12 @@ func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; dec.More(); i++ {
+		for i := 0; dec.dec.More(); i++ {
 			if err := checkKeys(dec, elem, fmt.Sprintf("%s[%d]", path, i)); err != nil {
 				return err
 			}
 		}
-		_, _ = dec.Token()
+		_, _ = dec.dec.Token()
 	case json.Delim('{'):
 		var (
 			fields map[string]reflect.Type
@@ -130,8 +177,8 @@ func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			elem = t.Elem()
 		}
 		seen := map[string]bool{}
-		for dec.More() {
-			tok, err := dec.Token()
+		for dec.dec.More() {
+			tok, raw, err := dec.next()
 			if err != nil {
 				return nil
 			}
@@ -139,6 +186,9 @@ func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 			name := key
 			if path != "" {
 				name = path + "." + key
+			}
+			if bad := badText(raw); bad != "" {
+				return orderflow.FieldErrorf(name, "field name must be valid UTF-8 (found %s)", bad)
 			}
 			if seen[key] {
 				return orderflow.FieldErrorf(name, "is given more than once")
@@ -159,9 +209,52 @@ func checkKeys(dec *json.Decoder, t reflect.Type, path string) error {
 				return err
 			}
 		}
-		_, _ = dec.Token()
+		_, _ = dec.dec.Token()
+	default:
+		if _, ok := tok.(string); ok {
+			if bad := badText(raw); bad != "" {
+				return orderflow.FieldErrorf(path, "must be valid UTF-8 (found %s)", bad)
+			}
+		}
 	}
 	return nil
+}
+
+// badText describes what in raw, the JSON text of a string, is not valid
+// UTF-8 once decoded: bytes that are not UTF-8, or an escaped surrogate
+// (\ud800-\udfff) that is not the first half of a pair followed by its
+// second. It returns "" when there is none. raw is valid JSON, so every
+// \u has four hex digits.
+func badText(raw []byte) string {
+	if !utf8.Valid(raw) {
+		return "bytes that are not UTF-8"
+	}
+	hex4 := func(b []byte) rune {
+		n, _ := strconv.ParseUint(string(b[:4]), 16, 32)
+		return rune(n)
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if raw[i] != 'u' {
+			continue
+		}
+		r := hex4(raw[i+1:])
+		i += 4 // the last hex digit
+		switch {
+		case r < 0xd800 || r > 0xdfff:
+			continue
+		case r < 0xdc00 && i+6 < len(raw) && raw[i+1] == '\\' && raw[i+2] == 'u':
+			if low := hex4(raw[i+3:]); low >= 0xdc00 && low <= 0xdfff {
+				i += 6
+				continue
+			}
+		}
+		return fmt.Sprintf("the unpaired surrogate escape \\u%04x", r)
+	}
+	return ""
 }
 
 // jsonFields adds the JSON names of struct type t's fields, and of the
@@ -193,7 +286,7 @@ func jsonFields(t reflect.Type, fields map[string]reflect.Type) map[string]refle
 // NUL or another control character but tab, newline and carriage return:
 // PostgreSQL cannot store a NUL, so such a value would fail the order
 // later, deep in a workflow, instead of now, here, as a 400. (Invalid UTF-8
-// cannot get this far: encoding/json replaces it.)
+// cannot get this far: checkKeys refuses it.)
 func checkText(v reflect.Value, path string) error {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:

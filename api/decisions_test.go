@@ -77,6 +77,8 @@ func TestDecisions(t *testing.T) {
 		field      string
 		wantStatus string // the decision's status, on 200
 		detail     string // part of the problem detail, on an error
+		// contentType replaces application/json, sent with a body.
+		contentType string
 	}{
 		{name: "accept", id: running, action: "accept", update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
 		{name: "accept with empty object", id: running, action: "accept", body: `{}`, update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
@@ -107,6 +109,10 @@ func TestDecisions(t *testing.T) {
 		{name: "reason in other case", id: running, action: "reject", body: `{"Reason":"x"}`, status: 400, field: "Reason"},
 		{name: "wrong type", id: running, action: "cancel", body: `{"reason":1}`, status: 400, field: "reason"},
 		{name: "reason too long", id: running, action: "cancel", body: `{"reason":"` + strings.Repeat("r", 501) + `"}`, status: 400, field: "reason"},
+		{name: "invalid UTF-8 in the reason", id: running, action: "reject", body: "{\"reason\":\"out of \xff dough\"}", status: 400, field: "reason", detail: "UTF-8"},
+		{name: "unpaired surrogate in the reason", id: running, action: "cancel", body: `{"reason":"changed \udc00 mind"}`, status: 400, field: "reason", detail: `\udc00`},
+		{name: "reason as text", id: running, action: "reject", body: `{"reason":"x"}`, contentType: "text/plain", status: 415, field: "Content-Type", detail: "text/plain"},
+		{name: "empty object as a form", id: running, action: "accept", body: `{}`, contentType: "application/x-www-form-urlencoded", status: 415, field: "Content-Type"},
 		{name: "body over 64 KiB", id: running, action: "reject", body: `{"reason":"` + strings.Repeat("r", 70<<10) + `"}`, status: 413, field: "body"},
 	}
 	for _, tt := range tests {
@@ -115,7 +121,15 @@ func TestDecisions(t *testing.T) {
 			if tt.update != "" {
 				expectUpdate(t, f.temporal, tt.id, tt.update, tt.args, tt.answer)
 			}
-			rec := f.do(t, http.MethodPost, "/v1/orders/"+tt.id+"/"+tt.action, tt.body, nil)
+			path := "/v1/orders/" + tt.id + "/" + tt.action
+			req := newRequest(t, http.MethodPost, path, tt.body, http.Header{})
+			switch {
+			case tt.contentType != "":
+				req.Header.Set("Content-Type", tt.contentType)
+			case tt.body == "":
+				req.Header.Del("Content-Type")
+			}
+			rec := f.serve(req)
 			if tt.status != 200 {
 				p := wantProblem(t, rec, tt.status, tt.field)
 				if !strings.Contains(p.Detail, tt.detail) {

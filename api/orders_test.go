@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
@@ -85,9 +84,23 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		body    string
 		header  http.Header
 		chunked bool // no Content-Length: the limit must hold while reading
-		status  int
-		field   string
+		// contentType replaces application/json when set; "-" sends none.
+		contentType string
+		status      int
+		field       string
+		code        string // when not the status's usual one
 	}{
+		{name: "text/plain body", body: orderBody(t, nil), contentType: "text/plain", status: 415, field: "Content-Type", code: "unsupported_media_type"},
+		{name: "form body", body: orderBody(t, nil), contentType: "application/x-www-form-urlencoded", status: 415, field: "Content-Type", code: "unsupported_media_type"},
+		{name: "no Content-Type", body: orderBody(t, nil), contentType: "-", status: 415, field: "Content-Type", code: "unsupported_media_type"},
+		{name: "Content-Type not a media type", body: orderBody(t, nil), contentType: ";;;", status: 415, field: "Content-Type", code: "unsupported_media_type"},
+		{name: "problem+json body", body: orderBody(t, nil), contentType: "application/problem+json", status: 415, field: "Content-Type", code: "unsupported_media_type"},
+		{name: "JSON in latin1", body: orderBody(t, nil), contentType: "application/json; charset=latin1", status: 415, field: "Content-Type", code: "unsupported_media_type"},
+		// encoding/json would store these as U+FFFD without a word.
+		{name: "invalid UTF-8 in the address", body: strings.Replace(orderBody(t, nil), "1 Main St", "1 Main \xff St", 1), status: 400, field: "delivery_address"},
+		{name: "unpaired surrogate in the address", body: strings.Replace(orderBody(t, nil), "1 Main St", `1 Main \ud800 St`, 1), status: 400, field: "delivery_address"},
+		{name: "high surrogate then another escape", body: strings.Replace(orderBody(t, nil), "1 Main St", `1 Main \ud83d\u0041`, 1), status: 400, field: "delivery_address"},
+		{name: "invalid UTF-8 in a field name", body: strings.Replace(orderBody(t, nil), `"payment_token"`, "\"payment_\xff\"", 1), status: 400, field: "payment_\ufffd"},
 		{name: "malformed JSON", body: `{"customer_id":`, status: 400, field: "body"},
 		{name: "not JSON", body: `customer_id=c_ada`, status: 400, field: "body"},
 		{name: "empty body", body: ``, status: 400, field: "body"},
@@ -140,17 +153,23 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 			if h == nil {
 				h = key
 			}
-			var rec *httptest.ResponseRecorder
+			req := newRequest(t, http.MethodPost, "/v1/orders", tt.body, h)
 			if tt.chunked {
-				req := newRequest(t, http.MethodPost, "/v1/orders", tt.body, h)
 				req.ContentLength = -1
-				rec = f.serve(req)
-			} else {
-				rec = f.do(t, http.MethodPost, "/v1/orders", tt.body, h)
 			}
-			p := wantProblem(t, rec, tt.status, tt.field)
+			switch tt.contentType {
+			case "":
+			case "-":
+				req.Header.Del("Content-Type")
+			default:
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			p := wantProblem(t, f.serve(req), tt.status, tt.field)
 			wantCode := orderflow.EINVALID
-			if tt.status == http.StatusRequestEntityTooLarge {
+			switch {
+			case tt.code != "":
+				wantCode = tt.code
+			case tt.status == http.StatusRequestEntityTooLarge:
 				wantCode = "too_large"
 			}
 			if p.Code != wantCode {
@@ -242,6 +261,39 @@ func TestPlaceOrderStartsWorkflow(t *testing.T) {
 			}
 			if in.AcceptTimeout != tt.wantTimeout || in.DeliverySLA != tt.wantSLA || in.PaymentToken != "tok_visa" {
 				t.Errorf("input timeout %v sla %v token %q, want %v %v tok_visa", in.AcceptTimeout, in.DeliverySLA, in.PaymentToken, tt.wantTimeout, tt.wantSLA)
+			}
+		})
+	}
+}
+
+// TestPlaceOrderTakesValidText is the other side of the UTF-8 and
+// Content-Type checks of TestPlaceOrderRejectsBadInput: what is valid gets
+// through as sent.
+func TestPlaceOrderTakesValidText(t *testing.T) {
+	tests := []struct {
+		name, address, contentType, want string
+	}{
+		{name: "surrogate pair escape", address: `1 Pizza \ud83c\udf55 St`, want: "1 Pizza \U0001F355 St"},
+		{name: "literal emoji", address: "1 Pizza \U0001F355 St", want: "1 Pizza \U0001F355 St"},
+		{name: "literal replacement character", address: "1 Main \uFFFD St", want: "1 Main \uFFFD St"},
+		{name: "escaped backslash before u", address: `1 Main \\ud800 St`, want: `1 Main \ud800 St`},
+		{name: "charset in other case", address: "1 Main St", contentType: "Application/JSON; charset=UTF-8", want: "1 Main St"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			var in workflows.OrderInput
+			f.temporal.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.OrderWorkflowName, mock.Anything).
+				Run(func(args mock.Arguments) { in = args.Get(3).(workflows.OrderInput) }).
+				Return(&mocks.WorkflowRun{}, nil).Once()
+			body := strings.Replace(orderBody(t, nil), "1 Main St", tt.address, 1)
+			req := newRequest(t, http.MethodPost, "/v1/orders", body, header("Idempotency-Key", "key-text"))
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			decode(t, f.serve(req), http.StatusCreated, &placed{})
+			if in.Order.DeliveryAddress != tt.want {
+				t.Errorf("address = %q, want %q", in.Order.DeliveryAddress, tt.want)
 			}
 		})
 	}

@@ -28,12 +28,18 @@ type Problem struct {
 // problem can name the field ("body").
 const codeTooLarge = "too_large"
 
+// codeUnsupportedMediaType marks a request body that is not labelled
+// JSON; like codeTooLarge it is HTTP's, and it names its field
+// ("Content-Type").
+const codeUnsupportedMediaType = "unsupported_media_type"
+
 // codeMethodNotAllowed marks a request whose route exists but not for its
 // method; like codeTooLarge it is HTTP's, not the domain's.
 const codeMethodNotAllowed = "method_not_allowed"
 
 var codeStatus = map[string]int{
 	codeTooLarge:             http.StatusRequestEntityTooLarge,
+	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	orderflow.EINVALID:       http.StatusBadRequest,
 	orderflow.ENOTFOUND:      http.StatusNotFound,
 	orderflow.ECONFLICT:      http.StatusConflict,
