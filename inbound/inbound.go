@@ -132,11 +132,15 @@ func (d *Deliveries) refused(ctx context.Context, id uuid.UUID, err error) error
 	case st == orderflow.StatusCompleted:
 		d.logger.DebugContext(ctx, "order already completed", "order_id", id)
 		return nil
-	case st == orderflow.StatusAccepted && refusedByWorkflow:
+	case st == orderflow.StatusAccepted && refusedByWorkflow && appErr.Type() == workflows.ErrTypeAlreadyDelivered:
 		// The validator refuses a second delivered: it is on its way.
 		d.logger.DebugContext(ctx, "order already marked delivered", "order_id", id)
 		return nil
-	case st == orderflow.StatusPlaced || st == orderflow.StatusAwaitingAcceptance:
+	case st == orderflow.StatusPlaced || st == orderflow.StatusAwaitingAcceptance || st == orderflow.StatusAccepted && refusedByWorkflow:
+		// Accepted in the database but refused as not accepted: the
+		// acceptance is recorded and the workflow has not taken it in yet
+		// (its worker restarted between the two, say). Dropping the
+		// delivery would leave the order waiting for one forever.
 		return fmt.Errorf("order %s is %s: %w", id, st, ErrNotYetAccepted)
 	case st.Final():
 		d.logger.WarnContext(ctx, "delivery reported for an order that ended otherwise; nothing to do", "order_id", id, "status", st)

@@ -228,6 +228,30 @@ func TestDeliveredIsIdempotent(t *testing.T) {
 	}
 }
 
+// TestDeliveredBeforeTheWorkflowTakesTheAcceptance: the acceptance is in
+// the database, but the workflow has not taken it in yet (its worker
+// restarted between the two, say), so its validator refuses the delivery
+// as one that comes before an acceptance. The delivery is retried until
+// the workflow has the acceptance, not acknowledged as a copy of one it
+// took: that would leave the order waiting for a delivery forever.
+func TestDeliveredBeforeTheWorkflowTakesTheAcceptance(t *testing.T) {
+	h := start(t)
+	id := h.placeOrder(t)
+	if _, err := h.env.Store.DB.ExecContext(context.Background(), `UPDATE orders SET status = 'accepted' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	h.deliver(t, id, "")
+	eventually(t, "the delivery's first outcome", func() bool { return len(h.results(id.String())) > 0 })
+	if got := h.results(id.String()); got[0] != consumer.Retried {
+		t.Fatalf("outcomes %v, want the first retried: the workflow has not taken the acceptance in", got)
+	}
+	h.decide(t, id, workflows.UpdateAccept)
+	h.waitStatus(t, id, orderflow.StatusCompleted)
+	if n := h.completions(t, id); n != 1 {
+		t.Fatalf("order completed %d times, want once", n)
+	}
+}
+
 // TestDeliveredForEndedOrUnknownOrder: a delivery of a rejected order is
 // acknowledged with nothing to do; one of an order that does not exist is
 // poison.

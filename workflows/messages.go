@@ -19,6 +19,12 @@ const (
 	QueryStatus = "status"
 )
 
+// ErrTypeAlreadyDelivered is the type of the delivered Update's refusal
+// when the order is marked delivered already: a copy of a delivery, with
+// nothing left to do, unlike a delivery that comes before the workflow
+// has taken the acceptance in (a plain refusal), which is to be retried.
+const ErrTypeAlreadyDelivered = "AlreadyDelivered"
+
 // Defaults used when the input leaves a duration zero.
 const (
 	DefaultAcceptTimeout = 10 * time.Minute

@@ -174,7 +174,7 @@ func (o *order) setup(ctx workflow.Context) error {
 					return fmt.Errorf("order is %s: only an accepted order can be delivered", o.status)
 				}
 				if o.delivered {
-					return errors.New("order is already marked delivered")
+					return temporal.NewNonRetryableApplicationError("order is already marked delivered", ErrTypeAlreadyDelivered, nil)
 				}
 				return nil
 			}},

@@ -311,7 +311,23 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 		// after delays activities, to hold the workflow in a state.
 		after      map[string]time.Duration
 		wantReject string
+		// wantType is the refusal's ApplicationError type, when the
+		// caller tells refusals apart by it.
+		wantType string
 	}{
+		{
+			name: "second delivered while the first completes the order",
+			// Slow transitions keep the order accepted, its first
+			// delivered waiting for the completion.
+			after: map[string]time.Duration{"Transition": 5 * time.Minute},
+			send: func(h *harness) *outcome {
+				h.update(time.Minute, workflows.UpdateAccept)
+				h.update(7*time.Minute, workflows.UpdateDelivered)
+				return h.update(8*time.Minute, workflows.UpdateDelivered)
+			},
+			wantReject: "already marked delivered",
+			wantType:   workflows.ErrTypeAlreadyDelivered,
+		},
 		{
 			name:       "accept before the restaurant is notified",
 			after:      map[string]time.Duration{"RecordPlaced": 2 * time.Minute},
@@ -384,6 +400,10 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 			}
 			if !strings.Contains(got.rejected.Error(), tt.wantReject) {
 				t.Errorf("rejection = %q, want it to mention %q", got.rejected, tt.wantReject)
+			}
+			var appErr *temporal.ApplicationError
+			if tt.wantType != "" && (!errors.As(got.rejected, &appErr) || appErr.Type() != tt.wantType) {
+				t.Errorf("rejection %q (%T) is not an application error of type %s", got.rejected, got.rejected, tt.wantType)
 			}
 		})
 	}
