@@ -444,7 +444,11 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		o.status, o.reason = final, ""
 		return nil
 	}
-	if o.payment != orderflow.PaymentDeclined {
+	// The customer is told of a decline when it is what ended the order;
+	// a decline the release finds (an authorization the workflow stopped
+	// waiting for when it was cancelled) leaves the notice the end's own.
+	declined := o.payment == orderflow.PaymentDeclined
+	if !declined {
 		// Whatever the gateway holds — the workflow may not have heard of
 		// an authorization or a capture that happened — is given back.
 		var released string
@@ -454,7 +458,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		}
 	}
 	kind := string(status)
-	if o.payment == orderflow.PaymentDeclined {
+	if declined {
 		kind = "payment_declined"
 	}
 	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)

@@ -46,6 +46,8 @@ type harness struct {
 	recordPlaced func(ctx context.Context) error
 	// captureErr is CapturePayment's answer.
 	captureErr error
+	// released, when set, is what ReleasePayment finds at the gateway.
+	released string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -103,6 +105,9 @@ func (h *harness) mock() {
 	// The gateway's answer: a capture is refunded, a hold voided.
 	on("ReleasePayment", acts.ReleasePayment, func(_ context.Context, in activities.PaymentInput) (string, error) {
 		h.record("ReleasePayment")
+		if h.released != "" {
+			return h.released, nil
+		}
 		if slices.Contains(h.calls, "CapturePayment") {
 			return "refunded", nil
 		}
@@ -604,6 +609,30 @@ func TestUnconfirmedRecordingIsRecordedBeforeTheEnd(t *testing.T) {
 				t.Errorf("status query = %+v (%v); want %s", q, err, tt.wantStatus)
 			}
 		})
+	}
+}
+
+// TestCancelledWhileAuthorizingADeclinedCard: the workflow is cancelled
+// while the authorization runs, and the gateway declines it meanwhile. The
+// release finds the decline; the customer is told of the cancellation,
+// which is what ended the order, not of a decline the workflow never
+// acted on.
+func TestCancelledWhileAuthorizingADeclinedCard(t *testing.T) {
+	h := newHarness(t)
+	h.after["AuthorizePayment"] = 2 * time.Minute
+	h.released = "declined"
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Minute)
+	h.run()
+	// The abandoned authorization ends in the background, at no fixed
+	// place among the calls: it is left out.
+	calls := slices.DeleteFunc(slices.Clone(h.calls), func(c string) bool { return c == "AuthorizePayment" })
+	want := []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("activity calls but the authorization:\n got %v\nwant %v", calls, want)
+	}
+	var q workflows.StatusView
+	if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != "cancelled" || q.PaymentStatus != "declined" {
+		t.Errorf("status query = %+v (%v); want cancelled, payment declined", q, err)
 	}
 }
 
