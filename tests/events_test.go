@@ -18,6 +18,7 @@ import (
 
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/consumer"
+	"github.com/orderflow/orderflow/inbound"
 	"github.com/orderflow/orderflow/tests/apptest"
 )
 
@@ -141,8 +142,11 @@ func TestCompletedOrderReachesOtherContexts(t *testing.T) {
 
 	// The delivery context reports the delivery on the bus, twice: the
 	// second copy as a courier app that retried with a fresh message ID
-	// would send it, so the stream keeps both and the inbound consumer's
-	// inbox must drop the second.
+	// would send it, so the stream keeps both. The order completes once,
+	// through the inbound consumer, whose inbox holds the event applied.
+	// (That the copy is then dropped as a duplicate, rather than sent to
+	// the workflow again, is checked by inbound's TestDeliveredIsIdempotent,
+	// which sees the consumer's outcomes.)
 	if err := publishDelivered(js, p.ID, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +161,22 @@ func TestCompletedOrderReachesOtherContexts(t *testing.T) {
 		t.Errorf("payment %q; want captured", o.Payment.Status)
 	}
 	checkBus(t, app, js, p.ID)
+	// The inbox row commits once the Update has returned: it may follow
+	// the completion by a moment.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var applied int
+		if err := app.Env.Store.DB.QueryRow(
+			`SELECT count(*) FROM inbox WHERE consumer = $1 AND event_id = $2 AND outcome = 'applied'`,
+			inbound.DeliveriesConsumer, events.DeliveryEventID(p.ID, events.DeliveryCompleted).String()).Scan(&applied); err != nil {
+			t.Fatalf("read the inbound inbox: %v", err)
+		}
+		if applied == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inbound consumer's inbox holds delivery.completed of %s applied %d times; want once", p.ID, applied)
+		}
+	}
 
 	vouchers := waitVouchers(t, app, customer, p.ID)
 	if vouchers[p.ID] != 1 {
