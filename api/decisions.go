@@ -23,11 +23,12 @@ const (
 	defaultCancelReason = "cancelled by customer"
 )
 
-// decisionView answers a decision: the order's status once the workflow
-// has taken it.
+// decisionView answers a decision: the status the workflow gave the order
+// when it took it, and the reason recorded with a reject or a cancel.
 type decisionView struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // acceptOrder is the restaurant accepting the order.
@@ -39,7 +40,7 @@ func (s *Server) acceptOrder(c echo.Context) error {
 	if err := decodeNoBody(c); err != nil {
 		return err
 	}
-	return s.decide(c, id, workflows.UpdateAccept)
+	return s.decide(c, id, workflows.UpdateAccept, "")
 }
 
 // rejectOrder is the restaurant rejecting the order.
@@ -52,7 +53,7 @@ func (s *Server) rejectOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.decide(c, id, workflows.UpdateReject, workflows.RejectInput{Reason: reason})
+	return s.decide(c, id, workflows.UpdateReject, reason, workflows.RejectInput{Reason: reason})
 }
 
 // cancelOrder is the customer cancelling the order.
@@ -65,7 +66,7 @@ func (s *Server) cancelOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.decide(c, id, workflows.UpdateCancel, workflows.CancelInput{Reason: reason})
+	return s.decide(c, id, workflows.UpdateCancel, reason, workflows.CancelInput{Reason: reason})
 }
 
 // deliveredOrder is the courier or restaurant reporting delivery.
@@ -77,13 +78,14 @@ func (s *Server) deliveredOrder(c echo.Context) error {
 	if err := decodeNoBody(c); err != nil {
 		return err
 	}
-	return s.decide(c, id, workflows.UpdateDelivered)
+	return s.decide(c, id, workflows.UpdateDelivered, "")
 }
 
 // decide sends the update and waits for the workflow's answer, so the
 // caller learns synchronously whether the decision took: a decision the
-// workflow's validator refuses (a late accept, say) is a 409.
-func (s *Server) decide(c echo.Context, id uuid.UUID, update string, args ...any) error {
+// workflow's validator refuses (a late accept, say) is a 409. reason is
+// the reason of a reject or a cancel, "" for the others.
+func (s *Server) decide(c echo.Context, id uuid.UUID, update, reason string, args ...any) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
@@ -103,7 +105,13 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update string, args ...any
 	if err != nil {
 		return s.decisionError(c.Request().Context(), id, update, err)
 	}
-	return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: res.Status})
+	if reason != "" && res.Reason != "" && res.Reason != reason {
+		// The update was made already, by an earlier request with another
+		// reason: this one's was not recorded.
+		return &orderflow.Error{Code: orderflow.ECONFLICT, Field: "reason",
+			Message: fmt.Sprintf("the order was %s already, for %q: a decision is taken once, and this reason was not recorded", res.Status, res.Reason)}
+	}
+	return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: res.Status, Reason: res.Reason})
 }
 
 // decisionError explains a failed update. The workflow's refusal carries

@@ -21,6 +21,7 @@ import (
 // updateAnswer is how the mock workflow answers one update.
 type updateAnswer struct {
 	status    string // the DecisionResult status, when accepted
+	reason    string // the DecisionResult reason, when accepted
 	rejection string // the validator's message, when refused
 	err       error  // an error from UpdateWorkflow itself
 	cancelled bool   // the workflow was cancelled while the update waited
@@ -47,7 +48,7 @@ func expectUpdate(tb testing.TB, tc *mocks.Client, orderID, name string, wantArg
 		get.Return(temporal.NewCanceledError())
 	default:
 		get.Run(func(args mock.Arguments) {
-			*args.Get(1).(*workflows.DecisionResult) = workflows.DecisionResult{Status: a.status}
+			*args.Get(1).(*workflows.DecisionResult) = workflows.DecisionResult{Status: a.status, Reason: a.reason}
 		}).Return(nil)
 	}
 	tc.On("UpdateWorkflow", mock.Anything, match).Return(h, nil).Once()
@@ -76,6 +77,7 @@ func TestDecisions(t *testing.T) {
 		status     int
 		field      string
 		wantStatus string // the decision's status, on 200
+		wantReason string // the decision's reason, on 200
 		detail     string // part of the problem detail, on an error
 		// contentType replaces application/json, sent with a body.
 		contentType string
@@ -84,6 +86,14 @@ func TestDecisions(t *testing.T) {
 		{name: "accept with empty object", id: running, action: "accept", body: `{}`, update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
 		{name: "reject with reason", id: running, action: "reject", body: `{"reason":" out of dough "}`, update: workflows.UpdateReject,
 			args: []any{workflows.RejectInput{Reason: "out of dough"}}, answer: updateAnswer{status: "rejected"}, status: 200, wantStatus: "rejected"},
+		{name: "reject retried with the same reason", id: running, action: "reject", body: `{"reason":"out of dough"}`, update: workflows.UpdateReject,
+			args: []any{workflows.RejectInput{Reason: "out of dough"}}, answer: updateAnswer{status: "rejected", reason: "out of dough"}, status: 200, wantStatus: "rejected", wantReason: "out of dough"},
+		// The Update ID is the decision's name: a reject that was made
+		// already answers with its own reason, which is not this one.
+		{name: "reject retried with another reason", id: running, action: "reject", body: `{"reason":"out of dough"}`, update: workflows.UpdateReject,
+			args: []any{workflows.RejectInput{Reason: "out of dough"}}, answer: updateAnswer{status: "rejected", reason: "closed early"}, status: 409, field: "reason", detail: `"closed early"`},
+		{name: "cancel retried without a reason", id: running, action: "cancel", update: workflows.UpdateCancel,
+			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{status: "cancelled", reason: "changed my mind"}, status: 409, field: "reason", detail: "changed my mind"},
 		{name: "reject default reason", id: running, action: "reject", update: workflows.UpdateReject,
 			args: []any{workflows.RejectInput{Reason: "rejected by restaurant"}}, answer: updateAnswer{status: "rejected"}, status: 200, wantStatus: "rejected"},
 		{name: "cancel default reason", id: running, action: "cancel", body: `{"reason":""}`, update: workflows.UpdateCancel,
@@ -137,10 +147,10 @@ func TestDecisions(t *testing.T) {
 				}
 				return
 			}
-			var got struct{ ID, Status string }
+			var got struct{ ID, Status, Reason string }
 			decode(t, rec, 200, &got)
-			if got.ID != tt.id || got.Status != tt.wantStatus {
-				t.Errorf("got %+v, want %s %s", got, tt.id, tt.wantStatus)
+			if got.ID != tt.id || got.Status != tt.wantStatus || got.Reason != tt.wantReason {
+				t.Errorf("got %+v, want %s %s %q", got, tt.id, tt.wantStatus, tt.wantReason)
 			}
 		})
 	}

@@ -470,6 +470,12 @@ func TestOrderPaths(t *testing.T) {
 		if code, _ := decide(t, app, p.ID, "accept", nil); code != http.StatusConflict {
 			t.Errorf("accept after reject = %d; want 409", code)
 		}
+		// The same reject again is a retry: the same answer. Another
+		// reason cannot be recorded any more: a 409 with the first one.
+		mustDecide(t, app, p.ID, "reject", map[string]string{"reason": "out of miso"}, "rejected")
+		if code, detail := decide(t, app, p.ID, "reject", map[string]string{"reason": "closing early"}); code != http.StatusConflict || !strings.Contains(detail, `"out of miso"`) {
+			t.Errorf("reject again with another reason = %d %q; want 409 naming the recorded reason", code, detail)
+		}
 	})
 
 	t.Run("timed_out", func(t *testing.T) {

@@ -66,6 +66,11 @@ type CancelInput struct {
 // has been taken.
 type DecisionResult struct {
 	Status string `json:"status"`
+	// Reason is the reason recorded with a reject or a cancel. A caller
+	// that retries with another reason gets the first one (the Update ID
+	// is the decision's name): it tells the two apart by it. Answers
+	// recorded before it was added have none.
+	Reason string `json:"reason,omitempty"`
 }
 
 // StatusView answers the status query.

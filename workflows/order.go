@@ -122,7 +122,7 @@ func (o *order) setup(ctx workflow.Context) error {
 		if want := decisionOutcome(update); o.status != want {
 			return DecisionResult{Status: string(o.status)}, fmt.Errorf("order is %s: the %s did not take effect", o.status, update)
 		}
-		return DecisionResult{Status: string(o.status)}, nil
+		return DecisionResult{Status: string(o.status), Reason: reason}, nil
 	}
 	handlers := []struct {
 		name      string

@@ -154,6 +154,7 @@ func input() workflows.OrderInput {
 type outcome struct {
 	rejected error
 	status   string
+	reason   string
 	err      error
 	done     bool
 }
@@ -167,7 +168,7 @@ func (h *harness) update(at time.Duration, name string, args ...any) *outcome {
 			OnComplete: func(v any, err error) {
 				o.done, o.err = true, err
 				if r, ok := v.(workflows.DecisionResult); ok {
-					o.status = r.Status
+					o.status, o.reason = r.Status, r.Reason
 				}
 			},
 		}, args...)
@@ -607,6 +608,37 @@ func TestUnconfirmedRecordingIsRecordedBeforeTheEnd(t *testing.T) {
 			var q workflows.StatusView
 			if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != tt.wantStatus {
 				t.Errorf("status query = %+v (%v); want %s", q, err, tt.wantStatus)
+			}
+		})
+	}
+}
+
+// TestDecisionsAnswerWithTheirReason: a reject or a cancel answers with
+// the reason it recorded, the default when it gave none, so that a caller
+// whose retry carries another reason can tell.
+func TestDecisionsAnswerWithTheirReason(t *testing.T) {
+	for _, tt := range []struct {
+		update     string
+		arg        any
+		wantStatus string
+		wantReason string
+	}{
+		{workflows.UpdateReject, workflows.RejectInput{Reason: "out of dough"}, "rejected", "out of dough"},
+		{workflows.UpdateCancel, workflows.CancelInput{}, "cancelled", "cancelled by customer"},
+		{workflows.UpdateAccept, nil, "accepted", ""},
+	} {
+		t.Run(tt.update, func(t *testing.T) {
+			h := newHarness(t)
+			var got *outcome
+			if tt.arg == nil {
+				got = h.update(2*time.Minute, tt.update)
+			} else {
+				got = h.update(2*time.Minute, tt.update, tt.arg)
+			}
+			h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 3*time.Hour)
+			h.run()
+			if got.err != nil || got.rejected != nil || got.status != tt.wantStatus || got.reason != tt.wantReason {
+				t.Errorf("outcome = %+v, want %s with reason %q", got, tt.wantStatus, tt.wantReason)
 			}
 		})
 	}
