@@ -339,6 +339,20 @@ func pathID(c echo.Context, what string) (string, error) {
 	return id, nil
 }
 
+// queryParam reads an optional query parameter, refused when given more
+// than once (?status=a&status=b): which of the values counts would be the
+// client's guess. Missing, it is "".
+func queryParam(c echo.Context, name string) (string, error) {
+	values := c.QueryParams()[name]
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+		return values[0], nil
+	}
+	return "", orderflow.FieldErrorf(name, "is given %d times: give it once", len(values))
+}
+
 // jsonError turns an encoding/json error into an EINVALID *orderflow.Error.
 func jsonError(err error) *orderflow.Error {
 	var (

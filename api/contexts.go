@@ -20,7 +20,11 @@ const defaultStatsDays = 7
 // newest first.
 func (s *Server) listCustomerVouchers(c echo.Context) error {
 	limit := 0
-	if raw := c.QueryParam("limit"); raw != "" {
+	raw, err := queryParam(c, "limit")
+	if err != nil {
+		return err
+	}
+	if raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 || n > promotions.MaxVoucherLimit {
 			return orderflow.FieldErrorf("limit", "must be an integer from 1 to %d", promotions.MaxVoucherLimit)
@@ -43,7 +47,15 @@ func (s *Server) listCustomerVouchers(c echo.Context) error {
 // to defaults to today, from to six days before to.
 func (s *Server) getRestaurantStats(c echo.Context) error {
 	to := s.now().UTC()
-	if raw := c.QueryParam("to"); raw != "" {
+	rawTo, err := queryParam(c, "to")
+	if err != nil {
+		return err
+	}
+	rawFrom, err := queryParam(c, "from")
+	if err != nil {
+		return err
+	}
+	if raw := rawTo; raw != "" {
 		d, err := time.Parse(analytics.DateLayout, raw)
 		if err != nil {
 			return orderflow.FieldErrorf("to", "%q is not a date (YYYY-MM-DD)", raw)
@@ -51,7 +63,7 @@ func (s *Server) getRestaurantStats(c echo.Context) error {
 		to = d
 	}
 	from := to.AddDate(0, 0, -(defaultStatsDays - 1))
-	if raw := c.QueryParam("from"); raw != "" {
+	if raw := rawFrom; raw != "" {
 		d, err := time.Parse(analytics.DateLayout, raw)
 		if err != nil {
 			return orderflow.FieldErrorf("from", "%q is not a date (YYYY-MM-DD)", raw)

@@ -42,6 +42,7 @@ func TestCustomerVouchers(t *testing.T) {
 		{name: "limited", path: "/v1/customers/" + customerID + "/vouchers?limit=1", status: 200, want: []uuid.UUID{orders[1]}},
 		{name: "a customer without vouchers", path: "/v1/customers/c_nobody/vouchers", status: 200, want: []uuid.UUID{}},
 		{name: "limit zero", path: "/v1/customers/" + customerID + "/vouchers?limit=0", status: 400, field: "limit"},
+		{name: "limit twice", path: "/v1/customers/" + customerID + "/vouchers?limit=1&limit=abc", status: 400, field: "limit"},
 		{name: "limit not a number", path: "/v1/customers/" + customerID + "/vouchers?limit=x", status: 400, field: "limit"},
 	}
 	for _, tt := range tests {
@@ -101,6 +102,7 @@ func TestRestaurantStats(t *testing.T) {
 		{name: "a range", query: "?from=2026-03-13&to=2026-03-14", status: 200, from: "2026-03-13", to: "2026-03-14", days: 2},
 		{name: "bad from", query: "?from=13.3.2026", status: 400, field: "from"},
 		{name: "bad to", query: "?to=yesterday", status: 400, field: "to"},
+		{name: "from twice", query: "?from=2026-03-10&from=2026-03-11", status: 400, field: "from"},
 		{name: "backwards", query: "?from=2026-03-14&to=2026-03-13", status: 400, field: "from"},
 		{name: "over a year", query: "?from=2025-01-01&to=2026-03-14", status: 400, field: "from"},
 	}

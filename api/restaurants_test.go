@@ -77,6 +77,8 @@ func TestRestaurantQueue(t *testing.T) {
 		{name: "limit 0", query: "?limit=0", status: 400, field: "limit"},
 		{name: "limit 501", query: "?limit=501", status: 400, field: "limit"},
 		{name: "limit not a number", query: "?limit=ten", status: 400, field: "limit"},
+		{name: "status twice, the second unknown", query: "?status=awaiting_acceptance&status=bogus", status: 400, field: "status"},
+		{name: "limit twice", query: "?limit=1&limit=2", status: 400, field: "limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
