@@ -91,7 +91,7 @@ func checkContentType(r *http.Request) error {
 		return unsupported("%q is not a media type: send %s", values[0], echo.MIMEApplicationJSON)
 	case mt != echo.MIMEApplicationJSON:
 		return unsupported("must be %s, not %s", echo.MIMEApplicationJSON, mt)
-	case params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8"):
+	case params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8") && !strings.EqualFold(params["charset"], "utf8"):
 		return unsupported("charset must be utf-8, not %s", params["charset"])
 	}
 	return nil
@@ -412,25 +412,27 @@ type reasonBody struct {
 // events and customer notifications.
 const maxReasonLen = workflows.MaxReasonLength
 
-// decodeReason reads an optional {reason} body; a missing body or a blank
-// reason gives def.
-func decodeReason(c echo.Context, def string) (string, error) {
+// decodeReason reads an optional {reason} body: the reason to record, def
+// when the body gives none (a missing body or a blank reason), and the
+// reason given, "" then.
+func decodeReason(c echo.Context, def string) (reason, given string, err error) {
 	var b reasonBody
 	if _, err := decodeBody(c, &b, true); err != nil {
-		return "", err
+		return "", "", err
 	}
-	reason := strings.TrimSpace(b.Reason)
+	given = strings.TrimSpace(b.Reason)
 	switch {
-	case reason == "":
-		return def, nil
-	case len([]rune(reason)) > maxReasonLen:
-		return "", orderflow.FieldErrorf("reason", "must be at most %d characters", maxReasonLen)
+	case given == "":
+		return def, "", nil
+	case len([]rune(given)) > maxReasonLen:
+		return "", "", orderflow.FieldErrorf("reason", "must be at most %d characters", maxReasonLen)
 	}
-	return reason, nil
+	return given, given, nil
 }
 
-// decodeNoBody accepts an empty body or an empty JSON object, so that a
-// client sending "{}" by habit is not refused while anything else is.
+// decodeNoBody accepts an empty body or an empty JSON object (labelled
+// JSON, as every body), so that a client sending "{}" by habit is not
+// refused while anything else is.
 func decodeNoBody(c echo.Context) error {
 	var none struct{}
 	_, err := decodeBody(c, &none, true)

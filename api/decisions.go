@@ -49,11 +49,11 @@ func (s *Server) rejectOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	reason, err := decodeReason(c, defaultRejectReason)
+	reason, given, err := decodeReason(c, defaultRejectReason)
 	if err != nil {
 		return err
 	}
-	return s.decide(c, id, workflows.UpdateReject, reason, workflows.RejectInput{Reason: reason})
+	return s.decide(c, id, workflows.UpdateReject, given, workflows.RejectInput{Reason: reason})
 }
 
 // cancelOrder is the customer cancelling the order.
@@ -62,11 +62,11 @@ func (s *Server) cancelOrder(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	reason, err := decodeReason(c, defaultCancelReason)
+	reason, given, err := decodeReason(c, defaultCancelReason)
 	if err != nil {
 		return err
 	}
-	return s.decide(c, id, workflows.UpdateCancel, reason, workflows.CancelInput{Reason: reason})
+	return s.decide(c, id, workflows.UpdateCancel, given, workflows.CancelInput{Reason: reason})
 }
 
 // deliveredOrder is the courier or restaurant reporting delivery.
@@ -83,9 +83,10 @@ func (s *Server) deliveredOrder(c echo.Context) error {
 
 // decide sends the update and waits for the workflow's answer, so the
 // caller learns synchronously whether the decision took: a decision the
-// workflow's validator refuses (a late accept, say) is a 409. reason is
-// the reason of a reject or a cancel, "" for the others.
-func (s *Server) decide(c echo.Context, id uuid.UUID, update, reason string, args ...any) error {
+// workflow's validator refuses (a late accept, say) is a 409. given is
+// the reason the request gave for its reject or cancel, "" when it gave
+// none: it must then be the reason recorded.
+func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args ...any) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
 	defer cancel()
 	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
@@ -105,9 +106,10 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update, reason string, arg
 	if err != nil {
 		return s.decisionError(c.Request().Context(), id, update, err)
 	}
-	if reason != "" && res.Reason != "" && res.Reason != reason {
+	if given != "" && res.Reason != "" && res.Reason != given {
 		// The update was made already, by an earlier request with another
-		// reason: this one's was not recorded.
+		// reason: this one's was not recorded. (A retry without a reason
+		// takes whichever was recorded.)
 		return &orderflow.Error{Code: orderflow.ECONFLICT, Field: "reason",
 			Message: fmt.Sprintf("the order was %s already, for %q: a decision is taken once, and this reason was not recorded", res.Status, res.Reason)}
 	}

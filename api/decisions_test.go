@@ -92,8 +92,11 @@ func TestDecisions(t *testing.T) {
 		// already answers with its own reason, which is not this one.
 		{name: "reject retried with another reason", id: running, action: "reject", body: `{"reason":"out of dough"}`, update: workflows.UpdateReject,
 			args: []any{workflows.RejectInput{Reason: "out of dough"}}, answer: updateAnswer{status: "rejected", reason: "closed early"}, status: 409, field: "reason", detail: `"closed early"`},
+		// A retry that gives no reason takes the one recorded.
 		{name: "cancel retried without a reason", id: running, action: "cancel", update: workflows.UpdateCancel,
-			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{status: "cancelled", reason: "changed my mind"}, status: 409, field: "reason", detail: "changed my mind"},
+			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{status: "cancelled", reason: "changed my mind"}, status: 200, wantStatus: "cancelled", wantReason: "changed my mind"},
+		{name: "cancel retried with a reason after one without", id: running, action: "cancel", body: `{"reason":"changed my mind"}`, update: workflows.UpdateCancel,
+			args: []any{workflows.CancelInput{Reason: "changed my mind"}}, answer: updateAnswer{status: "cancelled", reason: "cancelled by customer"}, status: 409, field: "reason", detail: "cancelled by customer"},
 		{name: "reject default reason", id: running, action: "reject", update: workflows.UpdateReject,
 			args: []any{workflows.RejectInput{Reason: "rejected by restaurant"}}, answer: updateAnswer{status: "rejected"}, status: 200, wantStatus: "rejected"},
 		{name: "cancel default reason", id: running, action: "cancel", body: `{"reason":""}`, update: workflows.UpdateCancel,

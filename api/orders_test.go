@@ -89,6 +89,7 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		status      int
 		field       string
 		code        string // when not the status's usual one
+		detail      string // part of the problem's detail, when set
 	}{
 		{name: "text/plain body", body: orderBody(t, nil), contentType: "text/plain", status: 415, field: "Content-Type", code: "unsupported_media_type"},
 		{name: "form body", body: orderBody(t, nil), contentType: "application/x-www-form-urlencoded", status: 415, field: "Content-Type", code: "unsupported_media_type"},
@@ -97,9 +98,10 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		{name: "problem+json body", body: orderBody(t, nil), contentType: "application/problem+json", status: 415, field: "Content-Type", code: "unsupported_media_type"},
 		{name: "JSON in latin1", body: orderBody(t, nil), contentType: "application/json; charset=latin1", status: 415, field: "Content-Type", code: "unsupported_media_type"},
 		// encoding/json would store these as U+FFFD without a word.
-		{name: "invalid UTF-8 in the address", body: strings.Replace(orderBody(t, nil), "1 Main St", "1 Main \xff St", 1), status: 400, field: "delivery_address"},
-		{name: "unpaired surrogate in the address", body: strings.Replace(orderBody(t, nil), "1 Main St", `1 Main \ud800 St`, 1), status: 400, field: "delivery_address"},
-		{name: "high surrogate then another escape", body: strings.Replace(orderBody(t, nil), "1 Main St", `1 Main \ud83d\u0041`, 1), status: 400, field: "delivery_address"},
+		{name: "invalid UTF-8 in the address", body: strings.Replace(orderBody(t, nil), "1 Main St", "1 Main \xff St", 1), status: 400, field: "delivery_address", detail: "must be valid UTF-8 (found bytes that are not UTF-8)"},
+		{name: "unpaired surrogate in the address", body: strings.Replace(orderBody(t, nil), "1 Main St", `1 Main \ud800 St`, 1), status: 400, field: "delivery_address", detail: `unpaired surrogate escape \ud800`},
+		{name: "high surrogate then another escape", body: strings.Replace(orderBody(t, nil), "1 Main St", `1 Main \ud83d\u0041`, 1), status: 400, field: "delivery_address", detail: `unpaired surrogate escape \ud83d`},
+		// No field's name: unknown, as it reads once decoded.
 		{name: "invalid UTF-8 in a field name", body: strings.Replace(orderBody(t, nil), `"payment_token"`, "\"payment_\xff\"", 1), status: 400, field: "payment_\ufffd"},
 		{name: "malformed JSON", body: `{"customer_id":`, status: 400, field: "body"},
 		{name: "not JSON", body: `customer_id=c_ada`, status: 400, field: "body"},
@@ -174,6 +176,9 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 			}
 			if p.Code != wantCode {
 				t.Errorf("code = %q, want %q", p.Code, wantCode)
+			}
+			if !strings.Contains(p.Detail, tt.detail) {
+				t.Errorf("detail = %q, want it to contain %q", p.Detail, tt.detail)
 			}
 		})
 	}
@@ -278,6 +283,7 @@ func TestPlaceOrderTakesValidText(t *testing.T) {
 		{name: "literal replacement character", address: "1 Main \uFFFD St", want: "1 Main \uFFFD St"},
 		{name: "escaped backslash before u", address: `1 Main \\ud800 St`, want: `1 Main \ud800 St`},
 		{name: "charset in other case", address: "1 Main St", contentType: "Application/JSON; charset=UTF-8", want: "1 Main St"},
+		{name: "charset utf8", address: "1 Main St", contentType: "application/json;charset=utf8", want: "1 Main St"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

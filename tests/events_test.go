@@ -174,7 +174,7 @@ func TestCompletedOrderReachesOtherContexts(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("inbound consumer's inbox holds delivery.completed of %s applied %d times; want once", p.ID, applied)
+			t.Fatalf("inbound consumer's inbox has no applied delivery.completed of %s", p.ID)
 		}
 	}
 
