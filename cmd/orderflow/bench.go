@@ -45,7 +45,9 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	downstream := fs.Bool("downstream", false, "also run the promotions and analytics contexts' consumers in this process, as orderflow dev does; by default the bench measures the order context (API, worker, relay, bus, the inbound delivery consumer) with its own lag probe as the consumer, since other contexts run on their own machines in production")
 	pgStatements := fs.Bool("pg-statements", false, "count every PostgreSQL statement with pg_stat_statements (which the private PostgreSQL then preloads; an external one must already) and report each system's statements, execution time and WAL per order by database; it costs PostgreSQL some CPU of its own")
 	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil // the flag set printed the usage
+	} else if err != nil {
 		return err
 	}
 	// The parts log every order at info (a notification each step sends,

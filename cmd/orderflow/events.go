@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -57,43 +58,64 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 		}
 		return nil
 	}
-	url := cfg.NATSURL
-	if url == "" {
-		url = "nats://" + cfg.NATSAddr
+	// The connection is opened once a command has read its arguments: a
+	// mistyped command or a -h is answered without a server.
+	var nc *nats.Conn
+	defer func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}()
+	connect := func() (jetstream.JetStream, error) {
+		url := cfg.NATSURL
+		if url == "" {
+			url = "nats://" + cfg.NATSAddr
+		}
+		var err error
+		nc, err = nats.Connect(url, nats.Name("orderflow events"))
+		if err != nil {
+			return nil, fmt.Errorf("connect to nats at %s: %w (is orderflow dev running? set NATS_URL for another server)", url, err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: %w", err)
+		}
+		return js, nil
 	}
-	nc, err := nats.Connect(url, nats.Name("orderflow events"))
-	if err != nil {
-		return fmt.Errorf("connect to nats at %s: %w (is orderflow dev running? set NATS_URL for another server)", url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "tail":
-		return eventsTail(ctx, js, logger, rest, out)
+		err = eventsTail(ctx, connect, logger, rest, out)
 	case "replay":
-		return eventsReplay(ctx, js, rest, out)
+		err = eventsReplay(ctx, connect, rest, out)
 	case "dlq":
 		if len(rest) == 0 {
 			return errors.New("events dlq: list, redrive or skip?")
 		}
 		switch rest[0] {
 		case "list":
-			return dlqList(ctx, js, rest[1:], out)
+			err = dlqList(ctx, connect, rest[1:], out)
 		case "redrive":
-			return dlqRedrive(ctx, js, rest[1:], out)
+			err = dlqRedrive(ctx, connect, rest[1:], out)
 		case "skip":
-			return dlqSkip(ctx, js, rest[1:], out)
+			err = dlqSkip(ctx, connect, rest[1:], out)
+		default:
+			return fmt.Errorf("events dlq: unknown command %q (list, redrive or skip)", rest[0])
 		}
-		return fmt.Errorf("events dlq: unknown command %q (list, redrive or skip)", rest[0])
+	default:
+		fmt.Fprint(os.Stderr, eventsUsage)
+		return fmt.Errorf("events: unknown command %q", args[0])
 	}
-	fmt.Fprint(os.Stderr, eventsUsage)
-	return fmt.Errorf("events: unknown command %q", args[0])
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the flag set printed the command's usage
+	}
+	return err
 }
 
-func eventsTail(ctx context.Context, js jetstream.JetStream, logger *slog.Logger, args []string, out io.Writer) error {
+// connector opens the connection an events command works on.
+type connector func() (jetstream.JetStream, error)
+
+func eventsTail(ctx context.Context, connect connector, logger *slog.Logger, args []string, out io.Writer) error {
 	fs := flagSet("tail")
 	subject := fs.String("subject", "orderflow.>", "only events on this subject (NATS wildcards * and >)")
 	all := fs.Bool("all", false, "start at the first event the streams hold")
@@ -109,10 +131,14 @@ func eventsTail(ctx context.Context, js jetstream.JetStream, logger *slog.Logger
 		}
 		opts.Since = t
 	}
+	js, err := connect()
+	if err != nil {
+		return err
+	}
 	return consumer.Tail(ctx, js, opts, out)
 }
 
-func eventsReplay(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+func eventsReplay(ctx context.Context, connect connector, args []string, out io.Writer) error {
 	fs := flagSet("replay")
 	name := fs.String("consumer", "", "the durable consumer to replay to (required)")
 	since := fs.String("since", "", "replay the events stored since this time or this long ago")
@@ -129,6 +155,10 @@ func eventsReplay(ctx context.Context, js jetstream.JetStream, args []string, ou
 		}
 		opts.Since = t
 	}
+	js, err := connect()
+	if err != nil {
+		return err
+	}
 	res, err := consumer.Replay(ctx, js, opts)
 	if err != nil {
 		return err
@@ -141,11 +171,15 @@ func eventsReplay(ctx context.Context, js jetstream.JetStream, args []string, ou
 	return nil
 }
 
-func dlqList(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+func dlqList(ctx context.Context, connect connector, args []string, out io.Writer) error {
 	fs := flagSet("dlq list")
 	name := fs.String("consumer", "", "only this consumer's dead letters")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	js, err := connect()
+	if err != nil {
 		return err
 	}
 	dead, err := consumer.DeadLetters(ctx, js, *name)
@@ -191,16 +225,20 @@ func writeDeadLettersJSON(w io.Writer, dead []consumer.DeadLetter) error {
 	return nil
 }
 
-func dlqRedrive(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+func dlqRedrive(ctx context.Context, connect connector, args []string, out io.Writer) error {
 	fs := flagSet("dlq redrive")
 	name := fs.String("consumer", "", "only this consumer's dead letters")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	js, err := connect()
+	if err != nil {
+		return err
+	}
 	return report(out)(consumer.Redrive(ctx, js, consumer.RedriveOptions{Consumer: *name}))
 }
 
-func dlqSkip(ctx context.Context, js jetstream.JetStream, args []string, out io.Writer) error {
+func dlqSkip(ctx context.Context, connect connector, args []string, out io.Writer) error {
 	fs := flagSet("dlq skip")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -216,7 +254,29 @@ func dlqSkip(ctx context.Context, js jetstream.JetStream, args []string, out io.
 	if len(entries) == 0 {
 		return errors.New("dlq skip: name the entries to skip (see orderflow events dlq list)")
 	}
-	return report(out)(consumer.Redrive(ctx, js, consumer.RedriveOptions{Only: entries, Skip: true}))
+	slices.Sort(entries)
+	entries = slices.Compact(entries)
+	js, err := connect()
+	if err != nil {
+		return err
+	}
+	res, err := consumer.Redrive(ctx, js, consumer.RedriveOptions{Only: entries, Skip: true})
+	if err != nil || len(res.Redriven)+len(res.Left) > 0 {
+		if err := report(out)(res, err); err != nil {
+			return err
+		}
+	}
+	var missing []string
+	for _, e := range entries {
+		if !slices.ContainsFunc(res.Redriven, func(d consumer.DeadLetter) bool { return d.Seq == e }) &&
+			!slices.ContainsFunc(res.Left, func(d consumer.DeadLetter) bool { return d.Seq == e }) {
+			missing = append(missing, strconv.FormatUint(e, 10))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("dlq skip: no dead letter entry %s (see orderflow events dlq list)", strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // report returns a function that prints what a redrive did to out.

@@ -144,6 +144,20 @@ func TestEventsCommands(t *testing.T) {
 	if out := run("dlq", "list"); !strings.Contains(out, "no dead letters") {
 		t.Errorf("dlq list after redrive:\n%s", out)
 	}
+	// An entry that is not there is an error, not a quiet success.
+	var out bytes.Buffer
+	if err := eventsCommand(context.Background(), cfg, eventtest.Logger(), []string{"dlq", "skip", "99", "99"}, &out); err == nil || !strings.Contains(err.Error(), "no dead letter entry 99 ") {
+		t.Errorf("dlq skip 99 = %v (said %q); want an error naming entry 99 once", err, out.String())
+	}
+	// A mistyped command or a -h is answered without a server.
+	noBus := cfg
+	noBus.NATSURL = "nats://127.0.0.1:1"
+	if err := eventsCommand(context.Background(), noBus, eventtest.Logger(), []string{"bogus"}, &out); err == nil || strings.Contains(err.Error(), "connect") {
+		t.Errorf("events bogus without a server = %v; want the unknown command", err)
+	}
+	if err := eventsCommand(context.Background(), noBus, eventtest.Logger(), []string{"tail", "-h"}, &out); err != nil {
+		t.Errorf("events tail -h without a server = %v; want its usage", err)
+	}
 
 	if out := run("replay", "--consumer", "cli", "--since", "1h"); !strings.Contains(out, "replayed 1 events of ORDER_EVENTS") {
 		t.Errorf("replay said %q", out)

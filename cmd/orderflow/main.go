@@ -20,20 +20,23 @@ import (
 type command struct {
 	name, summary string
 	run           func(ctx context.Context, cfg Config, logger *slog.Logger, args []string) error
+	// args: it reads arguments of its own (and answers -h itself); the
+	// others take none, their settings being environment variables.
+	args bool
 }
 
 var commands = []command{
-	{"dev", "start everything in one process: embedded Temporal (with Web UI), private PostgreSQL, embedded NATS JetStream, worker, outbox relay and API", runDev},
-	{"api", "serve the HTTP API against external Temporal, PostgreSQL and NATS", runAPI},
-	{"worker", "run the Temporal worker (workflows and activities) against external components", runWorker},
-	{"relay", "publish the transactional outbox to NATS JetStream (one relay is active, others stand by): DATABASE_URL and NATS_URL", runRelay},
-	{"promotions", "run the promotions context: a voucher for every completed order (consumes ORDER_EVENTS): DATABASE_URL and NATS_URL", runPromotions},
-	{"analytics", "run the restaurant analytics projection (consumes ORDER_EVENTS): DATABASE_URL and NATS_URL", runAnalytics},
-	{"inbound", "turn the delivery context's delivery.completed into the order workflows' delivered Update: DATABASE_URL, NATS_URL, Temporal", runInbound},
-	{"courier", "run the simulated courier: delivery.completed ORDERFLOW_COURIER_DELAY after each acceptance: DATABASE_URL and NATS_URL", runCourier},
-	{"events", "inspect and repair the event bus: events tail | replay | dlq list | dlq redrive | dlq skip (orderflow events help)", runEvents},
-	{"bench", "measure orders/s and latency end to end on a fresh embedded stack, next to bare-Temporal baselines in the same run (orderflow bench -h)", runBench},
-	{"migrate", "apply the database migrations to DATABASE_URL and exit (dev migrates its own database on start)", runMigrate},
+	{"dev", "start everything in one process: embedded Temporal (with Web UI), private PostgreSQL, embedded NATS JetStream, worker, outbox relay and API", runDev, false},
+	{"api", "serve the HTTP API against external Temporal, PostgreSQL and NATS", runAPI, false},
+	{"worker", "run the Temporal worker (workflows and activities) against external components", runWorker, false},
+	{"relay", "publish the transactional outbox to NATS JetStream (one relay is active, others stand by): DATABASE_URL and NATS_URL", runRelay, false},
+	{"promotions", "run the promotions context: a voucher for every completed order (consumes ORDER_EVENTS): DATABASE_URL and NATS_URL", runPromotions, false},
+	{"analytics", "run the restaurant analytics projection (consumes ORDER_EVENTS): DATABASE_URL and NATS_URL", runAnalytics, false},
+	{"inbound", "turn the delivery context's delivery.completed into the order workflows' delivered Update: DATABASE_URL, NATS_URL, Temporal", runInbound, false},
+	{"courier", "run the simulated courier: delivery.completed ORDERFLOW_COURIER_DELAY after each acceptance: DATABASE_URL and NATS_URL", runCourier, false},
+	{"events", "inspect and repair the event bus: events tail | replay | dlq list | dlq redrive | dlq skip (orderflow events help)", runEvents, true},
+	{"bench", "measure orders/s and latency end to end on a fresh embedded stack, next to bare-Temporal baselines in the same run (orderflow bench -h)", runBench, true},
+	{"migrate", "apply the database migrations to DATABASE_URL and exit (dev migrates its own database on start)", runMigrate, false},
 }
 
 func main() {
@@ -42,7 +45,7 @@ func main() {
 
 // Main runs one subcommand and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		usage(stdout)
 		if len(args) == 0 {
 			return 2
@@ -58,6 +61,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if cmd == nil {
 		fmt.Fprintf(stderr, "orderflow: unknown command %q\n\n", args[0])
 		usage(stderr)
+		return 2
+	}
+	if rest := args[1:]; !cmd.args && len(rest) > 0 {
+		// Nothing runs on a -h: `orderflow migrate -h` against production
+		// must not migrate it.
+		if isHelp(rest[0]) {
+			commandUsage(stdout, cmd)
+			return 0
+		}
+		fmt.Fprintf(stderr, "orderflow %s: takes no arguments (got %q); it is configured by environment variables\n\n", cmd.name, rest[0])
+		commandUsage(stderr, cmd)
 		return 2
 	}
 	cfg, err := FromEnv(envconfig.EnvLookupOS)
@@ -92,11 +106,25 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
 func usage(w io.Writer) {
 	fmt.Fprint(w, "orderflow runs food-delivery orders as durable Temporal workflows and publishes\ntheir domain events to NATS JetStream through a transactional outbox.\n\nUsage: orderflow <command>\n\nCommands:\n")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
+	envUsage(w)
+}
+
+// commandUsage is the help of a command that takes no arguments.
+func commandUsage(w io.Writer, c *command) {
+	fmt.Fprintf(w, "Usage: orderflow %s\n\n%s.\n", c.name, c.summary)
+	envUsage(w)
+}
+
+func envUsage(w io.Writer) {
 	fmt.Fprint(w, "\nEnvironment (each read once at start):\n")
 	for _, v := range envVars {
 		def := v.def

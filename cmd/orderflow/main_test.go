@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,6 +85,35 @@ func TestUsageErrorsExit2(t *testing.T) {
 				t.Errorf("no usage printed; stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
 		})
+	}
+}
+
+// TestCommandHelpRunsNothing: every command that takes no arguments
+// answers -h with its usage and exit 0, and any other argument with exit
+// 2, before it reads its configuration or touches anything: `orderflow
+// migrate -h` against a production DATABASE_URL must not migrate it. An
+// unreachable DATABASE_URL makes a command that did run fail otherwise.
+func TestCommandHelpRunsNothing(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	t.Chdir(t.TempDir()) // dev would create its data dir here
+	for _, c := range commands {
+		if c.args {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := Main([]string{c.name, "-h"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "Usage: orderflow "+c.name) {
+				t.Errorf("orderflow %s -h = exit %d, stdout %q, stderr %q; want 0 and its usage", c.name, code, stdout.String(), stderr.String())
+			}
+			stdout.Reset()
+			stderr.Reset()
+			if code := Main([]string{c.name, "--bogus"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "takes no arguments") {
+				t.Errorf("orderflow %s --bogus = exit %d, stderr %q; want 2 and that it takes no arguments", c.name, code, stderr.String())
+			}
+		})
+	}
+	if entries, err := os.ReadDir("."); err != nil || len(entries) > 0 {
+		t.Errorf("the commands left %v (%v) in the working directory; want nothing", entries, err)
 	}
 }
 
