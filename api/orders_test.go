@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -448,6 +449,30 @@ func TestPlaceOrderRetryAfterMenuChange(t *testing.T) {
 			// A new key with the sold-out dish is refused as before.
 			wantProblem(t, f.do(t, http.MethodPost, "/v1/orders", orderBody(t, nil), header("Idempotency-Key", "key-menu-new")),
 				http.StatusBadRequest, "items[0].menu_item_id")
+		})
+	}
+}
+
+// TestDatabaseUnavailableIsA503: a database that cannot be reached is a
+// 503 the client may retry, with Retry-After, like an absent Temporal: not
+// a 500.
+func TestDatabaseUnavailableIsA503(t *testing.T) {
+	pool, err := sql.Open("pgx", "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pool.Close() })
+	f := newFixture(t, func(c *api.Config) { c.Store = &db.Store{Queries: db.New(pool), DB: pool} })
+	for _, req := range []struct{ method, path, body string }{
+		{http.MethodGet, "/v1/restaurants", ""},
+		{http.MethodPost, "/v1/orders", orderBody(t, nil)},
+	} {
+		t.Run(req.method+" "+req.path, func(t *testing.T) {
+			rec := f.do(t, req.method, req.path, req.body, header("Idempotency-Key", "key-db-down"))
+			p := wantProblem(t, rec, http.StatusServiceUnavailable, "")
+			if p.Code != orderflow.EUNAVAILABLE || rec.Header().Get("Retry-After") == "" {
+				t.Errorf("code %q, Retry-After %q; want unavailable and a Retry-After", p.Code, rec.Header().Get("Retry-After"))
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/db"
 )
 
 // Problem is an RFC 9457 problem detail, the body of every error response.
@@ -81,6 +82,10 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		if p.Status == http.StatusMethodNotAllowed {
 			p.Code = codeMethodNotAllowed
 		}
+	case db.Unavailable(err):
+		// The database is down or going away: like Temporal's absence, a
+		// 503 the client may retry, not a bug of ours.
+		p.Status, p.Code, p.Detail = http.StatusServiceUnavailable, orderflow.EUNAVAILABLE, "the database is unavailable; retry"
 	default:
 		p.Status = http.StatusInternalServerError
 	}
