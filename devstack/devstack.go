@@ -84,6 +84,16 @@ type Stack struct {
 	logger   *slog.Logger
 }
 
+// Failed receives the error of an embedded component that stopped by
+// itself: the private PostgreSQL, killed say. It never receives when there
+// is none to watch.
+func (s *Stack) Failed() <-chan error {
+	if s.Postgres == nil {
+		return nil
+	}
+	return s.Postgres.Died()
+}
+
 // Start starts every embedded component the configuration asks for, in
 // parallel, and returns once all accept connections. On error it stops what
 // it started.

@@ -66,7 +66,17 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needN
 		// reconnection, where it could overtake the relay's re-publish of
 		// what a restarted server lost (events/relay).
 		opts := []nats.Option{nats.Name("orderflow"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
-			nats.ReconnectBufSize(-1)}
+			nats.ReconnectBufSize(-1),
+			// A lost server is otherwise silent: the relay and the
+			// consumers only wait, and /readyz is all that shows it.
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				if !nc.IsClosed() {
+					logger.Warn("nats connection lost; reconnecting (events wait in the outbox meanwhile)", "err", err)
+				}
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) {
+				logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			})}
 		if cfg.EmbeddedNATS != nil {
 			opts = append(opts, nats.InProcessServer(cfg.EmbeddedNATS))
 		}
@@ -122,7 +132,27 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 	}
 	defer stack.Close()
 	cfg.DatabaseURL, cfg.NATSURL, cfg.EmbeddedNATS = stack.DatabaseURL, stack.NATSURL, stack.EmbeddedNATS()
+	// A component of the stack that dies (the private PostgreSQL, killed)
+	// stops dev with its error: the service would only wait, unready, for
+	// a database that nobody starts again.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	go func() {
+		select {
+		case err := <-stack.Failed():
+			fail(err)
+		case <-ctx.Done():
+		}
+	}()
+	err = runDevParts(ctx, cfg, logger, apiListener, stack, began)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
 
+// runDevParts runs dev's service parts on the started stack.
+func runDevParts(ctx context.Context, cfg Config, logger *slog.Logger, apiListener net.Listener, stack *devstack.Stack, began time.Time) error {
 	d, err := connect(ctx, cfg, logger, true, true, true)
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +57,11 @@ type Server struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
+	// stopping is set when Stop ends the running server, so that its exit
+	// is not taken for a crash.
+	stopping *atomic.Bool
+	// died receives the error of a server that exited by itself.
+	died chan error
 }
 
 // Start initialises the cluster if needed, starts the server and creates the
@@ -75,7 +81,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, bin: bin, cred: cred}
+	s := &Server{cfg: cfg, bin: bin, cred: cred, died: make(chan error, 1)}
 	if err := s.initdb(ctx); err != nil {
 		return nil, err
 	}
@@ -231,16 +237,30 @@ func (s *Server) Restart(ctx context.Context) error {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	exited := make(chan struct{})
+	stopping, ready := &atomic.Bool{}, &atomic.Bool{}
+	logPath := logFile.Name()
 	go func() {
 		_ = cmd.Wait()
 		logFile.Close()
+		if ready.Load() && !stopping.Load() {
+			// Killed, or stopped by something else: said at once, and
+			// to whoever watches Died, not found out later by whichever
+			// statement fails first.
+			err := fmt.Errorf("postgres (pid %d) exited unexpectedly (%s): %s (its log: %s)", cmd.Process.Pid, cmd.ProcessState, logTail(logPath, logStart), logPath)
+			s.cfg.Logger.Error("postgres exited unexpectedly", "err", err)
+			select {
+			case s.died <- err:
+			default:
+			}
+		}
 		close(exited)
 	}()
-	s.cmd, s.exited = cmd, exited
+	s.cmd, s.exited, s.stopping = cmd, exited, stopping
 	if err := s.waitReady(ctx, exited, logStart); err != nil {
 		s.stopLocked()
 		return err
 	}
+	ready.Store(true)
 	s.cfg.Logger.Info("postgres ready", "addr", s.cfg.Addr, "pid", cmd.Process.Pid)
 	return nil
 }
@@ -292,6 +312,10 @@ func (s *Server) PID() int {
 	return s.cmd.Process.Pid
 }
 
+// Died receives the error of a server that exited without Stop (killed,
+// say), once per such exit while nobody has read the last one.
+func (s *Server) Died() <-chan error { return s.died }
+
 // Stop shuts the server down (fast shutdown: open transactions roll back)
 // and waits for it to exit. It is safe to call more than once.
 func (s *Server) Stop() error {
@@ -303,6 +327,13 @@ func (s *Server) Stop() error {
 func (s *Server) stopLocked() error {
 	if s.cmd == nil {
 		return nil
+	}
+	s.stopping.Store(true)
+	select {
+	case <-s.exited: // it had exited by itself, which was said then
+		s.cmd = nil
+		return nil
+	default:
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGINT)
 	select {

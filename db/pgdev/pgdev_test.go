@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orderflow/db/pgdev"
 	"github.com/orderflow/orderflow/devstack/freeport"
@@ -91,5 +93,45 @@ func TestStartFailureSaysWhy(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `could not access file "another_missing_library"`) || strings.Contains(err.Error(), "no_such_library") {
 		t.Errorf("error %q does not give the second start's reason alone", err)
+	}
+}
+
+// TestDiedReportsAKilledServer: a server that exits without Stop (killed)
+// is reported on Died with why; one ended by Stop is not, and a Stop after
+// the death is a no-op.
+func TestDiedReportsAKilledServer(t *testing.T) {
+	ctx := context.Background()
+	srv, err := pgdev.Start(ctx, config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-srv.Died():
+		t.Fatalf("Died after a Stop: %v", err)
+	default:
+	}
+	if err := syscall.Kill(srv.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-srv.Died():
+		if !strings.Contains(err.Error(), "exited unexpectedly") || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("Died = %v; want it to say the server exited unexpectedly, killed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("nothing on Died 30s after the server was killed")
+	}
+	if err := srv.Stop(); err != nil {
+		t.Errorf("Stop after the death = %v", err)
+	}
+	if err := srv.Restart(ctx); err != nil {
+		t.Fatalf("Restart after the death: %v", err)
 	}
 }

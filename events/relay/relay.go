@@ -344,9 +344,15 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 		if !connected {
 			// Claiming now would only record failures. Keep checking the
 			// session, so that a relay that lost its lock while NATS was
-			// down steps aside for one that can publish.
+			// down steps aside for one that can publish, and keep telling
+			// how the backlog grows.
 			if err := ping(ctx, conn); err != nil {
 				return err
+			}
+			if now := time.Now(); !now.Before(nextStats) {
+				r.log.Warn("nats is unreachable: publishing waits", "status", r.cfg.NATS.Status().String())
+				r.logStats(ctx, q)
+				nextStats = now.Add(r.cfg.StatsInterval)
 			}
 			sleep(ctx, r.cfg.PollInterval)
 			continue
