@@ -9,6 +9,23 @@ import (
 	"context"
 )
 
+const inboxHas = `-- name: InboxHas :one
+SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2) AS taken
+`
+
+type InboxHasParams struct {
+	Consumer string `json:"consumer"`
+	EventID  string `json:"event_id"`
+}
+
+// Whether the consumer took the event already (with any outcome).
+func (q *Queries) InboxHas(ctx context.Context, arg InboxHasParams) (bool, error) {
+	row := q.db.QueryRowContext(ctx, inboxHas, arg.Consumer, arg.EventID)
+	var taken bool
+	err := row.Scan(&taken)
+	return taken, err
+}
+
 const insertInbox = `-- name: InsertInbox :execrows
 INSERT INTO inbox (consumer, event_id, event_type, source, subject, sequence, stream, stream_seq)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

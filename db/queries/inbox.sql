@@ -22,3 +22,7 @@ RETURNING last_sequence;
 UPDATE inbox_sequences SET last_sequence = $4, updated_at = now()
 WHERE consumer = $1 AND source = $2 AND subject = $3;
 
+
+-- name: InboxHas :one
+-- Whether the consumer took the event already (with any outcome).
+SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2) AS taken;

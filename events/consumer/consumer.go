@@ -429,6 +429,23 @@ func (c *Consumer) process(ctx context.Context, m jetstream.Msg) {
 	if err == nil && c.cfg.Validate != nil {
 		if verr := c.cfg.Validate(env); verr != nil {
 			err = fmt.Errorf("invalid %s payload: %w", env.Type, verr)
+			// An event with an ID can be remembered: skipped, it is
+			// recorded as such (below, as any skip), and a later copy
+			// of it, a replay's say, is a duplicate, not poison again.
+			switch had, herr := db.New(c.cfg.DB).InboxHas(ctx, db.InboxHasParams{Consumer: c.cfg.Name, EventID: env.ID}); {
+			case herr != nil:
+				err = fmt.Errorf("%w (and the inbox could not be read: %v)", err, herr)
+			case had:
+				out.Env, out.Result = env, Duplicate
+				c.n.duplicates.Add(1)
+				c.log.Debug("invalid event taken already: a duplicate", "event_id", env.ID, "type", env.Type)
+				if aerr := m.Ack(); aerr != nil {
+					c.log.Warn("ack", "err", aerr)
+				}
+				return
+			case org.skip:
+				err = nil
+			}
 		}
 	}
 	if err != nil && org.skip {

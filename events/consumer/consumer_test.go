@@ -371,3 +371,42 @@ func TestConfigRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestSkippedInvalidEventStaysSkipped: an event that fails validation but
+// has an ID, once an operator skips it, is in the inbox as skipped, and a
+// later copy of it (a replay over it) is a duplicate, not poison again.
+func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
+	f := newFixture(t)
+	bad := orderEvent(newOrderID(), events.OrderPlaced, 1, "invalid")
+	cfg := f.config(t, "strict", false, nil)
+	cfg.Validate = func(env events.Envelope) error {
+		if env.ID == bad.ID {
+			return errors.New("missing field total_cents")
+		}
+		return nil
+	}
+	c := run(t, cfg)
+	seq := f.bus.Publish(t, bad)
+	dead := f.deadLetters(t, "strict", 1)[0]
+	if !strings.Contains(dead.Why(), "missing field total_cents") || dead.EventID != bad.ID {
+		t.Fatalf("dead letter = %+v (why %q)", dead, dead.Why())
+	}
+	if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Only: []uint64{dead.Seq}, Skip: true}); err != nil {
+		t.Fatalf("skip: %v", err)
+	}
+	eventually(t, "the invalid event skipped", func() bool { return c.Stats().Skipped == 1 })
+	var outcome string
+	if err := f.store.DB.QueryRow(`SELECT outcome FROM inbox WHERE consumer = 'strict' AND event_id = $1`, bad.ID).Scan(&outcome); err != nil || outcome != "skipped" {
+		t.Fatalf("inbox outcome = %q (%v), want skipped", outcome, err)
+	}
+	if _, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "strict", FromSeq: seq}); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	eventually(t, "the replayed copy taken as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
+	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, "strict"); len(left) != 0 {
+		t.Fatalf("dead letters after the replay = %+v, want none", left)
+	}
+	if n := countEffects(f, "strict", bad.ID); n != 0 {
+		t.Fatalf("the skipped event took effect %d times, want never", n)
+	}
+}
