@@ -125,6 +125,8 @@ func (s *Server) decisionError(ctx context.Context, id uuid.UUID, update string,
 		nf     *serviceerror.NotFound
 	)
 	switch {
+	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeNotYetNotified:
+		return &orderflow.Error{Code: codeNotYet, Message: appErr.Message() + "; retry shortly"}
 	case errors.As(err, &appErr):
 		return orderflow.Errorf(orderflow.ECONFLICT, "%s", appErr.Message())
 	case temporal.IsCanceledError(err):

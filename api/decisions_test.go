@@ -23,8 +23,10 @@ type updateAnswer struct {
 	status    string // the DecisionResult status, when accepted
 	reason    string // the DecisionResult reason, when accepted
 	rejection string // the validator's message, when refused
-	err       error  // an error from UpdateWorkflow itself
-	cancelled bool   // the workflow was cancelled while the update waited
+	// rejectionType is the refusal's error type ("Rejected" when unset).
+	rejectionType string
+	err           error // an error from UpdateWorkflow itself
+	cancelled     bool  // the workflow was cancelled while the update waited
 }
 
 // expectUpdate makes the mock answer the named update on the order's
@@ -43,7 +45,11 @@ func expectUpdate(tb testing.TB, tc *mocks.Client, orderID, name string, wantArg
 	get := h.On("Get", mock.Anything, mock.Anything)
 	switch {
 	case a.rejection != "":
-		get.Return(temporal.NewApplicationError(a.rejection, "Rejected"))
+		typ := a.rejectionType
+		if typ == "" {
+			typ = "Rejected"
+		}
+		get.Return(temporal.NewApplicationError(a.rejection, typ))
 	case a.cancelled:
 		get.Return(temporal.NewCanceledError())
 	default:
@@ -81,6 +87,8 @@ func TestDecisions(t *testing.T) {
 		detail     string // part of the problem detail, on an error
 		// contentType replaces application/json, sent with a body.
 		contentType string
+		code        string // the problem's code, when set
+		retryAfter  bool   // the answer has a Retry-After
 	}{
 		{name: "accept", id: running, action: "accept", update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
 		{name: "accept with empty object", id: running, action: "accept", body: `{}`, update: workflows.UpdateAccept, answer: updateAnswer{status: "accepted"}, status: 200, wantStatus: "accepted"},
@@ -102,6 +110,9 @@ func TestDecisions(t *testing.T) {
 		{name: "cancel default reason", id: running, action: "cancel", body: `{"reason":""}`, update: workflows.UpdateCancel,
 			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{status: "cancelled"}, status: 200, wantStatus: "cancelled"},
 		{name: "delivered", id: running, action: "delivered", update: workflows.UpdateDelivered, answer: updateAnswer{status: "completed"}, status: 200, wantStatus: "completed"},
+		{name: "accept before the restaurant is notified", id: running, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{rejection: "order is placed: the restaurant has not been notified yet, cannot accept", rejectionType: workflows.ErrTypeNotYetNotified},
+			status: 409, detail: "retry shortly", code: "not_yet", retryAfter: true},
 		{name: "late accept refused", id: running, action: "accept", update: workflows.UpdateAccept,
 			answer: updateAnswer{rejection: "order is timed_out"}, status: 409, detail: "order is timed_out"},
 		{name: "finished order", id: finished, action: "cancel", update: workflows.UpdateCancel,
@@ -113,7 +124,7 @@ func TestDecisions(t *testing.T) {
 		{name: "workflow cancelled while deciding", id: running, action: "accept", update: workflows.UpdateAccept,
 			answer: updateAnswer{cancelled: true}, status: 409, detail: "workflow was cancelled"},
 		{name: "temporal unavailable", id: running, action: "delivered", update: workflows.UpdateDelivered,
-			answer: updateAnswer{err: serviceerror.NewUnavailable("connection refused")}, status: 503},
+			answer: updateAnswer{err: serviceerror.NewUnavailable("connection refused")}, status: 503, retryAfter: true},
 		{name: "not a UUID", id: "nope", action: "accept", status: 404},
 		{name: "unknown field", id: running, action: "reject", body: `{"reason":"x","why":"y"}`, status: 400, field: "why"},
 		{name: "body on accept", id: running, action: "accept", body: `{"reason":"x"}`, status: 400, field: "reason"},
@@ -147,6 +158,12 @@ func TestDecisions(t *testing.T) {
 				p := wantProblem(t, rec, tt.status, tt.field)
 				if !strings.Contains(p.Detail, tt.detail) {
 					t.Errorf("detail = %q, want it to contain %q", p.Detail, tt.detail)
+				}
+				if tt.code != "" && p.Code != tt.code {
+					t.Errorf("code = %q, want %q", p.Code, tt.code)
+				}
+				if got := rec.Header().Get("Retry-After") != ""; got != tt.retryAfter {
+					t.Errorf("Retry-After %q; want one: %v", rec.Header().Get("Retry-After"), tt.retryAfter)
 				}
 				return
 			}

@@ -34,6 +34,11 @@ const codeTooLarge = "too_large"
 // ("Content-Type").
 const codeUnsupportedMediaType = "unsupported_media_type"
 
+// codeNotYet marks a decision that came too early (the restaurant has not
+// been notified of the order yet): a 409 with Retry-After, unlike the
+// conflicts that stay.
+const codeNotYet = "not_yet"
+
 // codeMethodNotAllowed marks a request whose route exists but not for its
 // method; like codeTooLarge it is HTTP's, not the domain's.
 const codeMethodNotAllowed = "method_not_allowed"
@@ -41,6 +46,7 @@ const codeMethodNotAllowed = "method_not_allowed"
 var codeStatus = map[string]int{
 	codeTooLarge:             http.StatusRequestEntityTooLarge,
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	codeNotYet:               http.StatusConflict,
 	orderflow.EINVALID:       http.StatusBadRequest,
 	orderflow.ENOTFOUND:      http.StatusNotFound,
 	orderflow.ECONFLICT:      http.StatusConflict,
@@ -75,7 +81,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		// get the code of their status, so clients can switch on code
 		// alone.
 		for code, status := range codeStatus {
-			if status == p.Status && status < 500 {
+			if status == p.Status && status < 500 && code != codeNotYet {
 				p.Code = code
 			}
 		}
@@ -89,8 +95,11 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 	default:
 		p.Status = http.StatusInternalServerError
 	}
-	if p.Code == orderflow.EUNAVAILABLE {
+	switch p.Code {
+	case orderflow.EUNAVAILABLE:
 		s.logger.Warn("dependency unavailable", "method", c.Request().Method, "path", c.Path(), "err", err)
+		c.Response().Header().Set("Retry-After", "1")
+	case codeNotYet:
 		c.Response().Header().Set("Retry-After", "1")
 	}
 	if p.Status >= 500 && p.Code != orderflow.EUNAVAILABLE {

@@ -16,16 +16,19 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow"
 	"github.com/orderflow/orderflow/workflows"
 )
 
-// notNotified is how the accept Update's validator refuses an order whose
-// restaurant has not been notified yet. A restaurant cannot accept an order
-// it has not seen; a driver that accepts right after placing may be early,
-// and then tries again shortly, as a restaurant's tablet would.
-const notNotified = "has not been notified yet"
+// notNotified is the problem code of the API's answer to an accept of an
+// order whose restaurant has not been notified yet (the Update's validator
+// refuses it with workflows.ErrTypeNotYetNotified). A restaurant cannot
+// accept an order it has not seen; a driver that accepts right after
+// placing may be early, and then tries again shortly, as a restaurant's
+// tablet would.
+const notNotified = "not_yet"
 
 // acceptRetryDelay is how long a driver waits before accepting again.
 const acceptRetryDelay = 5 * time.Millisecond
@@ -113,7 +116,7 @@ func (s *httpSystem) order(ctx context.Context, key string) (timing, error) {
 		began := time.Now()
 		code, body, err = s.post(ctx, "/v1/orders/"+placed.ID+"/accept", nil, "")
 		t.accept = time.Since(began)
-		if err == nil && code == http.StatusConflict && bytes.Contains(body, []byte(notNotified)) {
+		if err == nil && code == http.StatusConflict && problemCode(body) == notNotified {
 			t.acceptRetries++
 			if err := sleep(ctx, acceptRetryDelay); err != nil {
 				return t, err
@@ -187,7 +190,7 @@ func (s *sameShapeSystem) order(ctx context.Context, key string) (timing, error)
 		b := time.Now()
 		status, err = update(workflows.UpdateAccept)
 		t.accept = time.Since(b)
-		if err != nil && strings.Contains(err.Error(), notNotified) {
+		if appErr, ok := errors.AsType[*temporal.ApplicationError](err); ok && appErr.Type() == workflows.ErrTypeNotYetNotified {
 			t.acceptRetries++
 			if err := sleep(ctx, acceptRetryDelay); err != nil {
 				return t, err
@@ -322,4 +325,13 @@ func drive(ctx context.Context, sys system, keyPrefix string, n, c int, progress
 		first = ctx.Err()
 	}
 	return timings, elapsed, first
+}
+
+// problemCode is the code of a problem+json body, "" when it has none.
+func problemCode(body []byte) string {
+	var p struct {
+		Code string `json:"code"`
+	}
+	_ = json.Unmarshal(body, &p)
+	return p.Code
 }

@@ -365,7 +365,7 @@ func TestConcurrentOrdersReachEveryConsumerInOrder(t *testing.T) {
 					if resp, err = app.Request(http.MethodPost, "/v1/orders/"+p.ID+"/accept", nil); err != nil {
 						return err
 					}
-					if resp.Status == http.StatusConflict && strings.Contains(string(resp.Body), "not been notified yet") {
+					if resp.Status == http.StatusConflict && strings.Contains(string(resp.Body), `"code":"not_yet"`) {
 						time.Sleep(20 * time.Millisecond)
 						continue
 					}

@@ -25,6 +25,11 @@ const (
 // has taken the acceptance in (a plain refusal), which is to be retried.
 const ErrTypeAlreadyDelivered = "AlreadyDelivered"
 
+// ErrTypeNotYetNotified is the type of an accept's or reject's refusal
+// while the restaurant has not been notified of the order yet: unlike the
+// other refusals, one to try again shortly.
+const ErrTypeNotYetNotified = "NotYetNotified"
+
 // Defaults used when the input leaves a duration zero.
 const (
 	DefaultAcceptTimeout = 10 * time.Minute

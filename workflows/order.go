@@ -213,7 +213,7 @@ func (o *order) canDecide(what string, allowed ...orderflow.OrderStatus) error {
 		return nil
 	}
 	if o.status == orderflow.StatusPlaced {
-		return fmt.Errorf("order is %s: the restaurant has not been notified yet, cannot %s", o.status, what)
+		return temporal.NewApplicationError(fmt.Sprintf("order is %s: the restaurant has not been notified yet, cannot %s", o.status, what), ErrTypeNotYetNotified)
 	}
 	return fmt.Errorf("order is %s: cannot %s", o.status, what)
 }

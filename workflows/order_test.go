@@ -339,6 +339,7 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 			after:      map[string]time.Duration{"RecordPlaced": 2 * time.Minute},
 			send:       func(h *harness) *outcome { return h.update(time.Minute, workflows.UpdateAccept) },
 			wantReject: "has not been notified",
+			wantType:   workflows.ErrTypeNotYetNotified,
 		},
 		{
 			name: "accept after the timeout",
