@@ -1,9 +1,11 @@
 package db
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -24,6 +26,10 @@ func TestUnavailable(t *testing.T) {
 		{"too many connections", &pgconn.PgError{Code: "53300"}, true},
 		{"bad connection", fmt.Errorf("list: %w", driver.ErrBadConn), true},
 		{"closed connection", fmt.Errorf("q: %w", pgconn.ErrConnClosed), true},
+		{"refused", fmt.Errorf("q: %w", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}), true},
+		{"protocol violation", &pgconn.PgError{Code: "08P01"}, false},
+		{"some other deadline", fmt.Errorf("call: %w", context.DeadlineExceeded), false},
+		{"caller gone", fmt.Errorf("q: %w", context.Canceled), false},
 	}
 	for _, tt := range tests {
 		if got := Unavailable(tt.err); got != tt.want {

@@ -342,6 +342,15 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 			wantType:   workflows.ErrTypeNotYetNotified,
 		},
 		{
+			name:  "reject before the restaurant is notified",
+			after: map[string]time.Duration{"RecordPlaced": 2 * time.Minute},
+			send: func(h *harness) *outcome {
+				return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{})
+			},
+			wantReject: "has not been notified",
+			wantType:   workflows.ErrTypeNotYetNotified,
+		},
+		{
 			name: "accept after the timeout",
 			// Slow compensation keeps the workflow open after the timeout.
 			after:      map[string]time.Duration{"ReleasePayment": 5 * time.Minute},

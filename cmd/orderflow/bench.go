@@ -50,6 +50,10 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	} else if err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("bench takes flags only, not %q", fs.Arg(0))
+	}
 	// The parts log every order at info (a notification each step sends,
 	// for one): thousands of lines a round would bury the progress bar.
 	partsCfg := cfg

@@ -51,7 +51,7 @@ func runEvents(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 
 // eventsCommand runs one events command, writing its output to out.
 func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []string, out io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(os.Stderr, eventsUsage)
 		if len(args) == 0 {
 			return errors.New("events: no command")
@@ -89,8 +89,12 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 	case "replay":
 		err = eventsReplay(ctx, connect, rest, out)
 	case "dlq":
-		if len(rest) == 0 {
-			return errors.New("events dlq: list, redrive or skip?")
+		if len(rest) == 0 || isHelp(rest[0]) {
+			fmt.Fprint(os.Stderr, eventsUsage)
+			if len(rest) == 0 {
+				return errors.New("events dlq: list, redrive or skip?")
+			}
+			return nil
 		}
 		switch rest[0] {
 		case "list":

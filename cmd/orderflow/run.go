@@ -137,9 +137,10 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 	// a database that nobody starts again.
 	ctx, fail := context.WithCancelCause(ctx)
 	defer fail(nil)
+	failed := stack.Failed() // read here: stack.Close clears the stack's fields
 	go func() {
 		select {
-		case err := <-stack.Failed():
+		case err := <-failed:
 			fail(err)
 		case <-ctx.Done():
 		}

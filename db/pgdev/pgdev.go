@@ -205,7 +205,16 @@ func (s *Server) Restart(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cmd != nil {
-		return nil
+		select {
+		case <-s.exited: // died by itself: start it again
+			s.cmd = nil
+		default:
+			return nil
+		}
+	}
+	select { // a death nobody read is of the run before this one
+	case <-s.died:
+	default:
 	}
 	host, port, _ := net.SplitHostPort(s.cfg.Addr)
 	logFile, err := os.OpenFile(filepath.Join(filepath.Dir(s.cfg.Dir), filepath.Base(s.cfg.Dir)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -261,6 +270,12 @@ func (s *Server) Restart(ctx context.Context) error {
 		return err
 	}
 	ready.Store(true)
+	select {
+	case <-exited: // died between ready and now, unreported by the goroutine
+		s.cmd = nil
+		return fmt.Errorf("postgres exited right after start-up: %s (its log: %s)", logTail(logPath, logStart), logPath)
+	default:
+	}
 	s.cfg.Logger.Info("postgres ready", "addr", s.cfg.Addr, "pid", cmd.Process.Pid)
 	return nil
 }

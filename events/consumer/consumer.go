@@ -429,22 +429,34 @@ func (c *Consumer) process(ctx context.Context, m jetstream.Msg) {
 	if err == nil && c.cfg.Validate != nil {
 		if verr := c.cfg.Validate(env); verr != nil {
 			err = fmt.Errorf("invalid %s payload: %w", env.Type, verr)
-			// An event with an ID can be remembered: skipped, it is
-			// recorded as such (below, as any skip), and a later copy
-			// of it, a replay's say, is a duplicate, not poison again.
-			switch had, herr := db.New(c.cfg.DB).InboxHas(ctx, db.InboxHasParams{Consumer: c.cfg.Name, EventID: env.ID}); {
-			case herr != nil:
-				err = fmt.Errorf("%w (and the inbox could not be read: %v)", err, herr)
-			case had:
-				out.Env, out.Result = env, Duplicate
-				c.n.duplicates.Add(1)
-				c.log.Debug("invalid event taken already: a duplicate", "event_id", env.ID, "type", env.Type)
-				if aerr := m.Ack(); aerr != nil {
-					c.log.Warn("ack", "err", aerr)
-				}
-				return
-			case org.skip:
+			// An event with an ID can be remembered. Skipped, it is taken
+			// as any skip (take records it, or finds it a duplicate);
+			// otherwise a copy of one taken already, a replay's say, is a
+			// duplicate, not poison again.
+			if org.skip {
 				err = nil
+			} else {
+				ictx, cancel := context.WithTimeout(ctx, c.ackWait*9/10)
+				had, herr := db.New(c.cfg.DB).InboxHas(ictx, db.InboxHasParams{Consumer: c.cfg.Name, EventID: env.ID})
+				cancel()
+				switch {
+				case herr != nil:
+					// Not known to be poison yet: asked again later.
+					out.Env, out.Result, out.Err = env, Retried, herr
+					c.n.retried.Add(1)
+					delay := c.backoff(int(meta.NumDelivered))
+					c.log.Warn("invalid event: the inbox could not be read; will retry", "event_id", env.ID, "err", herr, "retry_in", delay)
+					c.nak(m, int(meta.NumDelivered), delay)
+					return
+				case had:
+					out.Env, out.Result = env, Duplicate
+					c.n.duplicates.Add(1)
+					c.log.Debug("invalid event taken already: a duplicate", "event_id", env.ID, "type", env.Type)
+					if aerr := m.Ack(); aerr != nil {
+						c.log.Warn("ack", "err", aerr)
+					}
+					return
+				}
 			}
 		}
 	}

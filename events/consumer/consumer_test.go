@@ -373,12 +373,15 @@ func TestConfigRefused(t *testing.T) {
 }
 
 // TestSkippedInvalidEventStaysSkipped: an event that fails validation but
-// has an ID, once an operator skips it, is in the inbox as skipped, and a
+// has an ID, once an operator skips it, is in the inbox as skipped, so the
+// ordered consumer takes the aggregate's next event it held back, and a
 // later copy of it (a replay over it) is a duplicate, not poison again.
 func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 	f := newFixture(t)
-	bad := orderEvent(newOrderID(), events.OrderPlaced, 1, "invalid")
-	cfg := f.config(t, "strict", false, nil)
+	order := newOrderID()
+	bad := orderEvent(order, events.OrderPlaced, 1, "invalid")
+	next := orderEvent(order, events.OrderPaymentAuthorized, 2, "")
+	cfg := f.config(t, "strict", true, nil)
 	cfg.Validate = func(env events.Envelope) error {
 		if env.ID == bad.ID {
 			return errors.New("missing field total_cents")
@@ -391,10 +394,13 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 	if !strings.Contains(dead.Why(), "missing field total_cents") || dead.EventID != bad.ID {
 		t.Fatalf("dead letter = %+v (why %q)", dead, dead.Why())
 	}
+	f.bus.Publish(t, next)
+	eventually(t, "the next event held back", func() bool { return c.Stats().HeldBack > 0 })
 	if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Only: []uint64{dead.Seq}, Skip: true}); err != nil {
 		t.Fatalf("skip: %v", err)
 	}
 	eventually(t, "the invalid event skipped", func() bool { return c.Stats().Skipped == 1 })
+	eventually(t, "the next event applied", func() bool { return countEffects(f, "strict", next.ID) == 1 })
 	var outcome string
 	if err := f.store.DB.QueryRow(`SELECT outcome FROM inbox WHERE consumer = 'strict' AND event_id = $1`, bad.ID).Scan(&outcome); err != nil || outcome != "skipped" {
 		t.Fatalf("inbox outcome = %q (%v), want skipped", outcome, err)
@@ -402,7 +408,8 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 	if _, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "strict", FromSeq: seq}); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
-	eventually(t, "the replayed copy taken as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
+	// The replay sends both events again: both are duplicates.
+	eventually(t, "the replayed copies taken as duplicates", func() bool { return c.Stats().Duplicates == 2 })
 	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, "strict"); len(left) != 0 {
 		t.Fatalf("dead letters after the replay = %+v, want none", left)
 	}
