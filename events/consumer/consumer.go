@@ -440,6 +440,10 @@ func (c *Consumer) process(ctx context.Context, m jetstream.Msg) {
 				had, herr := db.New(c.cfg.DB).InboxHas(ictx, db.InboxHasParams{Consumer: c.cfg.Name, EventID: env.ID})
 				cancel()
 				switch {
+				case herr != nil && int(meta.NumDelivered) >= c.cfg.MaxDeliver:
+					out.Env, out.Result, out.Err = env, Terminated, err
+					c.terminate(m, out, fmt.Sprintf("%v; and the inbox could not be read through %d deliveries: %v", err, meta.NumDelivered, herr))
+					return
 				case herr != nil:
 					// Not known to be poison yet: asked again later.
 					out.Env, out.Result, out.Err = env, Retried, herr
