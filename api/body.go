@@ -339,18 +339,23 @@ func pathID(c echo.Context, what string) (string, error) {
 	return id, nil
 }
 
-// queryParam reads an optional query parameter, refused when given more
-// than once (?status=a&status=b): which of the values counts would be the
-// client's guess. Missing, it is "".
-func queryParam(c echo.Context, name string) (string, error) {
-	values := c.QueryParams()[name]
-	switch len(values) {
-	case 0:
-		return "", nil
-	case 1:
-		return values[0], nil
+// singleQueryValues refuses, on every route, a query parameter given more
+// than once (?status=a&status=b): none the API reads takes several values,
+// and which of them counts would be the client's guess. Of several such
+// parameters it names the first in name order.
+func singleQueryValues(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var repeated string
+		for name, values := range c.QueryParams() {
+			if len(values) > 1 && (repeated == "" || name < repeated) {
+				repeated = name
+			}
+		}
+		if repeated != "" {
+			return orderflow.FieldErrorf(repeated, "is given %d times: give it once", len(c.QueryParams()[repeated]))
+		}
+		return next(c)
 	}
-	return "", orderflow.FieldErrorf(name, "is given %d times: give it once", len(values))
 }
 
 // jsonError turns an encoding/json error into an EINVALID *orderflow.Error.

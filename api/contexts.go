@@ -20,11 +20,7 @@ const defaultStatsDays = 7
 // newest first.
 func (s *Server) listCustomerVouchers(c echo.Context) error {
 	limit := 0
-	raw, err := queryParam(c, "limit")
-	if err != nil {
-		return err
-	}
-	if raw != "" {
+	if raw := c.QueryParam("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 || n > promotions.MaxVoucherLimit {
 			return orderflow.FieldErrorf("limit", "must be an integer from 1 to %d", promotions.MaxVoucherLimit)
@@ -47,15 +43,7 @@ func (s *Server) listCustomerVouchers(c echo.Context) error {
 // to defaults to today, from to six days before to.
 func (s *Server) getRestaurantStats(c echo.Context) error {
 	to := s.now().UTC()
-	rawTo, err := queryParam(c, "to")
-	if err != nil {
-		return err
-	}
-	rawFrom, err := queryParam(c, "from")
-	if err != nil {
-		return err
-	}
-	if raw := rawTo; raw != "" {
+	if raw := c.QueryParam("to"); raw != "" {
 		d, err := time.Parse(analytics.DateLayout, raw)
 		if err != nil {
 			return orderflow.FieldErrorf("to", "%q is not a date (YYYY-MM-DD)", raw)
@@ -63,7 +51,7 @@ func (s *Server) getRestaurantStats(c echo.Context) error {
 		to = d
 	}
 	from := to.AddDate(0, 0, -(defaultStatsDays - 1))
-	if raw := rawFrom; raw != "" {
+	if raw := c.QueryParam("from"); raw != "" {
 		d, err := time.Parse(analytics.DateLayout, raw)
 		if err != nil {
 			return orderflow.FieldErrorf("from", "%q is not a date (YYYY-MM-DD)", raw)

@@ -99,21 +99,13 @@ func (s *Server) getRestaurant(c echo.Context) error {
 func (s *Server) listRestaurantOrders(c echo.Context) error {
 	ctx := c.Request().Context()
 	params := db.ListRestaurantOrdersParams{MaxRows: defaultQueueLimit}
-	st, err := queryParam(c, "status")
-	if err != nil {
-		return err
-	}
-	rawLimit, err := queryParam(c, "limit")
-	if err != nil {
-		return err
-	}
-	if st != "" {
+	if st := c.QueryParam("status"); st != "" {
 		if !slices.Contains(orderflow.OrderStatuses, orderflow.OrderStatus(st)) {
 			return orderflow.FieldErrorf("status", "unknown status %q; one of %v", st, orderflow.OrderStatuses)
 		}
 		params.Status = sql.NullString{String: st, Valid: true}
 	}
-	if raw := rawLimit; raw != "" {
+	if raw := c.QueryParam("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 1 || n > maxQueueLimit {
 			return orderflow.FieldErrorf("limit", "must be an integer from 1 to %d", maxQueueLimit)

@@ -114,6 +114,7 @@ func New(cfg Config) *Server {
 	e.HTTPErrorHandler = s.errorHandler
 	e.Use(middleware.Recover())
 	e.Use(middleware.RequestID())
+	e.Use(singleQueryValues)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
