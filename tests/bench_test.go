@@ -1,11 +1,13 @@
 package tests_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +29,15 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	cmd := exec.Command(bin, "bench", "-n", "20", "-c", "5", "-rounds", "1", "-warmup", "2", "-drain", "500", "-pg-statements", "-out", out)
-	cmd.Env = append(os.Environ(), "ORDERFLOW_DATA_DIR="+stacktest.TempDir(t), "ORDERFLOW_LOG_LEVEL=warn")
+	// A bound on a hang, not on speed: the smoke takes well under a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "bench", "-n", "20", "-c", "5", "-rounds", "1", "-warmup", "2", "-drain", "500", "-pg-statements", "-out", out)
+	// Its own embedded stack, whatever DATABASE_URL, NATS_URL or
+	// TEMPORAL_ADDRESS the caller has set: the drain writes made-up events.
+	cmd.Env = append(apptest.Environ(), "ORDERFLOW_DATA_DIR="+stacktest.TempDir(t), "ORDERFLOW_LOG_LEVEL=warn")
+	// The bench and its PostgreSQL die with the test binary.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	began := time.Now()
 	output, err := cmd.CombinedOutput()
 	if err != nil {

@@ -15,6 +15,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/analytics"
+	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/promotions"
 	"github.com/orderflow/orderflow/tests/apptest"
 )
 
@@ -103,10 +106,45 @@ func TestDevOnEmbeddedDefaults(t *testing.T) {
 				ev.ID, ev.Stream.Stream, ev.Stored, was.Stream.Stream, was.Stored)
 		}
 	}
+	// Whatever the stream redelivered after the restart, the contexts
+	// counted the order once: checked once their consumers have nothing
+	// pending or unacknowledged.
+	waitCaughtUp(t, js, analytics.ConsumerName, promotions.ConsumerName)
+	if v := waitVouchers(t, app, customer, p.ID); len(v) != 1 || v[p.ID] != 1 {
+		t.Errorf("after restart: promotions issued vouchers %v; want one, for order %s", v, p.ID)
+	}
+	if got := restaurantStats(t, app, pizzeria); got != (stats{Placed: 1, Accepted: 1}) {
+		t.Errorf("after restart: analytics counted %+v for the restaurant; want the one order placed and accepted", got)
+	}
 	if err := app.Stop(); err != nil {
 		t.Fatalf("%v\napp log:\n%s", err, app.Logs())
 	}
 	checkNoErrors(t, app, ", restarted,")
+}
+
+// waitCaughtUp waits until each named durable consumer of the order
+// stream has no message pending and none awaiting its ack.
+func waitCaughtUp(t *testing.T, js jetstream.JetStream, names ...string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range names {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			info, err := js.Consumer(ctx, events.OrderStream, name)
+			if err == nil {
+				var ci *jetstream.ConsumerInfo
+				if ci, err = info.Info(ctx); err == nil && ci.NumPending == 0 && ci.NumAckPending == 0 {
+					cancel()
+					break
+				}
+			}
+			cancel()
+			if time.Now().After(deadline) {
+				t.Fatalf("consumer %s has not caught up with %s after 30s (last error: %v)", name, events.OrderStream, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 }
 
 // checkNoErrors fails the test when orderflow's own parts logged an error.

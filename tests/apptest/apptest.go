@@ -161,7 +161,7 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	environ := append(os.Environ(),
+	environ := append(Environ(),
 		"ORDERFLOW_DATA_DIR="+dataDir,
 		"ORDERFLOW_HTTP_ADDR="+httpAddr,
 		"ORDERFLOW_TASK_QUEUE="+TaskQueue,
@@ -176,6 +176,23 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 		a.Env = env
 	}
 	return a, err
+}
+
+// Environ is the test process's environment without any orderflow or
+// Temporal setting (ORDERFLOW_*, TEMPORAL_*, DATABASE_URL, NATS_URL), the
+// base of every orderflow process a test starts: a developer's
+// ORDERFLOW_ACCEPT_TIMEOUT or DATABASE_URL, say, must not change what a
+// test runs or where it writes.
+func Environ() []string {
+	var environ []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "ORDERFLOW_") && !strings.HasPrefix(name, "TEMPORAL_") &&
+			name != "DATABASE_URL" && name != "NATS_URL" {
+			environ = append(environ, kv)
+		}
+	}
+	return environ
 }
 
 // Dev is where a StartDev app keeps its data and listens.
@@ -220,15 +237,7 @@ func StartDev(tb testing.TB, d Dev) *App {
 	if err := stacktest.Prerequisites(); err != nil {
 		tb.Fatal(err)
 	}
-	var environ []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, "ORDERFLOW_") && !strings.HasPrefix(name, "TEMPORAL_") &&
-			name != "DATABASE_URL" && name != "NATS_URL" {
-			environ = append(environ, kv)
-		}
-	}
-	environ = append(environ,
+	environ := append(Environ(),
 		"ORDERFLOW_DATA_DIR="+d.DataDir,
 		"ORDERFLOW_HTTP_ADDR="+d.HTTPAddr,
 		"ORDERFLOW_TEMPORAL_ADDR="+d.TemporalAddr,
