@@ -250,21 +250,13 @@ func (c *Consumer) Stats() Stats {
 // Run creates the dead-letter and redrive streams if needed, creates or
 // updates the durable consumers (on Stream and on the redrive stream), and
 // takes events until ctx is done. It waits for Stream to exist, so it may
-// start before the producer has created it. On return, events being
-// handled have finished and queued ones were handed back to JetStream.
+// start before the producer has created it. Should the server end a
+// subscription (the durable deleted, say by an operator resetting it, or
+// its stream deleted and created again), Run logs it and creates the
+// durable again, which then starts from the stream's first event: the
+// inbox makes the copies duplicates. On return, events being handled have
+// finished and queued ones were handed back to JetStream.
 func (c *Consumer) Run(ctx context.Context) error {
-	if err := EnsureStreams(ctx, c.cfg.JetStream); err != nil {
-		return err
-	}
-	main, err := c.ensureConsumer(ctx, c.cfg.Stream, c.cfg.Subjects)
-	if err != nil {
-		return err
-	}
-	redrive, err := c.ensureConsumer(ctx, RedriveStream, []string{RedriveSubject(c.cfg.Name, ">")})
-	if err != nil {
-		return err
-	}
-
 	queues := make([]chan jetstream.Msg, c.cfg.Concurrency)
 	var wg sync.WaitGroup
 	// A handler finishes what it started even when ctx ends: its
@@ -285,6 +277,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 	}
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+	}()
 	dispatch := func(m jetstream.Msg) {
 		h := fnv.New32a()
 		h.Write([]byte(m.Headers().Get(events.HeaderSource)))
@@ -292,41 +290,69 @@ func (c *Consumer) Run(ctx context.Context) error {
 		h.Write([]byte(m.Headers().Get(events.HeaderSubject)))
 		queues[h.Sum32()%uint32(len(queues))] <- m
 	}
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		ended, err := c.consume(ctx, dispatch)
+		if err != nil || !ended {
+			if err == nil {
+				c.log.Info("consumer stopped", "stats", c.Stats())
+			}
+			return err
+		}
+		c.log.Warn("the server ended the subscription (durable or stream deleted?); creating the durable again",
+			"stream", c.cfg.Stream, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			c.log.Info("consumer stopped", "stats", c.Stats())
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// consume ensures the streams and durables and takes their messages into
+// dispatch until ctx is done (ended false) or the server ends one of the
+// subscriptions (ended true); either way both are stopped on return.
+func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg)) (ended bool, err error) {
+	if err := EnsureStreams(ctx, c.cfg.JetStream); err != nil {
+		return false, err
+	}
+	main, err := c.ensureConsumer(ctx, c.cfg.Stream, c.cfg.Subjects)
+	if err != nil {
+		return false, err
+	}
+	redrive, err := c.ensureConsumer(ctx, RedriveStream, []string{RedriveSubject(c.cfg.Name, ">")})
+	if err != nil {
+		return false, err
+	}
 	batch := max(16, 4*c.cfg.Concurrency)
 	onErr := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		c.log.Warn("consume", "err", err)
 	})
 	var stops []jetstream.ConsumeContext
+	defer func() {
+		for _, s := range stops {
+			s.Stop()
+		}
+		for _, s := range stops {
+			<-s.Closed()
+		}
+	}()
 	for _, cons := range []jetstream.Consumer{main, redrive} {
 		cc, err := cons.Consume(dispatch, jetstream.PullMaxMessages(batch), onErr)
 		if err != nil {
-			for _, s := range stops {
-				s.Stop()
-				<-s.Closed()
-			}
-			for _, q := range queues {
-				close(q)
-			}
-			wg.Wait()
-			return fmt.Errorf("consumer %s: consume: %w", c.cfg.Name, err)
+			return false, fmt.Errorf("consumer %s: consume: %w", c.cfg.Name, err)
 		}
 		stops = append(stops, cc)
 	}
 	c.log.Info("consuming", "stream", c.cfg.Stream, "subjects", c.cfg.Subjects, "ordered", c.cfg.Ordered,
 		"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver)
-	<-ctx.Done()
-	for _, s := range stops {
-		s.Stop()
+	select {
+	case <-ctx.Done():
+		return false, nil
+	case <-stops[0].Closed():
+	case <-stops[1].Closed():
 	}
-	for _, s := range stops {
-		<-s.Closed()
-	}
-	for _, q := range queues {
-		close(q)
-	}
-	wg.Wait()
-	c.log.Info("consumer stopped", "stats", c.Stats())
-	return nil
+	return ctx.Err() == nil, nil
 }
 
 // ensureConsumer creates or updates the durable consumer on stream,

@@ -417,3 +417,28 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 		t.Fatalf("the skipped event took effect %d times, want never", n)
 	}
 }
+
+// TestDurableDeletedUnderRun: an operator deletes the durable under a
+// running consumer (to reset it, say). The server ends the subscription;
+// Run creates the durable again, which starts from the stream's first
+// event: the first event comes again as a duplicate, the next is applied,
+// each once.
+func TestDurableDeletedUnderRun(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "reset", false, nil))
+	first := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
+	f.bus.Publish(t, first)
+	eventually(t, "the first event applied", func() bool { return c.Stats().Applied == 1 })
+
+	if err := f.bus.JS.DeleteConsumer(context.Background(), events.OrderStream, "reset"); err != nil {
+		t.Fatal(err)
+	}
+	second := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
+	f.bus.Publish(t, second)
+	eventually(t, "the second event applied after the durable was deleted", func() bool { return c.Stats().Applied == 2 })
+	eventually(t, "the first event's copy seen as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
+	effects := f.effects(t, "reset")
+	if len(effects) != 2 || effects[0].EventID != first.ID || effects[1].EventID != second.ID {
+		t.Errorf("effects %+v; want the two events once each", effects)
+	}
+}
