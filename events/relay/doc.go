@@ -20,6 +20,13 @@
 // publishing: it polls at least every PollInterval, so it notices within
 // that, and at the latest at the end of the batch in flight.
 //
+// A relay that holds the lock but cannot reach NATS (a partition between
+// its host and the bus, a bad route) would otherwise keep the lock, its
+// session alive, while nothing is published. Once its connection has been
+// down for HandoverAfter (30 seconds) it gives the lock up, and it tries
+// the lock again only while connected: a standby that can publish takes
+// over, and a lone relay takes the lock back when NATS returns.
+//
 // Claims take no row locks. DESIGN.md suggests FOR UPDATE SKIP LOCKED, but
 // with a single claimer a row lock protects nothing the advisory lock does
 // not, and SKIP LOCKED is harmful: any session holding a lock on one

@@ -29,6 +29,7 @@ const (
 	DefaultRetention         = 7 * 24 * time.Hour
 	DefaultRetentionInterval = 5 * time.Minute
 	DefaultStatsInterval     = 30 * time.Second
+	DefaultHandoverAfter     = 30 * time.Second
 	// DefaultRepublishMargin is what a re-publish window adds to the NATS
 	// server's sync interval: the time two of its syncs take (a message is
 	// on disk once the first sync that starts after its acknowledgement has
@@ -94,6 +95,12 @@ type Config struct {
 	// StatsInterval is how often the active relay logs the outbox
 	// statistics (at info while there is a backlog, at debug otherwise).
 	StatsInterval time.Duration
+	// HandoverAfter is how long the active relay keeps the lock while its
+	// NATS connection is down. Past it, the relay gives the lock up and
+	// takes it again only once it is connected: a standby that can reach
+	// NATS (another host, another route) takes over. A lone relay just
+	// resumes when NATS is back.
+	HandoverAfter time.Duration
 
 	// RepublishWindow, when positive, covers a NATS server that syncs its
 	// file store periodically and so can lose the tail of a stream on a
@@ -175,6 +182,9 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.StatsInterval <= 0 {
 		cfg.StatsInterval = DefaultStatsInterval
 	}
+	if cfg.HandoverAfter <= 0 {
+		cfg.HandoverAfter = DefaultHandoverAfter
+	}
 	// A wave is at most one batch, so MaxPending never stalls a send; the
 	// library's ack timeout resolves every future even when no answer ever
 	// comes.
@@ -218,9 +228,16 @@ type errCrash struct{ err error }
 func (e errCrash) Error() string { return "after publish: " + e.err.Error() }
 func (e errCrash) Unwrap() error { return e.err }
 
+// errCutOff: the relay's NATS connection was down for HandoverAfter.
+type errCutOff struct{ since time.Time }
+
+func (e errCutOff) Error() string {
+	return fmt.Sprintf("nats unreachable since %s", e.since.Format(time.RFC3339))
+}
+
 // Run stands by until this relay holds the lock, then publishes until ctx
-// is done or it loses its database session, in which case it stands by
-// again. It returns nil when ctx is done, and the hook's error when
+// is done, it loses its database session, or its NATS connection has been
+// down for HandoverAfter, in which case it stands by again. It returns nil when ctx is done, and the hook's error when
 // AfterPublish fails.
 func (r *Relay) Run(ctx context.Context) error {
 	for {
@@ -241,6 +258,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.log.Info("relay stopped")
 			return nil
 		}
+		if cut, ok := errors.AsType[errCutOff](err); ok {
+			r.log.Warn("relay cut off from NATS: giving up the lock to a relay that can publish; taking it again once connected",
+				"down_for", time.Since(cut.since).Round(time.Second))
+			continue // acquire waits for the connection
+		}
 		r.log.Warn("relay lost its database session: standing by", "err", err)
 		if !sleep(ctx, r.cfg.LockRetryInterval) {
 			return nil
@@ -249,23 +271,36 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // acquire returns a connection holding the relay lock, trying every
-// LockRetryInterval until ctx is done.
+// LockRetryInterval until ctx is done. It tries only while its NATS
+// connection is up: a relay that cannot publish leaves the lock to one
+// that can.
 func (r *Relay) acquire(ctx context.Context) (*sql.Conn, error) {
 	var conn *sql.Conn
-	standing := false
+	standing, waiting := false, false
+	nextStats := time.Now()
 	for {
 		var locked bool
 		var err error
-		if conn == nil {
+		connected := r.cfg.NATS.IsConnected()
+		if connected && conn == nil {
 			conn, err = r.cfg.DB.Conn(ctx)
 		}
-		if err == nil {
+		if connected && err == nil {
 			locked, err = tryLock(ctx, conn)
 		}
 		switch {
 		case locked:
 			return conn, nil
 		case ctx.Err() != nil:
+		case !connected:
+			if !waiting {
+				r.log.Warn("relay waiting for its NATS connection before it takes the lock", "status", r.cfg.NATS.Status().String())
+				waiting, standing = true, false
+			}
+			if now := time.Now(); !now.Before(nextStats) {
+				r.logStats(ctx, db.New(r.cfg.DB))
+				nextStats = now.Add(r.cfg.StatsInterval)
+			}
 		case err != nil:
 			r.log.Warn("relay cannot reach the database; retrying", "err", err)
 			if conn != nil {
@@ -274,7 +309,7 @@ func (r *Relay) acquire(ctx context.Context) (*sql.Conn, error) {
 			}
 		case !standing:
 			r.log.Info("relay standing by: another relay is active", "retry_every", r.cfg.LockRetryInterval)
-			standing = true
+			standing, waiting = true, false
 		}
 		if ctx.Err() != nil || !sleep(ctx, r.cfg.LockRetryInterval) {
 			if conn != nil {
@@ -317,7 +352,8 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 	backoff := time.Duration(0)
 	nextRetention := time.Now()
 	nextStats := time.Now().Add(r.cfg.StatsInterval)
-	republished := false // in this term as the active relay
+	republished := false    // in this term as the active relay
+	var downSince time.Time // when NATS went, while it is gone
 	// pending: more rows waited after the last batch, whose acknowledged
 	// rows are to be marked while the next one is sent. Before any other
 	// statement, and before the relay stops, they are marked: a stop
@@ -345,7 +381,12 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 			// Claiming now would only record failures. Keep checking the
 			// session, so that a relay that lost its lock while NATS was
 			// down steps aside for one that can publish, and keep telling
-			// how the backlog grows.
+			// how the backlog grows; past HandoverAfter, give the lock up.
+			if downSince.IsZero() {
+				downSince = time.Now()
+			} else if time.Since(downSince) >= r.cfg.HandoverAfter {
+				return errCutOff{since: downSince}
+			}
 			if err := ping(ctx, conn); err != nil {
 				return err
 			}
@@ -357,6 +398,7 @@ func (r *Relay) lead(ctx context.Context, conn *sql.Conn) error {
 			sleep(ctx, r.cfg.PollInterval)
 			continue
 		}
+		downSince = time.Time{}
 		if republishDue {
 			// Before anything new: what the stream may have lost.
 			epoch := r.reconnects()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,9 +16,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/events/natsdev"
 	"github.com/orderflow/orderflow/events/relay"
 )
 
@@ -434,7 +437,9 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 		interval = 100 * time.Millisecond // per order: 80 events/s in all
 	)
 	e := newEnv(t)
-	r := e.startRelay(t)
+	// Alone, it gives up the lock during the outage and takes it back
+	// once NATS is back.
+	r := e.startRelay(t, func(c *relay.Config) { c.HandoverAfter = 5 * time.Second })
 	waitFor(t, 5*time.Second, "the relay to lead", r.Leading)
 
 	var (
@@ -498,6 +503,9 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 		t.Errorf("backlog %d, oldest %s; want every row written during the outage held back (>= %d rows, >= %s)", stats.Backlog, stats.OldestAge(), since, minAge)
 	}
 
+	if r.Leading() {
+		t.Errorf("the relay still holds the lock after %s without NATS", outage)
+	}
 	e.startNATS(t)
 	time.Sleep(2 * time.Second) // orders keep coming after NATS is back
 	stop.Store(true)
@@ -562,6 +570,49 @@ func TestOneActiveRelayAndStandbyTakeover(t *testing.T) {
 		t.Errorf("after the takeover: old relay published %d more, new one %d; want 0 and 9", a-before, s)
 	}
 	checkOrder(t, e.readStream(t, events.OrderStream), want)
+}
+
+// TestActiveRelayCutOffFromNATSHandsOver: the active relay can reach the
+// database but not NATS (its own server here, which stops); the standby
+// can reach both. Past HandoverAfter the active relay gives the lock up,
+// and the standby takes over and publishes what waited.
+func TestActiveRelayCutOffFromNATSHandsOver(t *testing.T) {
+	e := newEnv(t)
+	other, err := natsdev.Start(natsdev.Config{StoreDir: filepath.Join(t.TempDir(), "other"), Addr: freeAddr(t), Logger: e.logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	nc, err := nats.Connect(other.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const handover = time.Second
+	active := e.startRelay(t, func(c *relay.Config) { c.NATS, c.HandoverAfter = nc, handover })
+	waitFor(t, 5*time.Second, "the first relay to lead", active.Leading)
+	standby := e.startRelay(t, func(c *relay.Config) { c.HandoverAfter = handover })
+
+	other.Stop()
+	cut := time.Now()
+	e.insert(t, outboxRow{order: "a", version: 1})
+	// A hang bound, not a speed limit.
+	waitFor(t, 30*time.Second, "the standby to take over and publish", func() bool { return standby.Leading() && e.backlog(t) == 0 })
+	t.Logf("standby published %s after the active relay lost NATS", time.Since(cut).Round(time.Millisecond))
+	if active.Leading() {
+		t.Error("the relay cut off from NATS still leads")
+	}
+	if n := standby.publishedCount(); n != 1 {
+		t.Errorf("the standby published %d events; want the 1 that waited", n)
+	}
+	checkOrder(t, e.readStream(t, events.OrderStream), map[string]int64{"a": 1})
 }
 
 // TestRelayDeletesPublishedRowsPastRetention: published rows older than the
