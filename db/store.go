@@ -58,6 +58,11 @@ func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) error {
 	for _, r := range results {
 		logger.Info("applied migration", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration.Round(time.Millisecond))
 	}
+	version, err := provider.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read the schema version: %w", err)
+	}
+	logger.Info("database schema up to date", "version", version, "applied", len(results))
 	return nil
 }
 

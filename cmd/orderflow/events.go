@@ -51,11 +51,14 @@ func runEvents(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 
 // eventsCommand runs one events command, writing its output to out.
 func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []string, out io.Writer) error {
-	if len(args) == 0 || isHelp(args[0]) {
+	// Usage asked for goes to out, as --help's does; usage after a
+	// mistake to stderr.
+	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, eventsUsage)
-		if len(args) == 0 {
-			return errors.New("events: no command")
-		}
+		return errors.New("events: no command")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(out, eventsUsage)
 		return nil
 	}
 	// The connection is opened once a command has read its arguments: a
@@ -89,11 +92,12 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 	case "replay":
 		err = eventsReplay(ctx, connect, rest, out)
 	case "dlq":
-		if len(rest) == 0 || isHelp(rest[0]) {
+		if len(rest) == 0 {
 			fmt.Fprint(os.Stderr, eventsUsage)
-			if len(rest) == 0 {
-				return errors.New("events dlq: list, redrive or skip?")
-			}
+			return errors.New("events dlq: list, redrive or skip?")
+		}
+		if isHelp(rest[0]) {
+			fmt.Fprint(out, eventsUsage)
 			return nil
 		}
 		switch rest[0] {

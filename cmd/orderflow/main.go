@@ -26,7 +26,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"dev", "start everything in one process: embedded Temporal (with Web UI), private PostgreSQL, embedded NATS JetStream, worker, outbox relay and API", runDev, false},
+	{"dev", "start everything in one process: embedded Temporal (with Web UI), private PostgreSQL, embedded NATS JetStream, worker, outbox relay, API, and the promotions, analytics and inbound consumers (and the courier with ORDERFLOW_COURIER_DELAY)", runDev, false},
 	{"api", "serve the HTTP API against external Temporal, PostgreSQL and NATS", runAPI, false},
 	{"worker", "run the Temporal worker (workflows and activities) against external components", runWorker, false},
 	{"relay", "publish the transactional outbox to NATS JetStream (one relay is active, others stand by): DATABASE_URL and NATS_URL", runRelay, false},
