@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/consumer"
@@ -132,7 +133,8 @@ func TestMidStreamAggregate(t *testing.T) {
 // event its handler cannot take yet are terminated, land in the dead
 // letters with why, which consumer and the original event; once the
 // handler is fixed a redrive applies the event exactly once, even when
-// redriven again, and the dead letters keep only what is still poison.
+// delivered again, and the dead letters keep only what is still poison,
+// until skipped.
 func TestPoisonDeadLetterRedrive(t *testing.T) {
 	f := newFixture(t)
 	var fixed atomic.Bool
@@ -183,12 +185,17 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 	}
 
 	fixed.Store(true)
-	for range 2 { // a second redrive finds nothing new to apply
-		if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Consumer: "poisoned"}); err != nil {
-			t.Fatalf("redrive: %v", err)
-		}
-		eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 2 })
+	if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Consumer: "poisoned"}); err != nil {
+		t.Fatalf("redrive: %v", err)
 	}
+	eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 2 })
+	// Delivered once more (a replay over it and the fine event), it is a
+	// duplicate, not a second effect.
+	dups := c.Stats().Duplicates
+	if _, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "poisoned", FromSeq: poisonSeq}); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	eventually(t, "the replayed copies seen as duplicates", func() bool { return c.Stats().Duplicates == dups+2 })
 	// The garbage is poison again: back in the dead letters, now from the
 	// redrive stream, still naming the original.
 	again := f.deadLetters(t, "poisoned", 1)[0]
@@ -208,7 +215,15 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 		t.Fatalf("bystander stats = %+v, want 2 applied, the garbage terminated, no redeliveries", st)
 	}
 
-	// Skipping the garbage removes it for good.
+	// Skipping the garbage removes it for good, even after a redrive that
+	// sent this entry and crashed before deleting it (its copy, here on a
+	// subject no consumer reads, holds the entry's plain message ID in the
+	// redrive stream's duplicate window).
+	crashed := nats.NewMsg(consumer.RedriveSubject("nobody", "x"))
+	crashed.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dlq:%d", again.Seq))
+	if _, err := f.bus.JS.PublishMsg(context.Background(), crashed); err != nil {
+		t.Fatal(err)
+	}
 	res, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Only: []uint64{again.Seq}, Skip: true})
 	if err != nil || len(res.Redriven) != 1 {
 		t.Fatalf("skip = %+v, %v", res, err)

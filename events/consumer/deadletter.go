@@ -286,7 +286,15 @@ func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (
 		dup := prev != nil && prev.Consumer == d.Consumer && prev.OriginalStream == d.OriginalStream && prev.OriginalSeq == d.OriginalSeq
 		if !dup {
 			kind := "dead-letter"
-			m := redriveMsg(d.Consumer, d.Subject, d.msg, fmt.Sprintf("dlq:%d", d.Seq), d.OriginalStream, d.OriginalSeq, kind)
+			// The message ID names the entry and whether it is a skip: a
+			// skip of an entry that a crashed redrive had already sent
+			// must not be dropped as that redrive's duplicate (nor the
+			// other way round).
+			msgID := fmt.Sprintf("dlq:%d", d.Seq)
+			if opts.Skip {
+				msgID += ":skip"
+			}
+			m := redriveMsg(d.Consumer, d.Subject, d.msg, msgID, d.OriginalStream, d.OriginalSeq, kind)
 			if opts.Skip {
 				m.Header.Set(HeaderSkip, "true")
 			}
