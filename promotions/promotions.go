@@ -108,7 +108,9 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 		return fmt.Errorf("insert voucher: %w", err)
 	}
 	if n == 1 {
-		s.logger.InfoContext(ctx, "voucher issued", "code", code, "customer_id", ev.CustomerID, "order_id", orderID)
+		// Logged in the transaction, before its commit: a failed commit
+		// issues nothing, and the retry logs again.
+		s.logger.InfoContext(ctx, "issuing voucher", "code", code, "customer_id", ev.CustomerID, "order_id", orderID)
 	}
 	return nil
 }

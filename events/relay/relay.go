@@ -729,25 +729,48 @@ func (r *Relay) send(ctx context.Context, rows []*row, epoch uint64) (out sent) 
 			break // every aggregate left is blocked
 		}
 		out.waves++
+		// The library's own timeout should resolve every future first;
+		// the deadline only keeps a future that never resolves from
+		// holding the relay. Once it has passed, the futures left are
+		// read without waiting, so an acknowledged one still counts.
 		deadline := time.NewTimer(r.cfg.AckTimeout + time.Second)
+		expired := false
 		for _, s := range pending {
+			var (
+				ack      *jetstream.PubAck
+				err      error
+				resolved = true
+			)
 			select {
-			case ack := <-s.ack.Ok():
-				s.rw.duplicate = ack.Duplicate
-				out.published = append(out.published, s.rw)
-				out.lastAck = time.Now()
-			case err := <-s.ack.Err():
-				fail(s.rw, fmt.Errorf("publish: %w", err))
-			case <-deadline.C:
-				// The library's own timeout should have fired first; never
-				// wait forever on a future that does not resolve.
-				fail(s.rw, fmt.Errorf("publish: no acknowledgement within %s", r.cfg.AckTimeout))
-				deadline.Reset(0)
-			case <-ctx.Done():
-				out.stopped = true
+			case ack = <-s.ack.Ok():
+			case err = <-s.ack.Err():
+			default:
+				resolved = false
+			}
+			if !resolved && !expired {
+				select {
+				case ack = <-s.ack.Ok():
+					resolved = true
+				case err = <-s.ack.Err():
+					resolved = true
+				case <-deadline.C:
+					expired = true
+				case <-ctx.Done():
+					out.stopped = true
+				}
 			}
 			if out.stopped {
 				break
+			}
+			switch {
+			case !resolved:
+				fail(s.rw, fmt.Errorf("publish: no acknowledgement within %s", r.cfg.AckTimeout))
+			case err != nil:
+				fail(s.rw, fmt.Errorf("publish: %w", err))
+			default:
+				s.rw.duplicate = ack.Duplicate
+				out.published = append(out.published, s.rw)
+				out.lastAck = time.Now()
 			}
 		}
 		deadline.Stop()
