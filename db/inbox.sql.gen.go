@@ -7,7 +7,64 @@ package db
 
 import (
 	"context"
+	"time"
 )
+
+const deleteIdleInboxSequences = `-- name: DeleteIdleInboxSequences :execrows
+DELETE FROM inbox_sequences d
+WHERE d.consumer = $1 AND d.updated_at < $2
+  AND (d.consumer, d.source, d.subject) IN (
+    SELECT s.consumer, s.source, s.subject FROM inbox_sequences s
+    WHERE s.consumer = $1 AND s.updated_at < $2
+    ORDER BY s.updated_at
+    LIMIT $3
+)
+`
+
+type DeleteIdleInboxSequencesParams struct {
+	Consumer string    `json:"consumer"`
+	Before   time.Time `json:"before"`
+	MaxRows  int32     `json:"max_rows"`
+}
+
+// Deletes up to max_rows of an ordered consumer's aggregate rows last
+// moved before the cutoff. A row an event is moving now is locked; the
+// delete waits for it, then checks the outer condition again on the row
+// as moved, and leaves it.
+func (q *Queries) DeleteIdleInboxSequences(ctx context.Context, arg DeleteIdleInboxSequencesParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, deleteIdleInboxSequences, arg.Consumer, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
+
+const deleteOldInbox = `-- name: DeleteOldInbox :execrows
+DELETE FROM inbox d
+WHERE d.consumer = $1 AND d.received_at < $2
+  AND (d.consumer, d.event_id) IN (
+    SELECT i.consumer, i.event_id FROM inbox i
+    WHERE i.consumer = $1 AND i.received_at < $2
+    ORDER BY i.received_at
+    LIMIT $3
+)
+`
+
+type DeleteOldInboxParams struct {
+	Consumer string    `json:"consumer"`
+	Before   time.Time `json:"before"`
+	MaxRows  int32     `json:"max_rows"`
+}
+
+// Deletes up to max_rows of the consumer's inbox rows taken before the
+// cutoff (the inbox retention), oldest first.
+func (q *Queries) DeleteOldInbox(ctx context.Context, arg DeleteOldInboxParams) (int64, error) {
+	result, err := q.db.ExecContext(ctx, deleteOldInbox, arg.Consumer, arg.Before, arg.MaxRows)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected()
+}
 
 const inboxHas = `-- name: InboxHas :one
 SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2) AS taken

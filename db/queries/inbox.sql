@@ -26,3 +26,29 @@ WHERE consumer = $1 AND source = $2 AND subject = $3;
 -- name: InboxHas :one
 -- Whether the consumer took the event already (with any outcome).
 SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2) AS taken;
+
+-- name: DeleteOldInbox :execrows
+-- Deletes up to max_rows of the consumer's inbox rows taken before the
+-- cutoff (the inbox retention), oldest first.
+DELETE FROM inbox d
+WHERE d.consumer = sqlc.arg(consumer) AND d.received_at < sqlc.arg(before)
+  AND (d.consumer, d.event_id) IN (
+    SELECT i.consumer, i.event_id FROM inbox i
+    WHERE i.consumer = sqlc.arg(consumer) AND i.received_at < sqlc.arg(before)
+    ORDER BY i.received_at
+    LIMIT sqlc.arg(max_rows)
+);
+
+-- name: DeleteIdleInboxSequences :execrows
+-- Deletes up to max_rows of an ordered consumer's aggregate rows last
+-- moved before the cutoff. A row an event is moving now is locked; the
+-- delete waits for it, then checks the outer condition again on the row
+-- as moved, and leaves it.
+DELETE FROM inbox_sequences d
+WHERE d.consumer = sqlc.arg(consumer) AND d.updated_at < sqlc.arg(before)
+  AND (d.consumer, d.source, d.subject) IN (
+    SELECT s.consumer, s.source, s.subject FROM inbox_sequences s
+    WHERE s.consumer = sqlc.arg(consumer) AND s.updated_at < sqlc.arg(before)
+    ORDER BY s.updated_at
+    LIMIT sqlc.arg(max_rows)
+);

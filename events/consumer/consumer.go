@@ -66,6 +66,15 @@ type Config struct {
 	// published its predecessors out of order; then it adopts the
 	// aggregate there. Default DefaultAdoptAfter.
 	AdoptAfter int
+	// InboxRetention is how long the consumer's inbox rows are kept, and
+	// for an ordered consumer the rows of aggregates idle as long: past
+	// it, no copy of their event can come back. Zero derives it from the
+	// stream when the consumer prunes: the stream's MaxAge, plus the
+	// redrive stream's (a replay's copies wait there), plus a day: 38 days
+	// with the defaults. A stream that keeps its events forever keeps the
+	// inbox forever too, and so does a negative value. Run prunes an
+	// hour apart, the first a minute after it starts; see Prune.
+	InboxRetention time.Duration
 	// Handler takes each event.
 	Handler Handler
 	// DB holds the inbox tables and the context's own.
@@ -283,6 +292,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		wg.Wait()
 	}()
+	pctx, stopPruning := context.WithCancel(ctx)
+	defer stopPruning() // before the wait above
+	wg.Go(func() { c.pruneEvery(pctx, pruneFirst, pruneInterval) })
 	dispatch := func(m jetstream.Msg) {
 		h := fnv.New32a()
 		h.Write([]byte(m.Headers().Get(events.HeaderSource)))

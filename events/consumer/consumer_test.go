@@ -457,3 +457,62 @@ func TestDurableDeletedUnderRun(t *testing.T) {
 		t.Errorf("effects %+v; want the two events once each", effects)
 	}
 }
+
+// TestPruneInbox: Prune deletes the consumer's inbox rows older than its
+// inbox retention (derived from the stream: MaxAge + the redrive stream's
+// + a day) and the rows of aggregates idle as long, and nothing of another
+// consumer's or newer; with a negative retention, nothing at all.
+func TestPruneInbox(t *testing.T) {
+	f := newFixture(t)
+	pruned := run(t, f.config(t, "pruned", true, nil))
+	other := run(t, f.config(t, "other", true, nil))
+	old, recent := orderEvent(newOrderID(), events.OrderPlaced, 1, ""), orderEvent(newOrderID(), events.OrderPlaced, 1, "")
+	f.bus.Publish(t, old)
+	f.bus.Publish(t, recent)
+	eventually(t, "both consumers took both events", func() bool {
+		return pruned.Stats().Applied == 2 && other.Stats().Applied == 2
+	})
+	// Both consumers' rows of the old event's order are 39 days old; the
+	// stream keeps 30 days, so the retention is 38.
+	if _, err := f.store.DB.Exec(`UPDATE inbox SET received_at = now() - interval '39 days' WHERE event_id = $1`, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.DB.Exec(`UPDATE inbox_sequences SET updated_at = now() - interval '39 days' WHERE subject = $1`, old.Subject); err != nil {
+		t.Fatal(err)
+	}
+	count := func(consumer string) (inbox, seqs int) {
+		t.Helper()
+		if err := f.store.DB.QueryRow(`SELECT (SELECT count(*) FROM inbox WHERE consumer = $1),
+			(SELECT count(*) FROM inbox_sequences WHERE consumer = $1)`, consumer).Scan(&inbox, &seqs); err != nil {
+			t.Fatal(err)
+		}
+		return inbox, seqs
+	}
+
+	p, err := pruned.Prune(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (consumer.Pruned{Retention: 38 * 24 * time.Hour, Inbox: 1, Sequences: 1}); p != want {
+		t.Errorf("prune = %+v; want %+v", p, want)
+	}
+	if i, s := count("pruned"); i != 1 || s != 1 {
+		t.Errorf("pruned consumer keeps %d inbox and %d aggregate rows; want the recent event's 1 and 1", i, s)
+	}
+	if i, s := count("other"); i != 2 || s != 2 {
+		t.Errorf("the other consumer keeps %d inbox and %d aggregate rows; want all 2 and 2", i, s)
+	}
+
+	cfg := f.config(t, "other", true, nil)
+	cfg.InboxRetention = -1
+	keeper, err := consumer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := keeper.Prune(context.Background()); err != nil || p != (consumer.Pruned{}) {
+		t.Errorf("prune with a negative retention = %+v, %v; want nothing", p, err)
+	}
+	if i, s := count("other"); i != 2 || s != 2 {
+		t.Errorf("after a prune with a negative retention: %d inbox and %d aggregate rows; want 2 and 2", i, s)
+	}
+}

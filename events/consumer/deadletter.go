@@ -55,6 +55,10 @@ const (
 // for a consumer on them.
 var SourceStreams = []string{events.OrderStream, events.DeliveryStream}
 
+// redriveMaxAge is how long the redrive stream keeps a copy that no
+// consumer took.
+const redriveMaxAge = 7 * 24 * time.Hour
+
 // RedriveSubject is the subject of a copy of an event with the given
 // original subject for one consumer; with original ">" it is the
 // consumer's whole redrive subject space.
@@ -78,7 +82,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 		Subjects:    []string{RedriveSubjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		MaxAge:      7 * 24 * time.Hour,
+		MaxAge:      redriveMaxAge,
 		Duplicates:  10 * time.Minute,
 	}} {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
