@@ -2,6 +2,7 @@ package inbound_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -65,7 +66,9 @@ func start(tb testing.TB) *harness {
 		}
 		// The worker and the consumer live as long as the stack: Main
 		// closes the stack after the last test.
-		go func() { _ = worker.Run(context.Background(), env.Temporal, taskQueue, acts, env.Logger) }()
+		go func() {
+			stopped("the worker", worker.Run(context.Background(), env.Temporal, taskQueue, acts, env.Logger))
+		}()
 		cfg := inbound.NewDeliveries(env.Store, env.Temporal, env.Logger).ConsumerConfig(js)
 		cfg.Backoff, cfg.MaxDeliver = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond}, 40
 		cfg.Observe = func(o consumer.Outcome) {
@@ -77,7 +80,7 @@ func start(tb testing.TB) *harness {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		go func() { _ = c.Run(context.Background()) }()
+		go func() { stopped("the consumer", c.Run(context.Background())) }()
 		shared = h
 	})
 	if shared == nil {
@@ -268,10 +271,33 @@ func TestDeliveredForEndedOrUnknownOrder(t *testing.T) {
 	h.waitFor(t, unknown.String(), consumer.Terminated, 1)
 }
 
+// harnessStop is why the harness's worker or consumer stopped, if one
+// did: they run for the whole package, so any return is a failure.
+var harnessStop struct {
+	sync.Mutex
+	err error
+}
+
+func stopped(what string, err error) {
+	harnessStop.Lock()
+	defer harnessStop.Unlock()
+	if harnessStop.err == nil {
+		harnessStop.err = fmt.Errorf("%s stopped: %v", what, err)
+	}
+}
+
+// eventually polls cond until it holds; it fails at once if the harness
+// stopped, and after a deadline that bounds a hang.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
+		harnessStop.Lock()
+		err := harnessStop.err
+		harnessStop.Unlock()
+		if err != nil {
+			tb.Fatalf("waiting for %s: the inbound harness failed: %v", what, err)
+		}
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out waiting for %s", what)
 		}

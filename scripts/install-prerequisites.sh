@@ -14,7 +14,7 @@ fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "prerequisites: PostgreSQL server binaries (initdb, postgres) are missing." >&2
   echo "Install them with your package manager (Debian/Ubuntu: sudo apt-get install postgresql)," >&2
-  echo "or set DATABASE_URL to an existing PostgreSQL." >&2
+  echo "(orderflow dev alone can use an existing PostgreSQL through DATABASE_URL; make test needs the binaries)." >&2
   exit 1
 fi
 echo "prerequisites: installing PostgreSQL server binaries (apt-get install postgresql)"
