@@ -3,10 +3,17 @@ package tests_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,4 +214,80 @@ func natsOverTCP(t *testing.T, addr string) (*nats.Conn, jetstream.JetStream) {
 		t.Fatal(err)
 	}
 	return nc, js
+}
+
+// TestDevCourierThenPostgresDies: with ORDERFLOW_COURIER_DELAY, `orderflow
+// dev` runs the simulated courier, and an accepted order completes with
+// nobody calling /delivered. Then its private PostgreSQL is killed:
+// orderflow dev says why and exits with status 1 instead of staying up,
+// unready, for ever.
+func TestDevCourierThenPostgresDies(t *testing.T) {
+	dev := apptest.NewDev(t)
+	dev.Env = []string{"ORDERFLOW_COURIER_DELAY=1s"}
+	app := apptest.StartDev(t, dev)
+	p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_visa"))
+	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	mustDecide(t, app, p.ID, "accept", nil, "accepted")
+	waitStatus(t, app, p.ID, "completed")
+
+	pid := postgresPID(t, dev.DataDir)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill postgres %d: %v", pid, err)
+	}
+	exited, err := app.Exited(time.Minute)
+	if !exited {
+		t.Fatalf("orderflow dev still running a minute after its postgres was killed:\n%s", app.Logs())
+	}
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("orderflow dev exited with %v; want exit status 1", err)
+	}
+	if logs := app.Logs(); !strings.Contains(logs, "postgres exited unexpectedly") {
+		t.Errorf("orderflow dev did not say its postgres died:\n%s", logs)
+	}
+}
+
+// TestDevKilledLeavesNoPostgres: `orderflow dev` killed with SIGKILL,
+// which it cannot catch, leaves no postgres behind: its child dies with it.
+func TestDevKilledLeavesNoPostgres(t *testing.T) {
+	dev := apptest.NewDev(t)
+	app := apptest.StartDev(t, dev)
+	pid := postgresPID(t, dev.DataDir)
+	app.Kill()
+	deadline := time.Now().Add(30 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("postgres %d still running 30s after orderflow dev was killed", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// postgresPID reads the private PostgreSQL's postmaster PID from its data
+// directory.
+func postgresPID(t *testing.T, dataDir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "postgres", "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("read postmaster.pid: %v", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		t.Fatalf("postmaster.pid starts with %q: %v", first, err)
+	}
+	return pid
+}
+
+// processAlive reports whether pid is a live process (not gone, not a
+// zombie waiting for whoever inherited it to reap it).
+func processAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

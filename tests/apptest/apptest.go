@@ -203,6 +203,9 @@ type Dev struct {
 	// The API's address and the embedded components': Temporal's frontend,
 	// its Web UI, PostgreSQL and NATS.
 	HTTPAddr, TemporalAddr, UIAddr, PGAddr, NATSAddr string
+	// Env is more environment for the app (e.g. ORDERFLOW_COURIER_DELAY),
+	// after the settings above.
+	Env []string
 }
 
 // NewDev picks a data dir and free addresses for a StartDev app.
@@ -247,6 +250,7 @@ func StartDev(tb testing.TB, d Dev) *App {
 		"ORDERFLOW_LOG_LEVEL=info",
 		"ORDERFLOW_LOG_FORMAT=text", // what ErrorLines reads
 	)
+	environ = append(environ, d.Env...)
 	began := time.Now()
 	a, err := launch(d.HTTPAddr, environ)
 	if err != nil {
@@ -328,6 +332,25 @@ func (a *App) stop(sig os.Signal) error {
 	case <-time.After(30 * time.Second):
 		a.kill()
 		return fmt.Errorf("orderflow dev still running 30s after %v", sig)
+	}
+}
+
+// Kill kills a StartDev app (SIGKILL), as a crash would, and waits for it
+// to go.
+func (a *App) Kill() {
+	a.stopped = true
+	a.kill()
+}
+
+// Exited waits up to timeout for a StartDev app to exit by itself and
+// reports whether it did and how (cmd.Wait's error).
+func (a *App) Exited(timeout time.Duration) (bool, error) {
+	select {
+	case err := <-a.done:
+		a.stopped = true
+		return true, err
+	case <-time.After(timeout):
+		return false, nil
 	}
 }
 
