@@ -49,6 +49,14 @@ const (
 // fixture is a server over a fresh, seeded database and a mock Temporal
 // client. The mock has no expectations unless a test adds them, so any
 // unexpected call to Temporal fails the test.
+//
+// These are unit tests of the HTTP layer: how it maps each answer Temporal
+// can give (started, already started, not found, unavailable, an Update's
+// outcome) to a response, including answers a real server gives only in
+// races or outages. What the answers mean for a real order is tested
+// against the embedded Temporal server, a real worker and PostgreSQL in
+// tests/ (the order paths, idempotent and concurrent retries, a retry
+// after the menu changed, late and repeated decisions).
 type fixture struct {
 	srv      *api.Server
 	store    *db.Store

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -632,6 +633,98 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 		t.Errorf("422 names field %q; want Idempotency-Key", p.Field)
 	}
 	// Leave nothing running.
+	waitStatus(t, app, a.ID, "awaiting_acceptance")
+	mustDecide(t, app, a.ID, "cancel", nil, "cancelled")
+}
+
+// TestPlaceOrderRetriedConcurrently: the same POST sent eight times at
+// once, as an impatient client's retries might be. Exactly one is answered
+// 201 Created and the others 200 with the same order, whichever of them
+// reached Temporal first (the losers of a start race are answered as
+// retries): one order, one workflow.
+func TestPlaceOrderRetriedConcurrently(t *testing.T) {
+	app := apptest.Start(t)
+	key := newKey("concurrent")
+	body := orderRequest(pizzeria, margherita, 1, "tok_visa")
+	const n = 8
+	resps := make([]apptest.Response, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { resps[i], errs[i] = app.Request(http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key) })
+	}
+	wg.Wait()
+	created, ids := 0, map[string]bool{}
+	for i, r := range resps {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		switch r.Status {
+		case http.StatusCreated:
+			created++
+		case http.StatusOK:
+		default:
+			t.Fatalf("POST %d = %d %s; want 201 or 200", i, r.Status, r.Body)
+		}
+		var p placed
+		r.JSON(t, &p)
+		ids[p.ID] = true
+	}
+	if created != 1 || len(ids) != 1 {
+		t.Fatalf("%d answered 201, orders %v; want one 201 and one order", created, ids)
+	}
+	for id := range ids {
+		// The workflow records the order: once it waits for the
+		// restaurant, its row and its one placed event are there.
+		waitStatus(t, app, id, "awaiting_acceptance")
+		var rows, placedEvents int
+		if err := app.Env.Store.DB.QueryRow(`SELECT (SELECT count(*) FROM orders WHERE id = $1),
+			(SELECT count(*) FROM outbox_events WHERE aggregate_id = $1::text AND event_type = 'order.placed')`, id).Scan(&rows, &placedEvents); err != nil || rows != 1 || placedEvents != 1 {
+			t.Errorf("order %s: %d rows and %d order.placed events (%v); want 1 and 1", id, rows, placedEvents, err)
+		}
+		mustDecide(t, app, id, "cancel", nil, "cancelled")
+	}
+}
+
+// TestPlaceOrderRetryAfterMenuChange: an order is placed, then its dish
+// sells out. A retry of the same POST is answered with the order it
+// started, not refused for the dish; a new order for it is refused, naming
+// the item.
+func TestPlaceOrderRetryAfterMenuChange(t *testing.T) {
+	app := apptest.Start(t)
+	dish := "m_special_" + strings.ReplaceAll(newKey("dish"), "-", "_")
+	if _, err := app.Env.Store.DB.Exec(`INSERT INTO menu_items (id, restaurant_id, name, price_cents) VALUES ($1, $2, 'Special of the day', 990)`,
+		dish, pizzeria); err != nil {
+		t.Fatal(err)
+	}
+	key := newKey("menu-change")
+	body := orderRequest(pizzeria, dish, 1, "tok_visa")
+	first := app.Do(t, http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key)
+	if first.Status != http.StatusCreated {
+		t.Fatalf("first POST = %d %s", first.Status, first.Body)
+	}
+	var a, b placed
+	first.JSON(t, &a)
+	if _, err := app.Env.Store.DB.Exec(`UPDATE menu_items SET available = false WHERE id = $1`, dish); err != nil {
+		t.Fatal(err)
+	}
+	again := app.Do(t, http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key)
+	if again.Status != http.StatusOK {
+		t.Fatalf("retry after the dish sold out = %d %s; want 200 with the order", again.Status, again.Body)
+	}
+	again.JSON(t, &b)
+	if a.ID != b.ID || a.TotalCents != b.TotalCents {
+		t.Errorf("retry answered %+v; want the first order %+v", b, a)
+	}
+	fresh := app.Do(t, http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+newKey("menu-change-new"))
+	var p problem
+	if fresh.Status != http.StatusBadRequest {
+		t.Fatalf("new order for the sold-out dish = %d %s; want 400", fresh.Status, fresh.Body)
+	}
+	fresh.JSON(t, &p)
+	if !strings.HasPrefix(p.Field, "items") {
+		t.Errorf("400 names field %q; want the item", p.Field)
+	}
 	waitStatus(t, app, a.ID, "awaiting_acceptance")
 	mustDecide(t, app, a.ID, "cancel", nil, "cancelled")
 }
