@@ -37,6 +37,14 @@ const (
 	// then stopped waiting for (the abandoned attempt completed the order,
 	// say), and the compensation finds the order ended.
 	ErrTypeOrderEnded = "OrderEnded"
+	// ErrTypeOrderAccepted: a step that must come before an acceptance
+	// (TransitionInput.UnlessAccepted) met an order the database has as
+	// accepted. It happens when a workflow task that accepted the order
+	// ran its local activities (recorded the acceptance, captured, told
+	// the customer) and was then lost in a crash: the history no longer
+	// holds the acceptance, and a reject, cancel or time-out can come
+	// after it. The workflow then carries the acceptance through instead.
+	ErrTypeOrderAccepted = "OrderAccepted"
 )
 
 // Activities are the order workflow's activities, registered on the worker
@@ -90,6 +98,11 @@ type TransitionInput struct {
 	Status    string `json:"status"`
 	EventType string `json:"event_type"`
 	Reason    string `json:"reason,omitempty"`
+	// UnlessAccepted refuses the step, with an ErrTypeOrderAccepted error,
+	// when the order is accepted: for an end that only an order still
+	// awaiting acceptance may come to (rejected, timed out, cancelled by
+	// the customer).
+	UnlessAccepted bool `json:"unless_accepted,omitempty"`
 }
 
 // CustomerNotice is one message to the customer; Kind (e.g. "accepted",
@@ -269,6 +282,7 @@ func (a *Activities) Transition(ctx context.Context, in TransitionInput) error {
 	}
 	return surface(a.apply(ctx, step{
 		orderID: id, eventType: in.EventType, status: orderflow.OrderStatus(in.Status), reason: in.Reason,
+		unlessAccepted: in.UnlessAccepted,
 	}))
 }
 

@@ -446,3 +446,40 @@ func requireEnded(tb testing.TB, err error, status string) {
 		tb.Errorf("details %q (%v); want the order's status %q", got, derr, status)
 	}
 }
+
+// TestUnlessAcceptedRefusesAnAcceptedOrder: an end that only an order
+// awaiting acceptance may come to (TransitionInput.UnlessAccepted) is
+// refused, writing nothing, once the order is accepted, and applied while
+// it is not.
+func TestUnlessAcceptedRefusesAnAcceptedOrder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	accepted, waiting := f.place(t), f.place(t)
+	for _, in := range []activities.NewOrder{accepted, waiting} {
+		if err := f.acts.NotifyRestaurant(t.Context(), in.OrderID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.acts.Transition(t.Context(), activities.TransitionInput{OrderID: accepted.OrderID, Status: "accepted", EventType: events.OrderAccepted}); err != nil {
+		t.Fatal(err)
+	}
+	before := f.snapshot(t, accepted.OrderID)
+	reject := func(id string) activities.TransitionInput {
+		return activities.TransitionInput{OrderID: id, Status: "rejected", EventType: events.OrderRejected, Reason: "kitchen closed", UnlessAccepted: true}
+	}
+	requireAppError(t, f.acts.Transition(t.Context(), reject(accepted.OrderID)), activities.ErrTypeOrderAccepted)
+	if after := f.snapshot(t, accepted.OrderID); after != before {
+		t.Errorf("a refused step changed the order: %+v, was %+v", after, before)
+	}
+	if err := f.acts.Transition(t.Context(), reject(waiting.OrderID)); err != nil {
+		t.Fatalf("reject of an order awaiting acceptance: %v", err)
+	}
+	if o := f.order(t, waiting.OrderID); o.Status != "rejected" {
+		t.Errorf("order awaiting acceptance is %q after the reject; want rejected", o.Status)
+	}
+	// Without the flag (a workflow cancellation), an accepted order may end.
+	cancel := activities.TransitionInput{OrderID: accepted.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "order workflow cancelled"}
+	if err := f.acts.Transition(t.Context(), cancel); err != nil {
+		t.Fatalf("workflow cancellation of an accepted order: %v", err)
+	}
+}

@@ -36,6 +36,9 @@ type step struct {
 	payment *paymentState
 	// notificationKind is the notice a user_notified step sent.
 	notificationKind string
+	// unlessAccepted: the step does not apply to an accepted order either
+	// (TransitionInput.UnlessAccepted).
+	unlessAccepted bool
 }
 
 // forward tells a step that must not be applied to an order that has
@@ -101,6 +104,9 @@ func (a *Activities) apply(ctx context.Context, s step) error {
 	if s.forward() {
 		params.ClosedStatuses = finalStatuses()
 	}
+	if s.unlessAccepted {
+		params.ClosedStatuses = append(params.ClosedStatuses, string(orderflow.StatusAccepted))
+	}
 	if p := s.payment; p != nil {
 		ev.PaymentStatus, ev.AuthorizationID, ev.AmountCents = string(p.status), p.authorizationID, p.amountCents
 		params.PaymentStatus, params.AuthorizationID, params.AmountCents = string(p.status), p.authorizationID, p.amountCents
@@ -121,7 +127,7 @@ func (a *Activities) apply(ctx context.Context, s step) error {
 	case errors.Is(err, sql.ErrNoRows), isUniqueViolation(err):
 		// Nothing was written: the step was applied before (or by a
 		// concurrent retry that won the row lock), or there is no order.
-		return a.notApplied(ctx, s.orderID, eventID, s.eventType, err)
+		return a.notApplied(ctx, s, eventID, err)
 	default:
 		return fmt.Errorf("record %s: %w", s.eventType, err)
 	}
@@ -130,8 +136,10 @@ func (a *Activities) apply(ctx context.Context, s step) error {
 // notApplied explains a step that wrote nothing (cause: no row matched, or
 // a unique event_id was taken): nil when its event is on the timeline
 // already, an ErrTypeInvalid error when the order does not exist, an
-// ErrTypeOrderEnded one when a forward step met an ended order.
-func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID, eventType string, cause error) error {
+// ErrTypeOrderEnded one when a forward step met an ended order, an
+// ErrTypeOrderAccepted one when an UnlessAccepted step met an accepted one.
+func (a *Activities) notApplied(ctx context.Context, s step, eventID uuid.UUID, cause error) error {
+	orderID, eventType := s.orderID, s.eventType
 	done, err := a.Store.TimelineHasEvent(ctx, eventID)
 	if err != nil {
 		return fmt.Errorf("check timeline: %w", err)
@@ -149,6 +157,10 @@ func (a *Activities) notApplied(ctx context.Context, orderID, eventID uuid.UUID,
 		// match it), and retrying cannot help.
 		if err := ended(o, "record "+eventType); err != nil {
 			return err
+		}
+		if s.unlessAccepted && orderflow.OrderStatus(o.Status) == orderflow.StatusAccepted {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("record %s: order %s is accepted already", eventType, o.ID), ErrTypeOrderAccepted, nil)
 		}
 		// Otherwise the order exists now but did not when the step ran: it
 		// was being recorded meanwhile. A retry applies the step.

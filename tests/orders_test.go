@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -635,6 +636,63 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 	// Leave nothing running.
 	waitStatus(t, app, a.ID, "awaiting_acceptance")
 	mustDecide(t, app, a.ID, "cancel", nil, "cancelled")
+}
+
+// TestAcceptanceLostInACrashStands: a workflow task that accepted an
+// order ran the acceptance's local activities (recorded it, captured the
+// payment, told the customer) and was lost in a crash before Temporal
+// stored it, so the workflow, replayed, still awaits a decision. The test
+// plays that task's part with the same activities on the same database.
+// A cancel that comes next must not undo the acceptance the customer was
+// told of: it is answered 409, the workflow carries the acceptance
+// through, and the order completes on delivery, charged once, with no
+// refund and no "cancelled" notice.
+func TestAcceptanceLostInACrashStands(t *testing.T) {
+	app := apptest.Start(t)
+	p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_visa"))
+	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	ctx := context.Background()
+	store := app.Env.Store
+	logger := slog.New(slog.DiscardHandler)
+	lost := &activities.Activities{Store: store, Payments: activities.NewSandboxGateway(store),
+		Notifier: activities.NewDevNotifier(store, logger), Logger: logger}
+	id := uuid.MustParse(p.ID)
+	pay, err := store.GetPayment(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lost.Transition(ctx, activities.TransitionInput{OrderID: p.ID, Status: "accepted", EventType: events.OrderAccepted}); err != nil {
+		t.Fatalf("record the acceptance: %v", err)
+	}
+	if err := lost.CapturePayment(ctx, activities.PaymentInput{OrderID: p.ID, AuthorizationID: pay.AuthorizationID}); err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	if err := lost.NotifyCustomer(ctx, activities.CustomerNotice{OrderID: p.ID, Kind: "accepted", Message: "Your order was accepted and is being prepared."}); err != nil {
+		t.Fatalf("tell the customer: %v", err)
+	}
+
+	if code, got := decide(t, app, p.ID, "cancel", nil); code != http.StatusConflict {
+		t.Fatalf("cancel after the lost acceptance = %d %q; want 409", code, got)
+	}
+	mustDecide(t, app, p.ID, "delivered", nil, "completed")
+	if got := netCharged(t, app, p.ID); got != p.TotalCents {
+		t.Errorf("charged %d; want %d, once", got, p.TotalCents)
+	}
+	notices, err := store.ListOrderNotifications(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, n := range notices {
+		kinds = append(kinds, n.Kind)
+	}
+	if slices.Contains(kinds, "cancelled") || !slices.Contains(kinds, "accepted") {
+		t.Errorf("notices %v; want the acceptance's, and no cancellation", kinds)
+	}
+	o := getOrder(t, app, p.ID)
+	if types := timelineTypes(o); slices.Contains(types, events.OrderCancelled) || slices.Contains(types, events.OrderPaymentRefunded) {
+		t.Errorf("timeline %v; want no cancellation and no refund", types)
+	}
 }
 
 // TestPlaceOrderRetriedConcurrently: the same POST sent eight times at

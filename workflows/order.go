@@ -419,7 +419,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		// Retried until it succeeds: an error here can only be a
 		// non-retryable one, which would be a bug; it is logged, not hidden.
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), activity, arg).Get(dctx, result)
-		if _, ended := endedAs(err); err != nil && !ended {
+		if _, ended := endedAs(err); err != nil && !ended && !acceptedAlready(err) {
 			o.logger.Error("compensation step failed", "OrderID", id, "Step", summary, "Error", err)
 		}
 		return err
@@ -433,7 +433,27 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		// ever.
 		run("record order", a.RecordPlaced, o.in.Order, nil)
 	}
-	err := run("record "+eventType, a.Transition, activities.TransitionInput{OrderID: id, Status: string(status), EventType: eventType, Reason: reason}, nil)
+	// An end that only an order still awaiting acceptance may come to is
+	// refused by the database when it holds the order as accepted: a
+	// workflow task that accepted the order, ran the acceptance's local
+	// activities (recorded it, captured the payment, told the customer)
+	// and was then lost in a crash, leaves no acceptance in the history,
+	// and the decision that came next would undo one the customer and the
+	// kitchen have already been told of.
+	beforeAcceptance := status == orderflow.StatusRejected || status == orderflow.StatusTimedOut ||
+		(status == orderflow.StatusCancelled && o.decision != nil && o.decision.update == UpdateCancel && reason == o.decision.reason)
+	err := run("record "+eventType, a.Transition, activities.TransitionInput{
+		OrderID: id, Status: string(status), EventType: eventType, Reason: reason, UnlessAccepted: beforeAcceptance,
+	}, nil)
+	if acceptedAlready(err) {
+		// The acceptance stands: carry it through. Its steps find their
+		// events recorded and the payment captured, and do nothing twice;
+		// the decision waiting for an answer is told it did not take
+		// effect.
+		o.logger.Warn("order was accepted before its compensation: fulfilling it", "OrderID", id, "Compensation", status)
+		o.status, o.reason, o.endRecorded = orderflow.StatusAccepted, "", true
+		return o.fulfil(ctx)
+	}
 	o.endRecorded = true
 	if final, ok := endedAs(err); ok {
 		// The order had ended already: a step the workflow stopped waiting
@@ -463,6 +483,12 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	}
 	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)
 	return nil
+}
+
+// acceptedAlready tells whether err says the order was accepted already.
+func acceptedAlready(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeOrderAccepted
 }
 
 // endedAs tells whether err says the order had ended, and in which status.

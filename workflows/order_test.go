@@ -757,3 +757,74 @@ func TestEndingDecisionAnswersItsOutcomeThoughTheWorkflowIsCancelled(t *testing.
 		t.Errorf("status query = %+v (%v); want rejected", q, err)
 	}
 }
+
+// TestAcceptanceLostInACrashIsCarriedThrough: a workflow task accepted the
+// order and ran the acceptance's local activities (recorded, captured,
+// told the customer), then was lost in a crash, so the history holds no
+// acceptance. The reject, cancel or time-out that comes next must not
+// undo it: its record step asks the database to refuse an accepted order
+// (UnlessAccepted), the database does, and the workflow carries the
+// acceptance through (its steps are idempotent) instead of refunding; the
+// decision is told it did not take effect. A workflow cancellation (an
+// operator's) is not such an end: it may come after an acceptance.
+func TestAcceptanceLostInACrashIsCarriedThrough(t *testing.T) {
+	tests := []struct {
+		name     string
+		decide   func(h *harness) *outcome
+		end      string
+		refused  bool
+		wantLast []string
+	}{
+		{name: "reject", end: events.OrderRejected, refused: true,
+			decide: func(h *harness) *outcome {
+				return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "kitchen closed"})
+			}},
+		{name: "cancel", end: events.OrderCancelled, refused: true,
+			decide: func(h *harness) *outcome {
+				return h.update(time.Minute, workflows.UpdateCancel, workflows.CancelInput{Reason: "changed my mind"})
+			}},
+		{name: "time-out", end: events.OrderTimedOut, refused: true, decide: func(*harness) *outcome { return nil }},
+		{name: "workflow cancelled", end: events.OrderCancelled,
+			decide: func(h *harness) *outcome {
+				h.env.RegisterDelayedCallback(h.env.CancelWorkflow, time.Minute)
+				return nil
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			var unless []bool
+			h.transition = func(in activities.TransitionInput) error {
+				if in.EventType != tt.end {
+					return nil
+				}
+				unless = append(unless, in.UnlessAccepted)
+				if in.UnlessAccepted {
+					return temporal.NewNonRetryableApplicationError("record "+in.EventType+": order is accepted already", activities.ErrTypeOrderAccepted, nil)
+				}
+				return nil
+			}
+			decision := tt.decide(h)
+			delivered := h.update(20*time.Minute, workflows.UpdateDelivered)
+			res := h.run()
+			if !slices.Equal(unless, []bool{tt.refused}) {
+				t.Fatalf("the %s step was recorded with UnlessAccepted %v; want [%v]", tt.end, unless, tt.refused)
+			}
+			if !tt.refused {
+				h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end, "ReleasePayment", "NotifyCustomer:cancelled")
+				return
+			}
+			h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end,
+				"Transition:order.accepted", "CapturePayment", "NotifyCustomer:accepted", "Transition:order.completed")
+			if err := h.env.GetWorkflowError(); err != nil || res.Status != "completed" {
+				t.Errorf("workflow ended %+v, %v; want completed", res, err)
+			}
+			if decision != nil && (!decision.done || decision.err == nil || decision.status != "accepted") {
+				t.Errorf("the %s was answered %+v; want an error with the order accepted", tt.name, decision)
+			}
+			if !delivered.done || delivered.err != nil || delivered.status != "completed" {
+				t.Errorf("delivered was answered %+v; want completed", delivered)
+			}
+		})
+	}
+}
