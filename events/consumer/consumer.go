@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/db"
@@ -268,6 +269,12 @@ func (c *Consumer) Stats() Stats {
 func (c *Consumer) Run(ctx context.Context) error {
 	queues := make([]chan jetstream.Msg, c.cfg.Concurrency)
 	var wg sync.WaitGroup
+	// inflight counts the messages dispatched and not yet settled: before
+	// a durable is created again, those of the ended subscription are
+	// settled, so that no ack of theirs reaches the new durable (which
+	// matches acks by stream sequence alone: after a stream was created
+	// again, another event's).
+	var inflight sync.WaitGroup
 	// A handler finishes what it started even when ctx ends: its
 	// transaction is short, and an abandoned one costs a redelivery.
 	work := context.WithoutCancel(ctx)
@@ -280,9 +287,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					// Shutting down: hand it back for another process.
 					_ = m.NakWithDelay(time.Millisecond)
-					continue
+				} else {
+					c.process(work, m)
 				}
-				c.process(work, m)
+				inflight.Done()
 			}
 		})
 	}
@@ -300,18 +308,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 		h.Write([]byte(m.Headers().Get(events.HeaderSource)))
 		h.Write([]byte{0})
 		h.Write([]byte(m.Headers().Get(events.HeaderSubject)))
+		inflight.Add(1)
 		queues[h.Sum32()%uint32(len(queues))] <- m
 	}
+	subscribed := false
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		ended, err := c.consume(ctx, dispatch)
-		if err != nil || !ended {
-			if err == nil {
-				c.log.Info("consumer stopped", "stats", c.Stats())
-			}
-			return err
+		ended, err := c.consume(ctx, dispatch, &subscribed)
+		switch {
+		case ctx.Err() != nil:
+			c.log.Info("consumer stopped", "stats", c.Stats())
+			return nil
+		case err != nil && !subscribed:
+			return err // at start: a configuration the server refuses, say
+		case err != nil:
+			c.log.Warn("cannot subscribe again; retrying", "stream", c.cfg.Stream, "err", err, "retry_in", wait)
+		case ended:
+			c.log.Warn("the server ended the subscription (durable or stream deleted?); creating the durable again",
+				"stream", c.cfg.Stream, "retry_in", wait)
 		}
-		c.log.Warn("the server ended the subscription (durable or stream deleted?); creating the durable again",
-			"stream", c.cfg.Stream, "retry_in", wait)
+		inflight.Wait()
 		select {
 		case <-ctx.Done():
 			c.log.Info("consumer stopped", "stats", c.Stats())
@@ -322,9 +337,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // consume ensures the streams and durables and takes their messages into
-// dispatch until ctx is done (ended false) or the server ends one of the
-// subscriptions (ended true); either way both are stopped on return.
-func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg)) (ended bool, err error) {
+// dispatch until ctx is done (ended false) or one of the subscriptions
+// ends (ended true): the server ended it, or its durable is gone (see
+// watchDurable); either way both are stopped on return. It sets
+// *subscribed once it has subscribed.
+func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg), subscribed *bool) (ended bool, err error) {
 	if err := EnsureStreams(ctx, c.cfg.JetStream); err != nil {
 		return false, err
 	}
@@ -337,9 +354,6 @@ func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg)) (e
 		return false, err
 	}
 	batch := max(16, 4*c.cfg.Concurrency)
-	onErr := jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		c.log.Warn("consume", "err", err)
-	})
 	var stops []jetstream.ConsumeContext
 	defer func() {
 		for _, s := range stops {
@@ -350,12 +364,13 @@ func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg)) (e
 		}
 	}()
 	for _, cons := range []jetstream.Consumer{main, redrive} {
-		cc, err := cons.Consume(dispatch, jetstream.PullMaxMessages(batch), onErr)
+		cc, err := cons.Consume(dispatch, jetstream.PullMaxMessages(batch), jetstream.ConsumeErrHandler(c.watchDurable(ctx, cons)))
 		if err != nil {
 			return false, fmt.Errorf("consumer %s: consume: %w", c.cfg.Name, err)
 		}
 		stops = append(stops, cc)
 	}
+	*subscribed = true
 	c.log.Info("consuming", "stream", c.cfg.Stream, "subjects", c.cfg.Subjects, "ordered", c.cfg.Ordered,
 		"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver)
 	select {
@@ -365,6 +380,35 @@ func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg)) (e
 	case <-stops[1].Closed():
 	}
 	return ctx.Err() == nil, nil
+}
+
+// watchDurable is a subscription's error handler: it logs the error, and
+// when pulls go unanswered (no responders, no heartbeat) it asks the
+// server whether the durable is still there, and ends the subscription if
+// it is not. nats.go ends a subscription itself only when the server says
+// the durable was deleted; one lost while the connection was down (a
+// server that came back on an empty store) only goes quiet.
+func (c *Consumer) watchDurable(ctx context.Context, cons jetstream.Consumer) func(jetstream.ConsumeContext, error) {
+	var checking atomic.Bool
+	return func(cc jetstream.ConsumeContext, err error) {
+		c.log.Warn("consume", "err", err)
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
+			return
+		}
+		if !checking.CompareAndSwap(false, true) {
+			return
+		}
+		go func() {
+			defer checking.Store(false)
+			ictx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			_, err := cons.Info(ictx)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				c.log.Warn("the durable is gone from the server; subscribing again", "err", err)
+				cc.Stop()
+			}
+		}()
+	}
 }
 
 // ensureConsumer creates or updates the durable consumer on stream,

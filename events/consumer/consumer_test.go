@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/consumer"
+	"github.com/orderflow/orderflow/events/natsdev"
 )
 
 // TestRedeliveryTakesNoSecondEffect: an event the consumer applied, whether
@@ -514,5 +518,119 @@ func TestPruneInbox(t *testing.T) {
 	}
 	if i, s := count("other"); i != 2 || s != 2 {
 		t.Errorf("after a prune with a negative retention: %d inbox and %d aggregate rows; want 2 and 2", i, s)
+	}
+}
+
+// TestDurableLostWhileDisconnected: the NATS server comes back on an empty
+// store (a new node, a lost disk) while the consumer's connection is down.
+// Its durable is gone, which nats.go does not report as such (its pulls go
+// unanswered): the consumer notices, creates the durable again, and takes
+// the events published on the new store.
+func TestDurableLostWhileDisconnected(t *testing.T) {
+	f := newFixture(t)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startNATS := func() *natsdev.Server {
+		srv, err := natsdev.Start(natsdev.Config{StoreDir: filepath.Join(t.TempDir(), "nats"), Addr: addr, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := startNATS()
+	defer func() { srv.Stop() }()
+	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.config(t, "survivor", false, nil)
+	cfg.JetStream = js
+	c := run(t, cfg)
+	publish := func(env events.Envelope) {
+		t.Helper()
+		if _, err := js.PublishMsg(context.Background(), env.Msg()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
+	eventually(t, "the first event applied", func() bool { return c.Stats().Applied == 1 })
+
+	srv.Stop()
+	srv = startNATS() // same address, empty store: no streams, no durable
+	eventually(t, "the reconnection", nc.IsConnected)
+	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	publish(orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
+	deadline := time.Now().Add(90 * time.Second) // a hang bound: noticing takes a missed heartbeat
+	for c.Stats().Applied != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the event published on the new store not taken after 90s: stats %+v", c.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStreamRecreatedUnderRun: the order stream is deleted and created
+// again while the consumer is busy with events of the old one. Those are
+// settled before the durable is created again, so that none of their acks
+// (which the server matches by stream sequence) settles the new stream's
+// event at the same sequence: each new event, failing once, is retried
+// and applied.
+func TestStreamRecreatedUnderRun(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	var old, fresh sync.Map // event ID → struct{}, and → failed once
+	cfg := f.config(t, "recreated", false, func(env events.Envelope) error {
+		if _, ok := old.Load(env.ID); ok {
+			<-release
+			return nil
+		}
+		if _, ok := fresh.Load(env.ID); ok {
+			if failed, _ := fresh.Swap(env.ID, true); failed != true {
+				return errors.New("first try fails")
+			}
+		}
+		return nil
+	})
+	cfg.Concurrency = 1
+	c := run(t, cfg)
+	for range 5 {
+		env := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
+		old.Store(env.ID, struct{}{})
+		f.bus.Publish(t, env)
+	}
+	eventually(t, "the old events delivered", func() bool { return c.Stats().Delivered >= 1 })
+
+	if err := f.bus.JS.DeleteStream(context.Background(), events.OrderStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(context.Background(), f.bus.JS, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		env := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
+		fresh.Store(env.ID, false)
+		f.bus.Publish(t, env)
+	}
+	// Time for a consumer that did not wait for the old events to create
+	// the durable again and take the new ones (which this one must not do
+	// before the old are settled): the wait can only let the wrong order
+	// happen, never make the right one fail.
+	time.Sleep(time.Second)
+	close(release)
+	eventually(t, "every event of both streams applied", func() bool { return c.Stats().Applied == 10 })
+	if st := c.Stats(); st.Retried != 5 {
+		t.Errorf("stats %+v; want each new event retried once", st)
 	}
 }
