@@ -115,7 +115,9 @@ func TestDevOnEmbeddedDefaults(t *testing.T) {
 	}
 	// Whatever the stream redelivered after the restart, the contexts
 	// counted the order once: checked once their consumers have nothing
-	// pending or unacknowledged.
+	// pending or unacknowledged. (The analytics counters are what a
+	// second application would change; a voucher is unique per order in
+	// its table, so its count shows that it is still there.)
 	waitCaughtUp(t, js, analytics.ConsumerName, promotions.ConsumerName)
 	if v := waitVouchers(t, app, customer, p.ID); len(v) != 1 || v[p.ID] != 1 {
 		t.Errorf("after restart: promotions issued vouchers %v; want one, for order %s", v, p.ID)

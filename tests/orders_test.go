@@ -696,10 +696,13 @@ func TestAcceptanceLostInACrashStands(t *testing.T) {
 }
 
 // TestPlaceOrderRetriedConcurrently: the same POST sent eight times at
-// once, as an impatient client's retries might be. Exactly one is answered
-// 201 Created and the others 200 with the same order, whichever of them
-// reached Temporal first (the losers of a start race are answered as
-// retries): one order, one workflow.
+// once, as an impatient client's retries might be. At most one is
+// answered 201 Created and the others 200 with the same order, whichever
+// of them reached Temporal first (the losers of a start race are answered
+// as retries): one order, one workflow. A 503 (the start not answered in
+// time on a loaded machine) is retried with the key, as the API asks; its
+// retry may then be the 200 of the order it started, so no request may
+// have seen the 201.
 func TestPlaceOrderRetriedConcurrently(t *testing.T) {
 	app := apptest.Start(t)
 	key := newKey("concurrent")
@@ -709,7 +712,15 @@ func TestPlaceOrderRetriedConcurrently(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { resps[i], errs[i] = app.Request(http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key) })
+		wg.Go(func() {
+			for attempt := 1; ; attempt++ {
+				resps[i], errs[i] = app.Request(http.MethodPost, "/v1/orders", body, "Idempotency-Key: "+key)
+				if errs[i] != nil || resps[i].Status != http.StatusServiceUnavailable || attempt == 5 {
+					return
+				}
+				time.Sleep(time.Second)
+			}
+		})
 	}
 	wg.Wait()
 	created, ids := 0, map[string]bool{}
@@ -728,8 +739,8 @@ func TestPlaceOrderRetriedConcurrently(t *testing.T) {
 		r.JSON(t, &p)
 		ids[p.ID] = true
 	}
-	if created != 1 || len(ids) != 1 {
-		t.Fatalf("%d answered 201, orders %v; want one 201 and one order", created, ids)
+	if created > 1 || len(ids) != 1 {
+		t.Fatalf("%d answered 201, orders %v; want at most one 201 and one order", created, ids)
 	}
 	for id := range ids {
 		// The workflow records the order: once it waits for the
