@@ -20,9 +20,11 @@
 // publishing: it polls at least every PollInterval, so it notices within
 // that, and at the latest at the end of the batch in flight.
 //
-// A relay that holds the lock but cannot reach NATS (a partition between
-// its host and the bus, a bad route) would otherwise keep the lock, its
-// session alive, while nothing is published. Once its connection has been
+// A relay that holds the lock but whose NATS connection is down (a
+// partition between its host and the bus) would otherwise keep the lock,
+// its session alive, while nothing is published. (A connection that is up
+// while JetStream does not answer is not noticed this way: its publishes
+// fail and are retried, and the lock stays.) Once its connection has been
 // down for HandoverAfter (30 seconds) it gives the lock up, and it tries
 // the lock again only while connected: a standby that can publish takes
 // over, and a lone relay takes the lock back when NATS returns.
