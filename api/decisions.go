@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow"
+	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -104,6 +105,9 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args
 		err = h.Get(ctx, &res)
 	}
 	if err != nil {
+		if update == workflows.UpdateAccept && s.acceptanceRecorded(c.Request().Context(), id, err) {
+			return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: string(orderflow.StatusAccepted)})
+		}
 		return s.decisionError(c.Request().Context(), id, update, err)
 	}
 	if given != "" && res.Reason != "" && res.Reason != given {
@@ -114,6 +118,30 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args
 			Message: fmt.Sprintf("the order was %s already, for %q: a decision is taken once, and this reason was not recorded", res.Status, res.Reason)}
 	}
 	return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: res.Status, Reason: res.Reason})
+}
+
+// acceptanceRecorded tells whether an accept the workflow refused (or
+// could not take: its workflow closed) is recorded all the same: the
+// order's timeline has order.accepted. That is an accept whose workflow
+// task was lost in a crash after its steps had gone through, so that the
+// history does not hold it and the workflow refuses a retry (as decided
+// otherwise, or as ended, while it carries the acceptance through; see
+// the order workflow's compensate). The acceptance took effect, and the
+// restaurant must hear so, as it does when it retries an accept the
+// history holds. A failed look-up leaves the refusal as it is.
+func (s *Server) acceptanceRecorded(ctx context.Context, id uuid.UUID, err error) bool {
+	var (
+		appErr *temporal.ApplicationError
+		nf     *serviceerror.NotFound
+	)
+	if !errors.As(err, &appErr) && !errors.As(err, &nf) {
+		return false
+	}
+	if appErr != nil && appErr.Type() == workflows.ErrTypeNotYetNotified {
+		return false
+	}
+	recorded, lerr := s.store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderAccepted, ""))
+	return lerr == nil && recorded
 }
 
 // decisionError explains a failed update. The workflow's refusal carries

@@ -645,8 +645,9 @@ func TestPlaceOrderIsIdempotent(t *testing.T) {
 // plays that task's part with the same activities on the same database.
 // A cancel that comes next must not undo the acceptance the customer was
 // told of: it is answered 409, the workflow carries the acceptance
-// through, and the order completes on delivery, charged once, with no
-// refund and no "cancelled" notice.
+// through, the restaurant's retried accept is answered 200, and the order
+// completes on delivery, charged once, with no refund and no "cancelled"
+// notice.
 func TestAcceptanceLostInACrashStands(t *testing.T) {
 	app := apptest.Start(t)
 	p := place(t, app, orderRequest(pizzeria, margherita, 1, "tok_visa"))
@@ -674,7 +675,11 @@ func TestAcceptanceLostInACrashStands(t *testing.T) {
 	if code, got := decide(t, app, p.ID, "cancel", nil); code != http.StatusConflict {
 		t.Fatalf("cancel after the lost acceptance = %d %q; want 409", code, got)
 	}
+	// The restaurant, whose accept's answer the crash lost, retries: it is
+	// told the acceptance took, before and after the delivery.
+	mustDecide(t, app, p.ID, "accept", nil, "accepted")
 	mustDecide(t, app, p.ID, "delivered", nil, "completed")
+	mustDecide(t, app, p.ID, "accept", nil, "accepted")
 	if got := netCharged(t, app, p.ID); got != p.TotalCents {
 		t.Errorf("charged %d; want %d, once", got, p.TotalCents)
 	}
