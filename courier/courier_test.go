@@ -174,7 +174,7 @@ func TestSurvivesRestart(t *testing.T) {
 	// The stream would drop a second publish of the same event ID, so
 	// once is counted at the couriers: the acceptance handled (its
 	// delivery published and committed) by one of them, one time.
-	eventually(t, "the acceptance handled", func() bool { return n.applied.Load() >= 1 })
+	eventtest.Eventually(t, "the acceptance handled", func() bool { return n.applied.Load() >= 1 })
 	time.Sleep(500 * time.Millisecond) // room for a wrong second handling
 	if a := n.applied.Load(); a != 1 {
 		t.Errorf("the acceptance was handled %d times across the restart; want 1", a)
@@ -188,17 +188,5 @@ func TestSurvivesRestart(t *testing.T) {
 func TestNeedsDelay(t *testing.T) {
 	if _, err := courier.New(courier.Config{}); err == nil {
 		t.Fatal("New without a delay succeeded")
-	}
-}
-
-// eventually polls cond until it holds; the deadline bounds a hang.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

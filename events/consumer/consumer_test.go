@@ -17,6 +17,7 @@ import (
 	"github.com/orderflow/orderflow/devstack/freeport"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/consumer"
+	"github.com/orderflow/orderflow/events/eventtest"
 	"github.com/orderflow/orderflow/events/natsdev"
 )
 
@@ -541,18 +542,7 @@ func TestDurableLostWhileDisconnected(t *testing.T) {
 	}
 	srv := startNATS()
 	defer func() { srv.Stop() }()
-	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := eventtest.Connect(t, "nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	cfg := f.config(t, "survivor", false, nil)
 	cfg.JetStream = js
 	c := run(t, cfg)

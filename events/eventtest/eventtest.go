@@ -41,7 +41,16 @@ func Start(tb testing.TB) *Bus {
 		tb.Fatalf("eventtest: start nats: %v", err)
 	}
 	tb.Cleanup(srv.Stop)
-	nc, err := nats.Connect(srv.URL())
+	nc, js := Connect(tb, srv.URL())
+	return &Bus{URL: srv.URL(), NC: nc, JS: js}
+}
+
+// Connect connects to the NATS server at url with opts, closes the
+// connection when the test ends, and creates orderflow's streams there as
+// the relay does.
+func Connect(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		tb.Fatalf("eventtest: connect to nats: %v", err)
 	}
@@ -53,7 +62,20 @@ func Start(tb testing.TB) *Bus {
 	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
 		tb.Fatalf("eventtest: %v", err)
 	}
-	return &Bus{URL: srv.URL(), NC: nc, JS: js}
+	return nc, js
+}
+
+// Eventually polls cond until it holds; the deadline (30 s) bounds a
+// hang and asserts nothing about speed.
+func Eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Publish publishes env as the relay does and returns its stream sequence.

@@ -16,10 +16,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/events"
+	"github.com/orderflow/orderflow/events/eventtest"
 	"github.com/orderflow/orderflow/events/natsdev"
 	"github.com/orderflow/orderflow/events/relay"
 )
@@ -583,18 +583,7 @@ func TestActiveRelayCutOffFromNATSHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Stop()
-	nc, err := nats.Connect(other.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
-		t.Fatal(err)
-	}
+	nc, _ := eventtest.Connect(t, other.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.ReconnectBufSize(-1))
 	const handover = time.Second
 	active := e.startRelay(t, func(c *relay.Config) { c.NATS, c.HandoverAfter = nc, handover })
 	waitFor(t, 5*time.Second, "the first relay to lead", active.Leading)
