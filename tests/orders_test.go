@@ -30,6 +30,7 @@ import (
 	"github.com/orderflow/orderflow/db"
 	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/tests/apptest"
+	"github.com/orderflow/orderflow/worker"
 	"github.com/orderflow/orderflow/workflows"
 )
 
@@ -697,6 +698,80 @@ func TestAcceptanceLostInACrashStands(t *testing.T) {
 	o := getOrder(t, app, p.ID)
 	if types := timelineTypes(o); slices.Contains(types, events.OrderCancelled) || slices.Contains(types, events.OrderPaymentRefunded) {
 		t.Errorf("timeline %v; want no cancellation and no refund", types)
+	}
+}
+
+// TestAcceptAfterTheDeadlineIsLate: the restaurant's deadline passes while
+// no worker runs (a crash, a deploy), so the firing of its timer waits in
+// the server for the workflow's next task, and an accept sent meanwhile
+// reaches the workflow in that same task, before the workflow has seen the
+// deadline. It came after accept_by and is late, as README promises: it is
+// answered 409 and the order times out (the hold voided, the customer
+// told), as it would have with a worker up.
+func TestAcceptAfterTheDeadlineIsLate(t *testing.T) {
+	const window = 10 * time.Second
+	queue := "orderflow-e2e-deadline"
+	apptest.Start(t) // the seeded menu, and the relay that publishes the events
+	api := apptest.StartAPI(t, queue, fmt.Sprintf("ORDERFLOW_ACCEPT_TIMEOUT=%s", window))
+	store := api.Env.Store
+	logger := slog.New(slog.DiscardHandler)
+	acts := &activities.Activities{Store: store, Payments: activities.NewSandboxGateway(store),
+		Notifier: activities.NewDevNotifier(store, logger), Logger: logger}
+	startWorker := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- worker.Run(ctx, api.Env.Temporal, queue, acts, logger) }()
+		var once sync.Once
+		stop = func() {
+			once.Do(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("worker: %v", err)
+				}
+			})
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+
+	stopWorker := startWorker()
+	p := place(t, api, orderRequest(pizzeria, margherita, 1, "tok_visa"))
+	waitStatus(t, api, p.ID, "awaiting_acceptance")
+	stopWorker()
+	if time.Now().After(p.AcceptBy) {
+		t.Fatalf("the order reached awaiting_acceptance after its accept_by (%s): this machine took longer than the %s window to authorize and notify", p.AcceptBy, window)
+	}
+	// The timer fires in the server; its workflow task waits for a worker.
+	time.Sleep(time.Until(p.AcceptBy) + time.Second)
+
+	type answer struct {
+		resp apptest.Response
+		err  error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := api.Request(http.MethodPost, "/v1/orders/"+p.ID+"/accept", nil)
+		answered <- answer{resp, err}
+	}()
+	// The accept reaches the server and waits there for the workflow's
+	// task, which the worker started now takes with the timer's firing.
+	time.Sleep(time.Second)
+	startWorker()
+	a := <-answered
+	if a.err != nil {
+		t.Fatalf("accept: %v", a.err)
+	}
+	if a.resp.Status != http.StatusConflict || !strings.Contains(string(a.resp.Body), "accept_by") {
+		t.Errorf("accept after accept_by = %d %s; want 409 saying the deadline passed", a.resp.Status, a.resp.Body)
+	}
+	waitStatus(t, api, p.ID, "timed_out")
+	o := finish(t, api, p.ID, "")
+	if o.Payment.Status != "voided" {
+		t.Errorf("payment = %q; want voided", o.Payment.Status)
+	}
+	wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:timed_out")
+	if got := netCharged(t, api, p.ID); got != 0 {
+		t.Errorf("customer paid %d for a late accept; want 0", got)
 	}
 }
 

@@ -131,7 +131,9 @@ func (o *order) setup(ctx workflow.Context) error {
 	}{
 		{UpdateAccept,
 			func(ctx workflow.Context) (DecisionResult, error) { return decide(ctx, UpdateAccept, "") },
-			func(ctx workflow.Context) error { return o.canDecide("accept", orderflow.StatusAwaitingAcceptance) }},
+			func(ctx workflow.Context) error {
+				return o.canDecide(ctx, "accept", orderflow.StatusAwaitingAcceptance)
+			}},
 		{UpdateReject,
 			func(ctx workflow.Context, in RejectInput) (DecisionResult, error) {
 				return decide(ctx, UpdateReject, reasonOr(in.Reason, "rejected by restaurant"))
@@ -140,7 +142,7 @@ func (o *order) setup(ctx workflow.Context) error {
 				if err := validReason(in.Reason); err != nil {
 					return err
 				}
-				return o.canDecide("reject", orderflow.StatusAwaitingAcceptance)
+				return o.canDecide(ctx, "reject", orderflow.StatusAwaitingAcceptance)
 			}},
 		{UpdateCancel,
 			func(ctx workflow.Context, in CancelInput) (DecisionResult, error) {
@@ -150,7 +152,7 @@ func (o *order) setup(ctx workflow.Context) error {
 				if err := validReason(in.Reason); err != nil {
 					return err
 				}
-				return o.canDecide("cancel", orderflow.StatusPlaced, orderflow.StatusAwaitingAcceptance)
+				return o.canDecide(ctx, "cancel", orderflow.StatusPlaced, orderflow.StatusAwaitingAcceptance)
 			}},
 		{UpdateDelivered,
 			func(ctx workflow.Context) (DecisionResult, error) {
@@ -201,8 +203,24 @@ func (o *order) awaitOutcomeRecorded(ctx workflow.Context) error {
 }
 
 // canDecide tells whether a decision may be taken now: the order must be in
-// one of the given statuses and not already decided.
-func (o *order) canDecide(what string, allowed ...orderflow.OrderStatus) error {
+// one of the given statuses, not already decided, and its accept_by not
+// passed.
+//
+// The deadline is checked here as well as by the accept timer because a
+// decision can reach the workflow before the timer's firing does: when no
+// worker ran at the deadline (a crash, a deploy), the timer's firing and
+// the decision sent meanwhile come in the same workflow task, and the
+// validator runs before the workflow code sees the timer. workflow.Now is
+// that task's time, so a decision the workflow takes after accept_by is
+// refused as late, as the API promises. (Orders started without accept_by
+// have no deadline here.)
+func (o *order) canDecide(ctx workflow.Context, what string, allowed ...orderflow.OrderStatus) error {
+	deadline := o.in.Order.AcceptBy
+	pending := o.status == orderflow.StatusPlaced || o.status == orderflow.StatusAwaitingAcceptance
+	if pending && o.decision == nil && !deadline.IsZero() && !workflow.Now(ctx).Before(deadline) {
+		return fmt.Errorf("order is %s past its accept_by (%s): it is timing out, too late to %s",
+			o.status, deadline.UTC().Format(time.RFC3339), what)
+	}
 	for _, s := range allowed {
 		if o.status != s {
 			continue

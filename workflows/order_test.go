@@ -367,6 +367,24 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 			wantReject: "order is timed_out",
 		},
 		{
+			// The deadline passed while the payment was being authorized:
+			// the order is timing out, and a cancel comes too late to be
+			// the way it ends.
+			name:  "cancel past accept_by while authorizing",
+			after: map[string]time.Duration{"AuthorizePayment": 12 * time.Minute},
+			send: func(h *harness) *outcome {
+				return h.update(11*time.Minute, workflows.UpdateCancel, workflows.CancelInput{})
+			},
+			wantReject: "past its accept_by",
+		},
+		{
+			// Late, not "not yet": retrying would not help.
+			name:       "accept past accept_by while notifying the restaurant",
+			after:      map[string]time.Duration{"NotifyRestaurant": 12 * time.Minute},
+			send:       func(h *harness) *outcome { return h.update(11*time.Minute, workflows.UpdateAccept) },
+			wantReject: "past its accept_by",
+		},
+		{
 			name: "reject with a NUL in the reason",
 			send: func(h *harness) *outcome {
 				return h.update(time.Minute, workflows.UpdateReject, workflows.RejectInput{Reason: "out\x00of dough"})

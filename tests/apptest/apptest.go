@@ -42,7 +42,8 @@ import (
 // so that no other test's workflows reach it.
 const TaskQueue = "orderflow-e2e"
 
-// App is a running `orderflow dev` process.
+// App is a running `orderflow dev` (or, from StartAPI, `orderflow api`)
+// process.
 type App struct {
 	// BaseURL is the HTTP API, e.g. http://127.0.0.1:40123.
 	BaseURL string
@@ -50,6 +51,7 @@ type App struct {
 	// own.
 	Env *stacktest.Env
 
+	command string // dev or api
 	cmd     *exec.Cmd
 	logs    *syncBuffer
 	done    chan error
@@ -171,11 +173,46 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 		"DATABASE_URL="+env.Stack.DatabaseURL,
 		"NATS_URL="+env.Stack.NATSURL,
 	)
-	a, err := launch(httpAddr, append(environ, extraEnv...))
+	a, err := launch("dev", httpAddr, append(environ, extraEnv...))
 	if a != nil {
 		a.Env = env
 	}
 	return a, err
+}
+
+// StartAPI runs `orderflow api` alone against the package's shared stack,
+// starting its workflows on taskQueue, with extra environment settings. No
+// worker of the shared app polls taskQueue: the test runs the worker
+// itself, so that it can stop and start it (a crash, a deploy) while the
+// API goes on answering. The API is stopped (SIGTERM) at the end of the
+// test.
+func StartAPI(tb testing.TB, taskQueue string, extraEnv ...string) *App {
+	tb.Helper()
+	env := stacktest.Start(tb)
+	httpAddr, err := freeport.Addr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	environ := append(Environ(),
+		"ORDERFLOW_HTTP_ADDR="+httpAddr,
+		"ORDERFLOW_TASK_QUEUE="+taskQueue,
+		"ORDERFLOW_LOG_LEVEL=info",
+		"TEMPORAL_ADDRESS="+env.Stack.TemporalAddr,
+		"TEMPORAL_NAMESPACE=default",
+		"DATABASE_URL="+env.Stack.DatabaseURL,
+		"NATS_URL="+env.Stack.NATSURL,
+	)
+	a, err := launch("api", httpAddr, append(environ, extraEnv...))
+	if err != nil {
+		tb.Fatalf("apptest: %v", err)
+	}
+	a.Env = env
+	tb.Cleanup(func() {
+		if err := a.stop(syscall.SIGTERM); err != nil {
+			tb.Errorf("apptest: %v\nend of the API's log:\n%s", err, a.Logs())
+		}
+	})
+	return a
 }
 
 // Environ is the test process's environment without any orderflow or
@@ -252,7 +289,7 @@ func StartDev(tb testing.TB, d Dev) *App {
 	)
 	environ = append(environ, d.Env...)
 	began := time.Now()
-	a, err := launch(d.HTTPAddr, environ)
+	a, err := launch("dev", d.HTTPAddr, environ)
 	if err != nil {
 		tb.Fatalf("apptest: %v", err)
 	}
@@ -265,30 +302,30 @@ func StartDev(tb testing.TB, d Dev) *App {
 	return a
 }
 
-// launch starts `orderflow dev` with environ and waits until its /readyz,
-// on httpAddr, says ready.
-func launch(httpAddr string, environ []string) (*App, error) {
+// launch starts `orderflow <command>` (dev or api) with environ and waits
+// until its /readyz, on httpAddr, says ready.
+func launch(command, httpAddr string, environ []string) (*App, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "dev")
+	cmd := exec.Command(bin, command)
 	cmd.Env = environ
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	// The app dies with the test binary, even when it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start orderflow dev: %w", err)
+		return nil, fmt.Errorf("start orderflow %s: %w", command, err)
 	}
-	a := &App{BaseURL: "http://" + httpAddr, cmd: cmd, logs: logs, done: make(chan error, 1)}
+	a := &App{BaseURL: "http://" + httpAddr, command: command, cmd: cmd, logs: logs, done: make(chan error, 1)}
 	go func() { a.done <- cmd.Wait() }()
 
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		select {
 		case err := <-a.done:
-			return nil, fmt.Errorf("orderflow dev exited before it was ready (%v):\n%s", err, logs.Tail(16<<10))
+			return nil, fmt.Errorf("orderflow %s exited before it was ready (%v):\n%s", command, err, logs.Tail(16<<10))
 		default:
 		}
 		resp, err := http.Get(a.BaseURL + "/readyz")
@@ -300,7 +337,7 @@ func launch(httpAddr string, environ []string) (*App, error) {
 		}
 		if time.Now().After(deadline) {
 			a.kill()
-			return nil, fmt.Errorf("orderflow dev not ready after 2 minutes:\n%s", logs.Tail(16<<10))
+			return nil, fmt.Errorf("orderflow %s not ready after 2 minutes:\n%s", command, logs.Tail(16<<10))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -326,12 +363,12 @@ func (a *App) stop(sig os.Signal) error {
 	select {
 	case err := <-a.done:
 		if err != nil {
-			return fmt.Errorf("orderflow dev did not exit cleanly on %v: %w", sig, err)
+			return fmt.Errorf("orderflow %s did not exit cleanly on %v: %w", a.command, sig, err)
 		}
 		return nil
 	case <-time.After(30 * time.Second):
 		a.kill()
-		return fmt.Errorf("orderflow dev still running 30s after %v", sig)
+		return fmt.Errorf("orderflow %s still running 30s after %v", a.command, sig)
 	}
 }
 
