@@ -101,9 +101,10 @@ type Config struct {
 	AckWait time.Duration
 	// MaxAckPending bounds the messages delivered and not yet acknowledged,
 	// held-back and deferred ones included: a consumer that defers many
-	// messages (the courier) needs it large, one whose handler is slow
-	// needs it small enough that its queue drains within AckWait. Default
-	// DefaultMaxAckPending.
+	// messages (the courier) needs it large. Messages waiting in a queue
+	// behind a slow handler are kept in progress (their AckWait restarted
+	// every AckWait/3), so a deep queue costs them time, not redeliveries.
+	// Default DefaultMaxAckPending.
 	MaxAckPending int
 	// Validate, when set, checks an envelope before the handler sees it; a
 	// refused one is poison (e.g. events.ValidatePayload).
@@ -278,12 +279,16 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// A handler finishes what it started even when ctx ends: its
 	// transaction is short, and an abandoned one costs a redelivery.
 	work := context.WithoutCancel(ctx)
+	queued := newWaiting()
 	for i := range queues {
 		// As deep as MaxAckPending, so dispatching never blocks the
 		// subscription (which would stall its heartbeats).
 		queues[i] = make(chan jetstream.Msg, c.cfg.MaxAckPending)
 		wg.Go(func() {
 			for m := range queues[i] {
+				if queued.take(m) >= c.ackWait/10 && ctx.Err() == nil {
+					c.inProgress(m) // the handler gets the whole AckWait
+				}
 				if ctx.Err() != nil {
 					// Shutting down: hand it back for another process.
 					_ = m.NakWithDelay(time.Millisecond)
@@ -303,12 +308,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 	pctx, stopPruning := context.WithCancel(ctx)
 	defer stopPruning() // before the wait above
 	wg.Go(func() { c.pruneEvery(pctx, pruneFirst, pruneInterval) })
+	wg.Go(func() { c.keepInProgress(pctx, queued, c.ackWait/3) })
 	dispatch := func(m jetstream.Msg) {
 		h := fnv.New32a()
 		h.Write([]byte(m.Headers().Get(events.HeaderSource)))
 		h.Write([]byte{0})
 		h.Write([]byte(m.Headers().Get(events.HeaderSubject)))
 		inflight.Add(1)
+		queued.add(m)
 		queues[h.Sum32()%uint32(len(queues))] <- m
 	}
 	subscribed := false

@@ -624,3 +624,34 @@ func TestStreamRecreatedUnderRun(t *testing.T) {
 		t.Errorf("stats %+v; want each new event retried once", st)
 	}
 }
+
+// TestQueuedBehindASlowHandlerIsNotRedelivered: events that wait in a
+// worker's queue behind a slow handler (one worker, each event taking
+// nearly half of AckWait) are kept in progress while they wait, so
+// JetStream does not deliver them again meanwhile: each is delivered once,
+// and none uses up a delivery of its MaxDeliver by waiting.
+func TestQueuedBehindASlowHandlerIsNotRedelivered(t *testing.T) {
+	f := newFixture(t)
+	const ackWait = 2 * time.Second
+	cfg := f.config(t, "slow", false, func(events.Envelope) error {
+		time.Sleep(ackWait * 2 / 5)
+		return nil
+	})
+	cfg.Concurrency, cfg.AckWait = 1, ackWait
+	c := run(t, cfg)
+	const n = 8 // the last one waits 2.8 AckWaits for the seven before it
+	for range n {
+		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
+	}
+	eventually(t, "every event applied", func() bool { return c.Stats().Applied == n })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range f.outcomes {
+		if o.Consumer == "slow" && (o.Delivered != 1 || o.Result != consumer.Applied) {
+			t.Errorf("stream sequence %d: %s on delivery %d; want applied on its only delivery", o.StreamSeq, o.Result, o.Delivered)
+		}
+	}
+	if st := c.Stats(); st.Delivered != n {
+		t.Errorf("stats = %+v; want %d deliveries", st, n)
+	}
+}

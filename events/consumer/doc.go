@@ -37,6 +37,9 @@
 // locked for the transaction, so concurrent workers and processes take one
 // aggregate's events one at a time, in order. Messages are dispatched to
 // workers by aggregate, so one process never reorders an aggregate itself.
+// A message waiting in its worker's queue is kept in progress (its AckWait
+// restarted), so one waiting behind a slow handler is not delivered again
+// while it waits.
 // An ordered consumer reads the whole stream (its inbox records the types it
 // ignores), since a filtered one would see gaps by design.
 //
