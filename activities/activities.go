@@ -259,6 +259,51 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 	}))
 }
 
+// RestaurantNotice tells a restaurant that an order it was sent has ended
+// unfulfilled; Kind is the final status (cancelled, timed_out, failed).
+type RestaurantNotice struct {
+	OrderID string `json:"order_id"`
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+// NotifyRestaurantOfEnd tells the restaurant that an order it was sent
+// (order.restaurant_notified is on the timeline) has ended unfulfilled, so
+// that it does not prepare it; an order the restaurant was never sent is
+// left alone. It records a notification only: the end's own event is the
+// order's change.
+func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNotice) error {
+	id, err := parseOrderID(in.OrderID)
+	if err != nil {
+		return err
+	}
+	if in.Kind == "" {
+		return invalidf("order %s: restaurant notice without a kind", id)
+	}
+	o, err := a.getOrder(ctx, id)
+	if err != nil {
+		return surface(err)
+	}
+	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderRestaurantNotified, ""))
+	if err != nil {
+		return fmt.Errorf("was the restaurant sent order %s: %w", id, err)
+	}
+	if !sent {
+		return nil
+	}
+	if err := a.Notifier.Notify(ctx, Notification{
+		Key:         id.String() + "/restaurant/" + in.Kind,
+		OrderID:     id.String(),
+		Recipient:   recipientRestaurant,
+		RecipientID: o.RestaurantID,
+		Kind:        in.Kind,
+		Message:     in.Message,
+	}); err != nil {
+		return surface(fmt.Errorf("notify restaurant: %w", err))
+	}
+	return nil
+}
+
 // transitionEvents are the event types Transition may emit. Every other type
 // belongs to the activity that makes its change and fills its fields: sent
 // through Transition, it would take that step's event ID, and the real step

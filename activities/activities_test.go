@@ -350,6 +350,9 @@ func TestUnknownOrderIsInvalid(t *testing.T) {
 		{"NotifyCustomer", func(ctx context.Context, id string) error {
 			return f.acts.NotifyCustomer(ctx, activities.CustomerNotice{OrderID: id, Kind: "failed", Message: "x"})
 		}},
+		{"NotifyRestaurantOfEnd", func(ctx context.Context, id string) error {
+			return f.acts.NotifyRestaurantOfEnd(ctx, activities.RestaurantNotice{OrderID: id, Kind: "cancelled", Message: "x"})
+		}},
 	}
 	for _, tt := range tests {
 		for _, id := range []struct{ label, id string }{{"unknown id", uuid.NewString()}, {"malformed id", "not-a-uuid"}} {

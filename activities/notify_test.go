@@ -42,6 +42,52 @@ func TestNotifyRestaurant(t *testing.T) {
 	}
 }
 
+// TestNotifyRestaurantOfEnd: the restaurant hears of an order's end only
+// when it was sent the order, once however often the activity runs, and
+// the order itself does not change.
+func TestNotifyRestaurantOfEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	end := func(orderID string) {
+		t.Helper()
+		for range 2 {
+			if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{
+				OrderID: orderID, Kind: "cancelled", Message: "Order was cancelled (changed my mind). Do not prepare it.",
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	unsent := f.place(t)
+	f.authorize(t, unsent, activities.SandboxTokenVisa)
+	end(unsent.OrderID)
+	if ns := f.notifications(t, unsent.OrderID); len(ns) != 0 {
+		t.Errorf("the restaurant was told of the end of an order it was never sent: %+v", ns)
+	}
+
+	sent := f.place(t)
+	f.authorize(t, sent, activities.SandboxTokenVisa)
+	if err := f.acts.NotifyRestaurant(t.Context(), sent.OrderID); err != nil {
+		t.Fatal(err)
+	}
+	before := f.snapshot(t, sent.OrderID)
+	end(sent.OrderID)
+	ns := f.notifications(t, sent.OrderID)
+	if len(ns) != 2 {
+		t.Fatalf("%d notifications, want the new order's and the end's", len(ns))
+	}
+	n := ns[1]
+	if n.IdempotencyKey != sent.OrderID+"/restaurant/cancelled" || n.Recipient != "restaurant" ||
+		n.RecipientID != "r_pizza" || n.Kind != "cancelled" || !strings.Contains(n.Message, "Do not prepare it") {
+		t.Errorf("notification %+v", n)
+	}
+	before.Notifications++
+	if after := f.snapshot(t, sent.OrderID); after != before {
+		t.Errorf("after the notice the order is %+v; want %+v, one notification more", after, before)
+	}
+}
+
 type failingNotifier struct{}
 
 func (failingNotifier) Notify(context.Context, activities.Notification) error {

@@ -488,7 +488,7 @@ func TestOrderPaths(t *testing.T) {
 		if o.Payment.Status != "voided" {
 			t.Errorf("payment = %q; want voided", o.Payment.Status)
 		}
-		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:timed_out")
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:timed_out", "restaurant:timed_out")
 		if got := netCharged(t, app, p.ID); got != 0 {
 			t.Errorf("customer paid %d for a timed-out order; want 0", got)
 		}
@@ -506,7 +506,7 @@ func TestOrderPaths(t *testing.T) {
 		if o.Payment.Status != "voided" || o.Reason != "changed my mind" {
 			t.Errorf("cancelled order: payment %q reason %q; want voided and the customer's reason", o.Payment.Status, o.Reason)
 		}
-		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:cancelled")
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:cancelled", "restaurant:cancelled")
 		if got := netCharged(t, app, p.ID); got != 0 {
 			t.Errorf("customer paid %d for a cancelled order; want 0", got)
 		}
@@ -539,6 +539,8 @@ func TestOrderPaths(t *testing.T) {
 		if o.Status != "cancelled" || o.Payment.Status != "refunded" {
 			t.Errorf("order %q payment %q; want cancelled, refunded", o.Status, o.Payment.Status)
 		}
+		// The kitchen, told of the acceptance, is told the order is off.
+		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted", "customer:cancelled", "restaurant:cancelled")
 		if got := netCharged(t, app, p.ID); got != 0 {
 			t.Errorf("customer paid %d for a cancelled order; want 0", got)
 		}
@@ -769,7 +771,7 @@ func TestAcceptAfterTheDeadlineIsLate(t *testing.T) {
 	if o.Payment.Status != "voided" {
 		t.Errorf("payment = %q; want voided", o.Payment.Status)
 	}
-	wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:timed_out")
+	wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:timed_out", "restaurant:timed_out")
 	if got := netCharged(t, api, p.ID); got != 0 {
 		t.Errorf("customer paid %d for a late accept; want 0", got)
 	}

@@ -34,6 +34,9 @@ const (
 	// recording was not confirmed records it first, and a decision that
 	// ends the order (reject, cancel) answers once the end is recorded.
 	changeCompensationRecordsFirst = "compensation-records-first"
+	// changeRestaurantToldOfEnd: a restaurant that was sent an order is
+	// told when it ends cancelled, timed out or failed.
+	changeRestaurantToldOfEnd = "restaurant-told-of-end"
 )
 
 // decision is the restaurant's or the customer's answer while the order
@@ -56,6 +59,9 @@ type order struct {
 	// recorded: RecordPlaced succeeded, so the order is in the database;
 	// unrecordable: it failed as invalid input, so it never will be.
 	recorded, unrecordable bool
+	// sentToRestaurant: the restaurant notification was started, so the
+	// restaurant may have the order.
+	sentToRestaurant bool
 	// answerOnRecord: the order is being compensated under
 	// changeCompensationRecordsFirst, whose decisions answer only once
 	// endRecorded, the final status's write, has been done.
@@ -310,6 +316,7 @@ func (o *order) run(ctx workflow.Context) (err error) {
 		return o.decide(ctx)
 	}
 
+	o.sentToRestaurant = true
 	if err := o.do(ctx, "notify restaurant", a.NotifyRestaurant, order.OrderID); err != nil {
 		return o.failed(ctx, err, "could not notify the restaurant")
 	}
@@ -500,6 +507,15 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 		kind = "payment_declined"
 	}
 	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)
+	// A restaurant that has the order (and may be cooking it, when it
+	// had accepted) is told it is off, unless the end is its own
+	// rejection. The activity finds whether it was sent the order.
+	if o.sentToRestaurant && status != orderflow.StatusRejected &&
+		workflow.GetVersion(dctx, changeRestaurantToldOfEnd, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		run("notify restaurant: "+string(status), a.NotifyRestaurantOfEnd, activities.RestaurantNotice{
+			OrderID: id, Kind: string(status), Message: restaurantMessage(id, status, reason),
+		}, nil)
+	}
 	return nil
 }
 
@@ -542,6 +558,19 @@ func customerMessage(status orderflow.OrderStatus, reason string) string {
 		return "Your order was cancelled (" + reason + "). Any payment has been released."
 	default:
 		return "Sorry, something went wrong with your order (" + reason + "). Any payment has been released."
+	}
+}
+
+// restaurantMessage is what a restaurant that has the order reads when it
+// ends unfulfilled.
+func restaurantMessage(id string, status orderflow.OrderStatus, reason string) string {
+	switch status {
+	case orderflow.StatusTimedOut:
+		return "Order " + id + " was not accepted in time and is cancelled. Do not prepare it."
+	case orderflow.StatusCancelled:
+		return "Order " + id + " was cancelled (" + reason + "). Do not prepare it."
+	default:
+		return "Order " + id + " is called off: something went wrong (" + reason + "). Do not prepare it."
 	}
 }
 

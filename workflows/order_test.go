@@ -117,6 +117,10 @@ func (h *harness) mock() {
 		h.record("NotifyCustomer:" + in.Kind)
 		return nil
 	})
+	on("NotifyRestaurantOfEnd", acts.NotifyRestaurantOfEnd, func(_ context.Context, in activities.RestaurantNotice) error {
+		h.record("NotifyRestaurantOfEnd:" + in.Kind)
+		return nil
+	})
 }
 
 func (h *harness) record(call string) {
@@ -242,13 +246,27 @@ func TestOrderCompensations(t *testing.T) {
 			name:       "restaurant does not answer within 10 minutes",
 			setup:      func(h *harness) {},
 			wantStatus: "timed_out", wantPayment: "voided", wantReason: "restaurant did not answer within 10m0s",
-			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "ReleasePayment", "NotifyCustomer:timed_out"},
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "ReleasePayment", "NotifyCustomer:timed_out",
+				"NotifyRestaurantOfEnd:timed_out"},
 		},
 		{
 			name:       "customer cancels before acceptance",
 			setup:      func(h *harness) { h.update(3*time.Minute, workflows.UpdateCancel, workflows.CancelInput{}) },
 			wantStatus: "cancelled", wantPayment: "voided", wantReason: "cancelled by customer",
-			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"},
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled",
+				"NotifyRestaurantOfEnd:cancelled"},
+		},
+		{
+			// The kitchen was told the order was accepted and may be
+			// cooking it: it is told the order is off.
+			name: "capture fails after acceptance",
+			setup: func(h *harness) {
+				h.update(2*time.Minute, workflows.UpdateAccept)
+				h.captureErr = temporal.NewNonRetryableApplicationError("card expired", activities.ErrTypeInvalid, nil)
+			},
+			wantStatus: "failed", wantPayment: "refunded", wantReason: "payment capture failed",
+			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
+				"Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed", "NotifyRestaurantOfEnd:failed"},
 		},
 		{
 			name:       "payment declined",
@@ -471,7 +489,7 @@ func TestWorkflowCancelledAfterCaptureRefunds(t *testing.T) {
 		t.Errorf("workflow error = %v, want cancelled", err)
 	}
 	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
-		"NotifyCustomer:accepted", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled")
+		"NotifyCustomer:accepted", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled", "NotifyRestaurantOfEnd:cancelled")
 }
 
 // TestCompensationFindsTheOrderEnded: the workflow is cancelled while a step
@@ -829,7 +847,8 @@ func TestAcceptanceLostInACrashIsCarriedThrough(t *testing.T) {
 				t.Fatalf("the %s step was recorded with UnlessAccepted %v; want [%v]", tt.end, unless, tt.refused)
 			}
 			if !tt.refused {
-				h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end, "ReleasePayment", "NotifyCustomer:cancelled")
+				h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end, "ReleasePayment", "NotifyCustomer:cancelled",
+					"NotifyRestaurantOfEnd:cancelled")
 				return
 			}
 			h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end,
