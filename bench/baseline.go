@@ -70,6 +70,11 @@ func (*NoopActivities) ReleasePayment(context.Context, activities.PaymentInput) 
 // NotifyCustomer does nothing.
 func (*NoopActivities) NotifyCustomer(context.Context, activities.CustomerNotice) error { return nil }
 
+// NotifyRestaurantOfEnd does nothing.
+func (*NoopActivities) NotifyRestaurantOfEnd(context.Context, activities.RestaurantNotice) error {
+	return nil
+}
+
 // noop is the typed nil the naive workflow names its activities through.
 var noop *NoopActivities
 

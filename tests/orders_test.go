@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/temporalproto"
+	updatepb "go.temporal.io/api/update/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -755,9 +760,15 @@ func TestAcceptAfterTheDeadlineIsLate(t *testing.T) {
 		resp, err := api.Request(http.MethodPost, "/v1/orders/"+p.ID+"/accept", nil)
 		answered <- answer{resp, err}
 	}()
-	// The accept reaches the server and waits there for the workflow's
-	// task, which the worker started now takes with the timer's firing.
-	time.Sleep(time.Second)
+	// The accept reaches the server and waits there, admitted, for the
+	// workflow's next task, which the worker started then takes together
+	// with the timer's firing.
+	for deadline := time.Now().Add(statusTimeout); !updateAdmitted(t, api, p.ID, workflows.UpdateAccept); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the accept sent at %s did not reach Temporal in %s", p.AcceptBy, statusTimeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	startWorker()
 	a := <-answered
 	if a.err != nil {
@@ -775,6 +786,26 @@ func TestAcceptAfterTheDeadlineIsLate(t *testing.T) {
 	if got := netCharged(t, api, p.ID); got != 0 {
 		t.Errorf("customer paid %d for a late accept; want 0", got)
 	}
+}
+
+// updateAdmitted tells whether the order's workflow has the update with the
+// given ID (the API's decisions use their names), admitted or further.
+func updateAdmitted(t *testing.T, app *apptest.App, orderID, updateID string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := app.Env.Temporal.WorkflowService().PollWorkflowExecutionUpdate(ctx, &workflowservice.PollWorkflowExecutionUpdateRequest{
+		Namespace: "default",
+		UpdateRef: &updatepb.UpdateRef{
+			WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: orderflow.OrderWorkflowID(orderID)},
+			UpdateId:          updateID,
+		},
+	})
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		t.Fatalf("poll update %s of order %s: %v", updateID, orderID, err)
+	}
+	return err == nil
 }
 
 // TestPlaceOrderRetriedConcurrently: the same POST sent eight times at

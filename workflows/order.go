@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -37,6 +38,9 @@ const (
 	// changeRestaurantToldOfEnd: a restaurant that was sent an order is
 	// told when it ends cancelled, timed out or failed.
 	changeRestaurantToldOfEnd = "restaurant-told-of-end"
+	// changeNoNoticePastDeadline: an order authorized only after its
+	// accept_by times out without being sent to the restaurant.
+	changeNoNoticePastDeadline = "no-notice-past-deadline"
 )
 
 // decision is the restaurant's or the customer's answer while the order
@@ -209,23 +213,26 @@ func (o *order) awaitOutcomeRecorded(ctx workflow.Context) error {
 }
 
 // canDecide tells whether a decision may be taken now: the order must be in
-// one of the given statuses, not already decided, and its accept_by not
-// passed.
+// one of the given statuses and not already decided, and the restaurant's
+// answer (an accept, a reject, or the customer's cancel once the
+// restaurant has the order) must come before accept_by. A customer may
+// cancel an order the restaurant has not been sent yet at any time.
 //
 // The deadline is checked here as well as by the accept timer because a
 // decision can reach the workflow before the timer's firing does: when no
 // worker ran at the deadline (a crash, a deploy), the timer's firing and
 // the decision sent meanwhile come in the same workflow task, and the
 // validator runs before the workflow code sees the timer. workflow.Now is
-// that task's time, so a decision the workflow takes after accept_by is
-// refused as late, as the API promises. (Orders started without accept_by
-// have no deadline here.)
+// that task's start, so a decision the workflow takes at or after accept_by
+// is refused as late, as the API promises. (Orders started without
+// accept_by have no deadline here.)
 func (o *order) canDecide(ctx workflow.Context, what string, allowed ...orderflow.OrderStatus) error {
 	deadline := o.in.Order.AcceptBy
-	pending := o.status == orderflow.StatusPlaced || o.status == orderflow.StatusAwaitingAcceptance
-	if pending && o.decision == nil && !deadline.IsZero() && !workflow.Now(ctx).Before(deadline) {
-		return fmt.Errorf("order is %s past its accept_by (%s): it is timing out, too late to %s",
-			o.status, deadline.UTC().Format(time.RFC3339), what)
+	late := o.status == orderflow.StatusAwaitingAcceptance ||
+		o.status == orderflow.StatusPlaced && !slices.Contains(allowed, orderflow.StatusPlaced)
+	if late && o.decision == nil && !deadline.IsZero() && !workflow.Now(ctx).Before(deadline) {
+		return fmt.Errorf("order is %s past its accept_by (%s): too late to %s",
+			o.status, deadline.UTC().Format(time.RFC3339Nano), what)
 	}
 	for _, s := range allowed {
 		if o.status != s {
@@ -314,6 +321,15 @@ func (o *order) run(ctx workflow.Context) (err error) {
 	o.authID, o.payment = auth.AuthorizationID, orderflow.PaymentAuthorized
 	if o.decision != nil { // cancelled while the payment was being authorized
 		return o.decide(ctx)
+	}
+	// Authorized only after accept_by (a slow gateway, a worker outage):
+	// the restaurant is not sent an order it can no longer accept. (The
+	// version is asked for here only, so that the usual path's history
+	// does not grow by a marker.)
+	if !order.AcceptBy.IsZero() && !workflow.Now(ctx).Before(order.AcceptBy) &&
+		workflow.GetVersion(ctx, changeNoNoticePastDeadline, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		return o.compensate(ctx, orderflow.StatusTimedOut, events.OrderTimedOut,
+			fmt.Sprintf("the payment was authorized only after the %s the restaurant had to accept", o.in.AcceptTimeout))
 	}
 
 	o.sentToRestaurant = true

@@ -103,8 +103,10 @@ type Config struct {
 	// held-back and deferred ones included: a consumer that defers many
 	// messages (the courier) needs it large. Messages waiting in a queue
 	// behind a slow handler are kept in progress (their AckWait restarted
-	// every AckWait/3), so a deep queue costs them time, not redeliveries.
-	// Default DefaultMaxAckPending.
+	// every AckWait/3), so a deep queue costs them time, not redeliveries;
+	// they wait for this process, though, not for whichever replica is
+	// free, so a slow handler's consumer keeps it near what Concurrency
+	// workers take in a few AckWaits. Default DefaultMaxAckPending.
 	MaxAckPending int
 	// Validate, when set, checks an envelope before the handler sees it; a
 	// refused one is poison (e.g. events.ValidatePayload).
@@ -286,8 +288,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		queues[i] = make(chan jetstream.Msg, c.cfg.MaxAckPending)
 		wg.Go(func() {
 			for m := range queues[i] {
-				if queued.take(m) >= c.ackWait/10 && ctx.Err() == nil {
-					c.inProgress(m) // the handler gets the whole AckWait
+				if queued.take(m) > c.ackWait/takenLate && ctx.Err() == nil {
+					c.inProgress(m) // the handler's deadline is within AckWait again
 				}
 				if ctx.Err() != nil {
 					// Shutting down: hand it back for another process.

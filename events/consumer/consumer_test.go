@@ -655,3 +655,36 @@ func TestQueuedBehindASlowHandlerIsNotRedelivered(t *testing.T) {
 		t.Errorf("stats = %+v; want %d deliveries", st, n)
 	}
 }
+
+// TestTakenAfterAWaitIsReportedInProgress: a message that waited in its
+// queue for less than the interval at which waiting messages are reported
+// in progress, and whose handler then runs close to its deadline (9/10 of
+// AckWait), is not delivered again meanwhile: the worker reports it in
+// progress when it takes it.
+func TestTakenAfterAWaitIsReportedInProgress(t *testing.T) {
+	f := newFixture(t)
+	const ackWait = 4 * time.Second
+	var calls atomic.Int32
+	cfg := f.config(t, "late", false, func(events.Envelope) error {
+		if calls.Add(1) == 1 {
+			time.Sleep(ackWait * 3 / 10) // the second waits this long: under AckWait/3
+		} else {
+			time.Sleep(ackWait * 8 / 10) // then runs to 1.1 AckWaits after its delivery
+		}
+		return nil
+	})
+	cfg.Concurrency, cfg.AckWait = 1, ackWait
+	c := run(t, cfg)
+	for range 2 {
+		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
+	}
+	eventually(t, "both events applied", func() bool { return c.Stats().Applied == 2 })
+	time.Sleep(ackWait / 4) // a redelivery due at AckWait would have come by now
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range f.outcomes {
+		if o.Consumer == "late" && (o.Delivered != 1 || o.Result != consumer.Applied) {
+			t.Errorf("stream sequence %d: %s on delivery %d; want applied on its only delivery", o.StreamSeq, o.Result, o.Delivered)
+		}
+	}
+}

@@ -8,6 +8,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// takenLate: a worker that takes a message which waited in its queue more
+// than AckWait/takenLate reports it in progress first. The handler's
+// deadline is 9/10 of AckWait; a wait up to a hundredth leaves settling
+// the rest of the tenth.
+const takenLate = 100
+
 // waiting is the set of messages dispatched to a worker's queue and not yet
 // taken by the worker, with when each was queued.
 //
@@ -17,8 +23,9 @@ import (
 // copy queued behind it and each delivery counting towards MaxDeliver.
 // Run therefore tells JetStream that the messages waiting are in progress
 // (keepInProgress), which restarts their AckWait, and does so once more
-// when a worker takes one that waited, so that its handler has the whole
-// AckWait.
+// when a worker takes one that waited more than AckWait/takenLate. Messages
+// waiting stay with this process until a worker takes them, rather than
+// going to another process after AckWait.
 type waiting struct {
 	mu    sync.Mutex
 	since map[jetstream.Msg]time.Time
@@ -45,17 +52,18 @@ func (w *waiting) take(m jetstream.Msg) time.Duration {
 	return time.Since(at)
 }
 
-// older returns the messages that have waited d or longer.
-func (w *waiting) older(d time.Duration) []jetstream.Msg {
+// eachOlder calls fn with every message that has waited d or longer,
+// holding the lock: a worker cannot take one meanwhile, so fn never acts
+// on a message a worker has settled (a progress report after a delayed
+// nak would restart the redelivery at AckWait instead of the delay).
+func (w *waiting) eachOlder(d time.Duration, fn func(jetstream.Msg)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var ms []jetstream.Msg
 	for m, at := range w.since {
 		if time.Since(at) >= d {
-			ms = append(ms, m)
+			fn(m)
 		}
 	}
-	return ms
 }
 
 // keepInProgress tells JetStream, every interval until ctx is done, that
@@ -69,9 +77,7 @@ func (c *Consumer) keepInProgress(ctx context.Context, w *waiting, interval time
 			return
 		case <-t.C:
 		}
-		for _, m := range w.older(interval) {
-			c.inProgress(m)
-		}
+		w.eachOlder(interval, c.inProgress)
 	}
 }
 
