@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow"
@@ -254,34 +255,40 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 	}); err != nil {
 		return surface(fmt.Errorf("notify restaurant: %w", err))
 	}
-	return surface(a.apply(ctx, step{
+	err = a.apply(ctx, step{
 		orderID: id, eventType: events.OrderRestaurantNotified, status: orderflow.StatusAwaitingAcceptance,
-	}))
+	})
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypeOrderEnded {
+		// The order ended while it was being sent (the workflow stopped
+		// waiting for this step when it was cancelled, say): the
+		// restaurant has it, but the timeline does not say so, so the end's
+		// own notice (NotifyRestaurantOfEnd) passes it by. Call it off here.
+		if cerr := a.callOff(ctx, id); cerr != nil {
+			return cerr
+		}
+	}
+	return surface(err)
 }
 
-// RestaurantNotice tells a restaurant that an order it was sent has ended
-// unfulfilled; Kind is the final status (cancelled, timed_out, failed).
+// RestaurantNotice asks to tell a restaurant that an order it was sent has
+// ended unfulfilled (cancelled, timed out or failed).
 type RestaurantNotice struct {
 	OrderID string `json:"order_id"`
-	Kind    string `json:"kind"`
-	Message string `json:"message"`
 }
 
 // NotifyRestaurantOfEnd tells the restaurant that an order it was sent
 // (order.restaurant_notified is on the timeline) has ended unfulfilled, so
-// that it does not prepare it; an order the restaurant was never sent is
-// left alone. It records a notification only: the end's own event is the
-// order's change.
+// that it does not prepare it; an order the restaurant was never sent, or
+// that it rejected itself, is left alone. (An order that ended while it was
+// being sent is called off by NotifyRestaurant.) It records a notification
+// only: the end's own event is the order's change.
 func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNotice) error {
 	id, err := parseOrderID(in.OrderID)
 	if err != nil {
 		return err
 	}
-	if in.Kind == "" {
-		return invalidf("order %s: restaurant notice without a kind", id)
-	}
-	o, err := a.getOrder(ctx, id)
-	if err != nil {
+	if _, err := a.getOrder(ctx, id); err != nil {
 		return surface(err)
 	}
 	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderRestaurantNotified, ""))
@@ -291,13 +298,35 @@ func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNot
 	if !sent {
 		return nil
 	}
+	return a.callOff(ctx, id)
+}
+
+// callOff tells the restaurant that order id is off, once, when it ended
+// cancelled, timed out or failed; the notice's kind is that status.
+func (a *Activities) callOff(ctx context.Context, id uuid.UUID) error {
+	o, err := a.getOrder(ctx, id)
+	if err != nil {
+		return surface(err)
+	}
+	st := orderflow.OrderStatus(o.Status)
+	var msg string
+	switch st {
+	case orderflow.StatusTimedOut:
+		msg = fmt.Sprintf("Order %s was not accepted in time and is cancelled. Do not prepare it.", id)
+	case orderflow.StatusCancelled:
+		msg = fmt.Sprintf("Order %s was cancelled (%s). Do not prepare it.", id, o.Reason)
+	case orderflow.StatusFailed:
+		msg = fmt.Sprintf("Order %s is called off: something went wrong (%s). Do not prepare it.", id, o.Reason)
+	default: // not ended, rejected by the restaurant, or completed
+		return nil
+	}
 	if err := a.Notifier.Notify(ctx, Notification{
-		Key:         id.String() + "/restaurant/" + in.Kind,
+		Key:         id.String() + "/restaurant/" + o.Status,
 		OrderID:     id.String(),
 		Recipient:   recipientRestaurant,
 		RecipientID: o.RestaurantID,
-		Kind:        in.Kind,
-		Message:     in.Message,
+		Kind:        o.Status,
+		Message:     msg,
 	}); err != nil {
 		return surface(fmt.Errorf("notify restaurant: %w", err))
 	}

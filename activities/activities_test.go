@@ -351,7 +351,7 @@ func TestUnknownOrderIsInvalid(t *testing.T) {
 			return f.acts.NotifyCustomer(ctx, activities.CustomerNotice{OrderID: id, Kind: "failed", Message: "x"})
 		}},
 		{"NotifyRestaurantOfEnd", func(ctx context.Context, id string) error {
-			return f.acts.NotifyRestaurantOfEnd(ctx, activities.RestaurantNotice{OrderID: id, Kind: "cancelled", Message: "x"})
+			return f.acts.NotifyRestaurantOfEnd(ctx, activities.RestaurantNotice{OrderID: id})
 		}},
 	}
 	for _, tt := range tests {

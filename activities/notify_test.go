@@ -43,17 +43,23 @@ func TestNotifyRestaurant(t *testing.T) {
 }
 
 // TestNotifyRestaurantOfEnd: the restaurant hears of an order's end only
-// when it was sent the order, once however often the activity runs, and
-// the order itself does not change.
+// when it was sent the order, once however often the activity runs, with
+// the end as the notice's kind, and the order itself does not change.
 func TestNotifyRestaurantOfEnd(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
+	cancel := func(orderID string) {
+		t.Helper()
+		if err := f.acts.Transition(t.Context(), activities.TransitionInput{
+			OrderID: orderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "changed my mind",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	end := func(orderID string) {
 		t.Helper()
 		for range 2 {
-			if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{
-				OrderID: orderID, Kind: "cancelled", Message: "Order was cancelled (changed my mind). Do not prepare it.",
-			}); err != nil {
+			if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{OrderID: orderID}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -61,6 +67,7 @@ func TestNotifyRestaurantOfEnd(t *testing.T) {
 
 	unsent := f.place(t)
 	f.authorize(t, unsent, activities.SandboxTokenVisa)
+	cancel(unsent.OrderID)
 	end(unsent.OrderID)
 	if ns := f.notifications(t, unsent.OrderID); len(ns) != 0 {
 		t.Errorf("the restaurant was told of the end of an order it was never sent: %+v", ns)
@@ -71,6 +78,7 @@ func TestNotifyRestaurantOfEnd(t *testing.T) {
 	if err := f.acts.NotifyRestaurant(t.Context(), sent.OrderID); err != nil {
 		t.Fatal(err)
 	}
+	cancel(sent.OrderID)
 	before := f.snapshot(t, sent.OrderID)
 	end(sent.OrderID)
 	ns := f.notifications(t, sent.OrderID)
@@ -79,12 +87,61 @@ func TestNotifyRestaurantOfEnd(t *testing.T) {
 	}
 	n := ns[1]
 	if n.IdempotencyKey != sent.OrderID+"/restaurant/cancelled" || n.Recipient != "restaurant" ||
-		n.RecipientID != "r_pizza" || n.Kind != "cancelled" || !strings.Contains(n.Message, "Do not prepare it") {
+		n.RecipientID != "r_pizza" || n.Kind != "cancelled" ||
+		!strings.Contains(n.Message, "changed my mind") || !strings.Contains(n.Message, "Do not prepare it") {
 		t.Errorf("notification %+v", n)
 	}
 	before.Notifications++
 	if after := f.snapshot(t, sent.OrderID); after != before {
 		t.Errorf("after the notice the order is %+v; want %+v, one notification more", after, before)
+	}
+}
+
+// endingNotifier ends the order as the restaurant is sent it: the
+// workflow, cancelled meanwhile, stopped waiting for the send and ended
+// the order.
+type endingNotifier struct {
+	activities.Notifier
+	end func(orderID string)
+}
+
+func (n endingNotifier) Notify(ctx context.Context, x activities.Notification) error {
+	if err := n.Notifier.Notify(ctx, x); err != nil {
+		return err
+	}
+	if x.Kind == "new_order" {
+		n.end(x.OrderID)
+	}
+	return nil
+}
+
+// TestOrderEndedWhileSentIsCalledOff: an order that ends while the
+// restaurant is being sent it has no order.restaurant_notified on its
+// timeline, so the end's own notice passes it by; the restaurant, which
+// has the order, is told it is off by the send itself.
+func TestOrderEndedWhileSentIsCalledOff(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	f.authorize(t, in, activities.SandboxTokenVisa)
+	acts := *f.acts
+	acts.Notifier = endingNotifier{Notifier: f.acts.Notifier, end: func(orderID string) {
+		if err := f.acts.Transition(t.Context(), activities.TransitionInput{
+			OrderID: orderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "order workflow cancelled",
+		}); err != nil {
+			t.Errorf("cancel: %v", err)
+		}
+	}}
+	requireEnded(t, acts.NotifyRestaurant(t.Context(), in.OrderID), "cancelled")
+	if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{OrderID: in.OrderID}); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, n := range f.notifications(t, in.OrderID) {
+		kinds = append(kinds, n.Recipient+":"+n.Kind)
+	}
+	if !slices.Equal(kinds, []string{"restaurant:new_order", "restaurant:cancelled"}) {
+		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
 	}
 }
 

@@ -13,14 +13,16 @@
 // placed at the restaurant, also one whose payment was then declined. The
 // order workflow ends such an order with order.rejected before the
 // restaurant hears of it; a rejection counts only for an order the
-// restaurant was notified of (order.restaurant_notified). order.cancelled
+// restaurant was notified of (order.restaurant_notified), and so does a
+// time-out (an order authorized only after its accept_by times out before
+// the restaurant is sent it). order.cancelled
 // ends an order cancelled by the customer before the restaurant decided,
 // and also one whose workflow was cancelled, maybe after the acceptance: a
 // cancellation counts only before the acceptance, and an order cancelled
 // after it stays counted as accepted. Rejections and cancellations need the
 // order's earlier events: an order the projection first sees at its
-// rejection or cancellation (its earlier events had aged out of the stream
-// before the projection started) counts as neither.
+// rejection, time-out or cancellation (its earlier events had aged out of
+// the stream before the projection started) counts as none of them.
 package analytics
 
 import (
@@ -162,6 +164,10 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 		case eventType == events.OrderRejected && !o.Notified:
 			// The restaurant never heard of the order: its payment was
 			// declined (or the projection cannot tell).
+		case eventType == events.OrderTimedOut && !o.Notified:
+			// Not the restaurant's time-out: the payment was authorized
+			// only after accept_by, and the order never sent to it (or the
+			// projection cannot tell).
 		case eventType == events.OrderCancelled && (!seen || o.AcceptedAt.Valid):
 			// Cancelled after the acceptance (it stays accepted), or the
 			// projection cannot tell.
@@ -188,6 +194,8 @@ type Counts struct {
 	// Rejected by the restaurant: a declined payment, which rejects the
 	// order before the restaurant is notified, is not counted.
 	Rejected int `json:"rejected"`
+	// TimedOut counts the orders the restaurant was sent and did not
+	// answer in time.
 	TimedOut int `json:"timed_out"`
 	// Cancelled before the restaurant decided, by the customer or by the
 	// cancellation of the order's workflow. An order cancelled after its

@@ -14,66 +14,58 @@ import (
 )
 
 // proxy is a TCP proxy in front of target that a test can cut (every
-// connection closed, new ones refused) and restore on the same port: an
-// outage of what is behind it, as its clients see one.
+// connection closed, new ones closed as they come) and restore: an outage
+// of what is behind it, as its clients see one. It keeps its port
+// throughout, so that no other socket can take it meanwhile.
 type proxy struct {
-	t      *testing.T
 	target string
 	addr   string
 
 	mu    sync.Mutex
-	ln    net.Listener
+	down  bool
 	conns map[net.Conn]struct{}
 }
 
 func startProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	p := &proxy{t: t, target: target, addr: "127.0.0.1:0", conns: map[net.Conn]struct{}{}}
-	p.restore()
-	t.Cleanup(p.cut)
-	return p
-}
-
-// restore listens again, on the port it had.
-func (p *proxy) restore() {
-	p.t.Helper()
-	var (
-		ln  net.Listener
-		err error
-	)
-	for range 50 { // the port may take a moment to be free again
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		p.t.Fatalf("proxy: listen on %s again: %v", p.addr, err)
+		t.Fatal(err)
 	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
+	p := &proxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() {
+		ln.Close()
+		p.cut()
+	})
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				return // cut
+				return // the test ended
 			}
-			go p.pipe(ln, c)
+			go p.pipe(c)
 		}
 	}()
+	return p
 }
 
 // pipe relays c to a new connection to the target, until either side
 // closes or the proxy is cut.
-func (p *proxy) pipe(ln net.Listener, c net.Conn) {
+func (p *proxy) pipe(c net.Conn) {
+	p.mu.Lock()
+	down := p.down
+	p.mu.Unlock()
+	if down {
+		c.Close()
+		return
+	}
 	up, err := net.Dial("tcp", p.target)
 	if err != nil {
 		c.Close()
 		return
 	}
 	p.mu.Lock()
-	if p.ln != ln { // cut meanwhile
+	if p.down { // cut meanwhile
 		p.mu.Unlock()
 		c.Close()
 		up.Close()
@@ -89,18 +81,22 @@ func (p *proxy) pipe(ln net.Listener, c net.Conn) {
 	c.Close()
 }
 
-// cut closes the listener and every connection through the proxy.
+// cut closes every connection through the proxy and the new ones from now.
 func (p *proxy) cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
+	p.down = true
 	for c := range p.conns {
 		c.Close()
 	}
 	clear(p.conns)
+}
+
+// restore relays new connections again.
+func (p *proxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
 }
 
 // TestTemporalOutageAnswers503AndStartsNothing: while the API cannot reach

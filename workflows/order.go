@@ -214,9 +214,10 @@ func (o *order) awaitOutcomeRecorded(ctx workflow.Context) error {
 
 // canDecide tells whether a decision may be taken now: the order must be in
 // one of the given statuses and not already decided, and the restaurant's
-// answer (an accept, a reject, or the customer's cancel once the
-// restaurant has the order) must come before accept_by. A customer may
-// cancel an order the restaurant has not been sent yet at any time.
+// answers (accept, reject) must come before accept_by, as must the
+// customer's cancel once the order is being sent or was sent to the
+// restaurant. An order the restaurant has not been sent yet, the customer
+// may cancel at any time.
 //
 // The deadline is checked here as well as by the accept timer because a
 // decision can reach the workflow before the timer's firing does: when no
@@ -228,8 +229,9 @@ func (o *order) awaitOutcomeRecorded(ctx workflow.Context) error {
 // accept_by have no deadline here.)
 func (o *order) canDecide(ctx workflow.Context, what string, allowed ...orderflow.OrderStatus) error {
 	deadline := o.in.Order.AcceptBy
-	late := o.status == orderflow.StatusAwaitingAcceptance ||
-		o.status == orderflow.StatusPlaced && !slices.Contains(allowed, orderflow.StatusPlaced)
+	restaurants := !slices.Contains(allowed, orderflow.StatusPlaced) // an accept or a reject
+	pending := o.status == orderflow.StatusPlaced || o.status == orderflow.StatusAwaitingAcceptance
+	late := pending && (restaurants || o.sentToRestaurant)
 	if late && o.decision == nil && !deadline.IsZero() && !workflow.Now(ctx).Before(deadline) {
 		return fmt.Errorf("order is %s past its accept_by (%s): too late to %s",
 			o.status, deadline.UTC().Format(time.RFC3339Nano), what)
@@ -242,6 +244,9 @@ func (o *order) canDecide(ctx workflow.Context, what string, allowed ...orderflo
 			return fmt.Errorf("order is %s: it was already decided (%s)", o.status, o.decision.update)
 		}
 		return nil
+	}
+	if o.status == orderflow.StatusPlaced && o.decision != nil {
+		return fmt.Errorf("order is %s: it was already decided (%s)", o.status, o.decision.update)
 	}
 	if o.status == orderflow.StatusPlaced {
 		return temporal.NewApplicationError(fmt.Sprintf("order is %s: the restaurant has not been notified yet, cannot %s", o.status, what), ErrTypeNotYetNotified)
@@ -528,9 +533,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	// rejection. The activity finds whether it was sent the order.
 	if o.sentToRestaurant && status != orderflow.StatusRejected &&
 		workflow.GetVersion(dctx, changeRestaurantToldOfEnd, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
-		run("notify restaurant: "+string(status), a.NotifyRestaurantOfEnd, activities.RestaurantNotice{
-			OrderID: id, Kind: string(status), Message: restaurantMessage(id, status, reason),
-		}, nil)
+		run("notify restaurant: "+string(status), a.NotifyRestaurantOfEnd, activities.RestaurantNotice{OrderID: id}, nil)
 	}
 	return nil
 }
@@ -574,19 +577,6 @@ func customerMessage(status orderflow.OrderStatus, reason string) string {
 		return "Your order was cancelled (" + reason + "). Any payment has been released."
 	default:
 		return "Sorry, something went wrong with your order (" + reason + "). Any payment has been released."
-	}
-}
-
-// restaurantMessage is what a restaurant that has the order reads when it
-// ends unfulfilled.
-func restaurantMessage(id string, status orderflow.OrderStatus, reason string) string {
-	switch status {
-	case orderflow.StatusTimedOut:
-		return "Order " + id + " was not accepted in time and is cancelled. Do not prepare it."
-	case orderflow.StatusCancelled:
-		return "Order " + id + " was cancelled (" + reason + "). Do not prepare it."
-	default:
-		return "Order " + id + " is called off: something went wrong (" + reason + "). Do not prepare it."
 	}
 }
 

@@ -118,7 +118,7 @@ func (h *harness) mock() {
 		return nil
 	})
 	on("NotifyRestaurantOfEnd", acts.NotifyRestaurantOfEnd, func(_ context.Context, in activities.RestaurantNotice) error {
-		h.record("NotifyRestaurantOfEnd:" + in.Kind)
+		h.record("NotifyRestaurantOfEnd")
 		return nil
 	})
 }
@@ -247,14 +247,14 @@ func TestOrderCompensations(t *testing.T) {
 			setup:      func(h *harness) {},
 			wantStatus: "timed_out", wantPayment: "voided", wantReason: "restaurant did not answer within 10m0s",
 			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "ReleasePayment", "NotifyCustomer:timed_out",
-				"NotifyRestaurantOfEnd:timed_out"},
+				"NotifyRestaurantOfEnd"},
 		},
 		{
 			name:       "customer cancels before acceptance",
 			setup:      func(h *harness) { h.update(3*time.Minute, workflows.UpdateCancel, workflows.CancelInput{}) },
 			wantStatus: "cancelled", wantPayment: "voided", wantReason: "cancelled by customer",
 			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled",
-				"NotifyRestaurantOfEnd:cancelled"},
+				"NotifyRestaurantOfEnd"},
 		},
 		{
 			// The kitchen was told the order was accepted and may be
@@ -266,7 +266,7 @@ func TestOrderCompensations(t *testing.T) {
 			},
 			wantStatus: "failed", wantPayment: "refunded", wantReason: "payment capture failed",
 			wantCalls: []string{"RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
-				"Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed", "NotifyRestaurantOfEnd:failed"},
+				"Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed", "NotifyRestaurantOfEnd"},
 		},
 		{
 			name:       "payment declined",
@@ -383,6 +383,27 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 			after:      map[string]time.Duration{"Transition": 5 * time.Minute},
 			send:       func(h *harness) *outcome { return h.update(11*time.Minute, workflows.UpdateAccept) },
 			wantReject: "order is timed_out",
+		},
+		{
+			// The restaurant may have the order already: its time is up.
+			name: "cancel past accept_by while the restaurant is being sent the order",
+			after: map[string]time.Duration{
+				"AuthorizePayment": 9 * time.Minute, "NotifyRestaurant": 4 * time.Minute,
+			},
+			send: func(h *harness) *outcome {
+				return h.update(11*time.Minute, workflows.UpdateCancel, workflows.CancelInput{})
+			},
+			wantReject: "past its accept_by",
+		},
+		{
+			// Not "not yet": it will never be possible.
+			name:  "accept after a cancel while the order is recorded",
+			after: map[string]time.Duration{"RecordPlaced": 2 * time.Minute},
+			send: func(h *harness) *outcome {
+				h.update(30*time.Second, workflows.UpdateCancel, workflows.CancelInput{})
+				return h.update(time.Minute, workflows.UpdateAccept)
+			},
+			wantReject: "already decided (cancel)",
 		},
 		{
 			// Late, not "not yet": retrying would not help.
@@ -504,7 +525,7 @@ func TestWorkflowCancelledAfterCaptureRefunds(t *testing.T) {
 		t.Errorf("workflow error = %v, want cancelled", err)
 	}
 	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
-		"NotifyCustomer:accepted", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled", "NotifyRestaurantOfEnd:cancelled")
+		"NotifyCustomer:accepted", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled", "NotifyRestaurantOfEnd")
 }
 
 // TestCompensationFindsTheOrderEnded: the workflow is cancelled while a step
@@ -863,7 +884,7 @@ func TestAcceptanceLostInACrashIsCarriedThrough(t *testing.T) {
 			}
 			if !tt.refused {
 				h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end, "ReleasePayment", "NotifyCustomer:cancelled",
-					"NotifyRestaurantOfEnd:cancelled")
+					"NotifyRestaurantOfEnd")
 				return
 			}
 			h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:"+tt.end,
