@@ -235,7 +235,7 @@ func wantList(t *testing.T, what string, got []string, want ...string) {
 // startWithSDK starts order id's workflow as the API would (one Margherita
 // for the seeded customer, paid with tok_visa), with the SDK, so that a test
 // picks the ID and the delivery SLA (0: the workflow's default).
-func startWithSDK(t *testing.T, app *apptest.App, id string, sla time.Duration) {
+func startWithSDK(t *testing.T, app *apptest.App, id string, sla time.Duration, change ...func(*workflows.OrderInput)) {
 	t.Helper()
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	in := workflows.OrderInput{
@@ -245,6 +245,9 @@ func startWithSDK(t *testing.T, app *apptest.App, id string, sla time.Duration) 
 			TotalCents: 1150, PlacedAt: now, AcceptBy: now.Add(10 * time.Minute),
 		},
 		PaymentToken: "tok_visa", AcceptTimeout: 10 * time.Minute, DeliverySLA: sla,
+	}
+	for _, c := range change {
+		c(&in)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -594,6 +597,24 @@ func TestOrderPaths(t *testing.T) {
 		if got := netCharged(t, app, id); got != 0 {
 			t.Errorf("customer paid %d for a failed order; want 0", got)
 		}
+	})
+
+	t.Run("authorized_past_accept_by", func(t *testing.T) {
+		// The payment is authorized only after accept_by (here: the
+		// order reached the workflow that late, as after an outage): the
+		// order times out, voided, without being sent to the restaurant.
+		id := uuid.NewString()
+		startWithSDK(t, app, id, 0, func(in *workflows.OrderInput) {
+			in.Order.PlacedAt = in.Order.PlacedAt.Add(-11 * time.Minute)
+			in.Order.AcceptBy = in.Order.PlacedAt.Add(10 * time.Minute)
+		})
+		o := finish(t, app, id, "authorized_past_accept_by")
+		if o.Status != "timed_out" || o.Payment.Status != "voided" {
+			t.Errorf("order %q payment %q; want timed_out, voided", o.Status, o.Payment.Status)
+		}
+		wantList(t, "timeline", timelineTypes(o),
+			"order.placed", "order.payment_authorized", "order.timed_out", "order.payment_voided", "order.user_notified")
+		wantList(t, "notifications", notified(o), "customer:timed_out")
 	})
 
 	t.Run("transient_payment_failures", func(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 // way an order can end. TestOrderPaths records them (`make histories`).
 var recordedPaths = []string{
 	"accepted_delivered", "rejected", "timed_out", "cancelled", "payment_declined", "transient_payment",
-	"workflow_cancelled", "delivery_escalated", "failed",
+	"workflow_cancelled", "delivery_escalated", "failed", "authorized_past_accept_by",
 }
 
 // TestReplayRecordedHistories replays the histories recorded from real runs
