@@ -163,21 +163,27 @@ func start(env *stacktest.Env, extraEnv []string) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	environ := append(Environ(),
-		"ORDERFLOW_DATA_DIR="+dataDir,
+	environ := append(stackEnviron(env, httpAddr, TaskQueue), "ORDERFLOW_DATA_DIR="+dataDir)
+	a, err := launch("dev", httpAddr, append(environ, extraEnv...))
+	if a != nil {
+		a.Env = env
+	}
+	return a, err
+}
+
+// stackEnviron is the environment of an orderflow process on env's stack
+// (its components as external ones), serving on httpAddr, its workflows on
+// taskQueue.
+func stackEnviron(env *stacktest.Env, httpAddr, taskQueue string) []string {
+	return append(Environ(),
 		"ORDERFLOW_HTTP_ADDR="+httpAddr,
-		"ORDERFLOW_TASK_QUEUE="+TaskQueue,
+		"ORDERFLOW_TASK_QUEUE="+taskQueue,
 		"ORDERFLOW_LOG_LEVEL=info",
 		"TEMPORAL_ADDRESS="+env.Stack.TemporalAddr,
 		"TEMPORAL_NAMESPACE=default",
 		"DATABASE_URL="+env.Stack.DatabaseURL,
 		"NATS_URL="+env.Stack.NATSURL,
 	)
-	a, err := launch("dev", httpAddr, append(environ, extraEnv...))
-	if a != nil {
-		a.Env = env
-	}
-	return a, err
 }
 
 // StartAPI runs `orderflow api` alone against the package's shared stack,
@@ -193,16 +199,7 @@ func StartAPI(tb testing.TB, taskQueue string, extraEnv ...string) *App {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	environ := append(Environ(),
-		"ORDERFLOW_HTTP_ADDR="+httpAddr,
-		"ORDERFLOW_TASK_QUEUE="+taskQueue,
-		"ORDERFLOW_LOG_LEVEL=info",
-		"TEMPORAL_ADDRESS="+env.Stack.TemporalAddr,
-		"TEMPORAL_NAMESPACE=default",
-		"DATABASE_URL="+env.Stack.DatabaseURL,
-		"NATS_URL="+env.Stack.NATSURL,
-	)
-	a, err := launch("api", httpAddr, append(environ, extraEnv...))
+	a, err := launch("api", httpAddr, append(stackEnviron(env, httpAddr, taskQueue), extraEnv...))
 	if err != nil {
 		tb.Fatalf("apptest: %v", err)
 	}
