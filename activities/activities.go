@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/orderflow/orderflow"
@@ -46,6 +47,11 @@ const (
 	// holds the acceptance, and a reject, cancel or time-out can come
 	// after it. The workflow then carries the acceptance through instead.
 	ErrTypeOrderAccepted = "OrderAccepted"
+	// ErrTypeTooLate: the order's accept_by passed before the restaurant
+	// was sent it (its payment was authorized late, or a worker outage
+	// held it up), so it is not sent: the restaurant could only answer it
+	// too late.
+	ErrTypeTooLate = "TooLate"
 )
 
 // Activities are the order workflow's activities, registered on the worker
@@ -241,6 +247,11 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 	if err := ended(o, "notify restaurant"); err != nil {
 		return err
 	}
+	if !a.now().Before(o.AcceptBy) {
+		if err := a.tooLateToSend(ctx, o); err != nil {
+			return err
+		}
+	}
 	items := make([]db.OrderItem, len(rows))
 	for i, r := range rows {
 		items[i] = r.OrderItem
@@ -269,6 +280,29 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 		}
 	}
 	return surface(err)
+}
+
+// tooLateToSend refuses to send the restaurant order o past its accept_by
+// with a non-retryable ErrTypeTooLate error, unless the order may have
+// been sent already: its step is on the timeline (a workflow task lost in
+// a crash ran this step, and the replayed workflow runs it again), or this
+// is a retry, whose first attempt may have sent it before failing. Then
+// the step goes on as before (sending again is a no-op) and the workflow
+// times the order out at once, calling it off at the restaurant.
+func (a *Activities) tooLateToSend(ctx context.Context, o db.Order) error {
+	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
+		return nil
+	}
+	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(o.ID.String(), events.OrderRestaurantNotified, ""))
+	switch {
+	case err != nil:
+		return fmt.Errorf("was the restaurant sent order %s: %w", o.ID, err)
+	case sent:
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("notify restaurant: order %s's accept_by (%s) has passed: too late to send it", o.ID, o.AcceptBy.UTC().Format(time.RFC3339Nano)),
+		ErrTypeTooLate, nil)
 }
 
 // RestaurantNotice asks to tell a restaurant that an order it was sent has

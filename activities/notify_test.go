@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -142,6 +143,37 @@ func TestOrderEndedWhileSentIsCalledOff(t *testing.T) {
 	}
 	if !slices.Equal(kinds, []string{"restaurant:new_order", "restaurant:cancelled"}) {
 		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
+	}
+}
+
+// TestNotifyRestaurantPastAcceptBy: past the order's accept_by the
+// restaurant is not sent the order (a non-retryable TooLate error, nothing
+// written), unless its step is on the timeline already: a workflow task
+// lost in a crash ran it, and the replayed workflow runs it again.
+func TestNotifyRestaurantPastAcceptBy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	late := *f.acts
+	late.Now = func() time.Time { return placedAt.Add(10 * time.Minute) } // accept_by itself
+	unsent := f.place(t)
+	f.authorize(t, unsent, activities.SandboxTokenVisa)
+	before := f.snapshot(t, unsent.OrderID)
+	requireAppError(t, late.NotifyRestaurant(t.Context(), unsent.OrderID), activities.ErrTypeTooLate)
+	if after := f.snapshot(t, unsent.OrderID); after != before {
+		t.Errorf("a refused send changed %+v to %+v", before, after)
+	}
+
+	sent := f.place(t)
+	f.authorize(t, sent, activities.SandboxTokenVisa)
+	if err := f.acts.NotifyRestaurant(t.Context(), sent.OrderID); err != nil {
+		t.Fatal(err)
+	}
+	before = f.snapshot(t, sent.OrderID)
+	if err := late.NotifyRestaurant(t.Context(), sent.OrderID); err != nil {
+		t.Fatalf("the step run again past accept_by: %v; want it done already", err)
+	}
+	if after := f.snapshot(t, sent.OrderID); after != before {
+		t.Errorf("the step run again changed %+v to %+v", before, after)
 	}
 }
 

@@ -150,20 +150,24 @@ func (s *Server) queryStatus(ctx context.Context, orderID string) (workflows.Sta
 }
 
 // temporalError turns a Temporal client error into what the caller should
-// see: a workflow engine that does not answer (or answers "busy") is
-// EUNAVAILABLE, so clients retry instead of filing a bug; anything else is
-// an internal error. The cause stays in the chain for the log.
+// see: a workflow engine that does not answer, answers "busy", or cannot
+// take the request in the workflow's present state (FailedPrecondition:
+// an update while the workflow's task is failing, say after a worker
+// timed out on it, until a worker takes it again) is EUNAVAILABLE, so
+// clients retry instead of filing a bug; anything else is an internal
+// error. The cause stays in the chain for the log.
 func temporalError(op string, err error) error {
 	var (
-		unavailable *serviceerror.Unavailable
-		deadline    *serviceerror.DeadlineExceeded
-		exhausted   *serviceerror.ResourceExhausted
-		canceled    *serviceerror.Canceled
-		updTimeout  *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		unavailable  *serviceerror.Unavailable
+		deadline     *serviceerror.DeadlineExceeded
+		exhausted    *serviceerror.ResourceExhausted
+		canceled     *serviceerror.Canceled
+		precondition *serviceerror.FailedPrecondition
+		updTimeout   *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	)
 	switch {
 	case errors.As(err, &unavailable), errors.As(err, &deadline), errors.As(err, &exhausted),
-		errors.As(err, &canceled), errors.As(err, &updTimeout),
+		errors.As(err, &canceled), errors.As(err, &precondition), errors.As(err, &updTimeout),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w (%w)", op,
 			orderflow.Errorf(orderflow.EUNAVAILABLE, "the workflow engine did not answer; retry later"), err)

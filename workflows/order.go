@@ -38,9 +38,6 @@ const (
 	// changeRestaurantToldOfEnd: a restaurant that was sent an order is
 	// told when it ends cancelled, timed out or failed.
 	changeRestaurantToldOfEnd = "restaurant-told-of-end"
-	// changeNoNoticePastDeadline: an order authorized only after its
-	// accept_by times out without being sent to the restaurant.
-	changeNoNoticePastDeadline = "no-notice-past-deadline"
 )
 
 // decision is the restaurant's or the customer's answer while the order
@@ -64,7 +61,8 @@ type order struct {
 	// unrecordable: it failed as invalid input, so it never will be.
 	recorded, unrecordable bool
 	// sentToRestaurant: the restaurant notification was started, so the
-	// restaurant may have the order.
+	// restaurant may have the order (a crash may have lost that the
+	// workflow knew it: the database has the last word).
 	sentToRestaurant bool
 	// answerOnRecord: the order is being compensated under
 	// changeCompensationRecordsFirst, whose decisions answer only once
@@ -327,18 +325,17 @@ func (o *order) run(ctx workflow.Context) (err error) {
 	if o.decision != nil { // cancelled while the payment was being authorized
 		return o.decide(ctx)
 	}
-	// Authorized only after accept_by (a slow gateway, a worker outage):
-	// the restaurant is not sent an order it can no longer accept. (The
-	// version is asked for here only, so that the usual path's history
-	// does not grow by a marker.)
-	if !order.AcceptBy.IsZero() && !workflow.Now(ctx).Before(order.AcceptBy) &&
-		workflow.GetVersion(ctx, changeNoNoticePastDeadline, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
-		return o.compensate(ctx, orderflow.StatusTimedOut, events.OrderTimedOut,
-			fmt.Sprintf("the payment was authorized only after the %s the restaurant had to accept", o.in.AcceptTimeout))
-	}
 
 	o.sentToRestaurant = true
 	if err := o.do(ctx, "notify restaurant", a.NotifyRestaurant, order.OrderID); err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeTooLate {
+			// Authorized only after accept_by (a slow gateway, a worker
+			// outage): the restaurant was not sent an order it could no
+			// longer accept.
+			return o.compensate(ctx, orderflow.StatusTimedOut, events.OrderTimedOut,
+				"accept_by passed before the order could be sent to the restaurant")
+		}
 		return o.failed(ctx, err, "could not notify the restaurant")
 	}
 	o.status = orderflow.StatusAwaitingAcceptance
@@ -530,8 +527,9 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)
 	// A restaurant that has the order (and may be cooking it, when it
 	// had accepted) is told it is off, unless the end is its own
-	// rejection. The activity finds whether it was sent the order.
-	if o.sentToRestaurant && status != orderflow.StatusRejected &&
+	// rejection. The activity finds whether it was sent the order: the
+	// workflow may not know, when a task that sent it was lost in a crash.
+	if status != orderflow.StatusRejected && !o.unrecordable &&
 		workflow.GetVersion(dctx, changeRestaurantToldOfEnd, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
 		run("notify restaurant: "+string(status), a.NotifyRestaurantOfEnd, activities.RestaurantNotice{OrderID: id}, nil)
 	}

@@ -44,8 +44,8 @@ type harness struct {
 	// recordPlaced, when set, answers RecordPlaced first: an error fails
 	// the attempt, which is then not among the calls.
 	recordPlaced func(ctx context.Context) error
-	// captureErr is CapturePayment's answer.
-	captureErr error
+	// captureErr is CapturePayment's answer, notifyErr NotifyRestaurant's.
+	captureErr, notifyErr error
 	// released, when set, is what ReleasePayment finds at the gateway.
 	released string
 }
@@ -86,7 +86,7 @@ func (h *harness) mock() {
 	})
 	on("NotifyRestaurant", acts.NotifyRestaurant, func(_ context.Context, id string) error {
 		h.record("NotifyRestaurant")
-		return nil
+		return h.notifyErr
 	})
 	on("Transition", acts.Transition, func(_ context.Context, in activities.TransitionInput) error {
 		h.record("Transition:" + in.EventType)
@@ -471,19 +471,21 @@ func TestUpdateValidatorsRejectImpossibleTransitions(t *testing.T) {
 	}
 }
 
-// TestAuthorizedPastTheDeadline: a payment authorized only after accept_by
-// times the order out without sending it to the restaurant, which could
-// no longer accept it; a customer's cancel while it is authorized still
-// takes, since the restaurant does not have the order.
+// TestAuthorizedPastTheDeadline: a restaurant notification refused as too
+// late (the payment was authorized only after accept_by) times the order
+// out; a customer's cancel while it is authorized still takes, since the
+// restaurant does not have the order.
 func TestAuthorizedPastTheDeadline(t *testing.T) {
 	t.Run("times out unsent", func(t *testing.T) {
 		h := newHarness(t)
 		h.after["AuthorizePayment"] = 11 * time.Minute
+		h.notifyErr = temporal.NewNonRetryableApplicationError("too late to send it", activities.ErrTypeTooLate, nil)
 		res := h.run()
-		if res.Status != "timed_out" || res.PaymentStatus != "voided" {
-			t.Errorf("result = %+v; want timed_out, voided", res)
+		if res.Status != "timed_out" || res.PaymentStatus != "voided" || !strings.Contains(res.Reason, "before the order could be sent") {
+			t.Errorf("result = %+v; want timed_out, voided, not sent", res)
 		}
-		h.wantCalls("RecordPlaced", "AuthorizePayment", "Transition:order.timed_out", "ReleasePayment", "NotifyCustomer:timed_out")
+		h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.timed_out", "ReleasePayment", "NotifyCustomer:timed_out",
+			"NotifyRestaurantOfEnd")
 	})
 	t.Run("cancel while authorizing", func(t *testing.T) {
 		h := newHarness(t)
@@ -493,7 +495,8 @@ func TestAuthorizedPastTheDeadline(t *testing.T) {
 		if cancel.rejected != nil || cancel.status != "cancelled" || res.Status != "cancelled" {
 			t.Errorf("cancel = %+v, result %+v; want the cancel taken", cancel, res)
 		}
-		h.wantCalls("RecordPlaced", "AuthorizePayment", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled")
+		h.wantCalls("RecordPlaced", "AuthorizePayment", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled",
+			"NotifyRestaurantOfEnd")
 	})
 }
 
@@ -655,9 +658,9 @@ func TestUnconfirmedRecordingIsRecordedBeforeTheEnd(t *testing.T) {
 		wantRecord int // RecordPlaced runs as the compensation's activity
 	}{
 		{name: "recording fails", wantStatus: "failed", wantRecord: 1,
-			wantCalls: []string{"RecordPlaced", "Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed"}},
+			wantCalls: []string{"RecordPlaced", "Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed", "NotifyRestaurantOfEnd"}},
 		{name: "cancelled while recording", cancelAt: time.Minute, wantStatus: "cancelled", wantRecord: 1,
-			wantCalls: []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"}},
+			wantCalls: []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled", "NotifyRestaurantOfEnd"}},
 		// Invalid input never records: the compensation does not try.
 		{name: "recording invalid", invalid: true, wantStatus: "failed", wantRecord: 0,
 			wantCalls: []string{"Transition:order.failed", "ReleasePayment", "NotifyCustomer:failed"}},
@@ -740,7 +743,7 @@ func TestCancelledWhileAuthorizingADeclinedCard(t *testing.T) {
 	// The abandoned authorization ends in the background, at no fixed
 	// place among the calls: it is left out.
 	calls := slices.DeleteFunc(slices.Clone(h.calls), func(c string) bool { return c == "AuthorizePayment" })
-	want := []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled"}
+	want := []string{"RecordPlaced", "Transition:order.cancelled", "ReleasePayment", "NotifyCustomer:cancelled", "NotifyRestaurantOfEnd"}
 	if !slices.Equal(calls, want) {
 		t.Errorf("activity calls but the authorization:\n got %v\nwant %v", calls, want)
 	}
