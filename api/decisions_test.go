@@ -126,7 +126,7 @@ func TestDecisions(t *testing.T) {
 		{name: "temporal unavailable", id: running, action: "delivered", update: workflows.UpdateDelivered,
 			answer: updateAnswer{err: serviceerror.NewUnavailable("connection refused")}, status: 503, retryAfter: true},
 		{name: "workflow task in failed state", id: running, action: "cancel", update: workflows.UpdateCancel,
-			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}},
+			args:   []any{workflows.CancelInput{Reason: "cancelled by customer"}},
 			answer: updateAnswer{err: serviceerror.NewFailedPrecondition("Unable to perform workflow execution update due to Workflow Task in failed state.")},
 			status: 503, retryAfter: true},
 		{name: "not a UUID", id: "nope", action: "accept", status: 404},
