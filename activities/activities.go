@@ -230,7 +230,8 @@ func (a *Activities) AuthorizePayment(ctx context.Context, in AuthorizeInput) (A
 }
 
 // NotifyRestaurant sends the order to the restaurant and moves it to
-// awaiting_acceptance, emitting order.restaurant_notified.
+// awaiting_acceptance, emitting order.restaurant_notified. Past the order's
+// accept_by it sends nothing (see tooLateToSend).
 func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error {
 	id, err := parseOrderID(orderID)
 	if err != nil {
