@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -276,7 +275,11 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 		// waiting for this step when it was cancelled, say): the
 		// restaurant has it, but the timeline does not say so, so the end's
 		// own notice (NotifyRestaurantOfEnd) passes it by. Call it off here.
-		if cerr := a.callOff(ctx, id); cerr != nil {
+		ended, gerr := a.getOrder(ctx, id)
+		if gerr != nil {
+			return surface(gerr)
+		}
+		if cerr := a.callOff(ctx, ended); cerr != nil {
 			return cerr
 		}
 	}
@@ -323,7 +326,8 @@ func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNot
 	if err != nil {
 		return err
 	}
-	if _, err := a.getOrder(ctx, id); err != nil {
+	o, err := a.getOrder(ctx, id)
+	if err != nil {
 		return surface(err)
 	}
 	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderRestaurantNotified, ""))
@@ -333,16 +337,13 @@ func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNot
 	if !sent {
 		return nil
 	}
-	return a.callOff(ctx, id)
+	return a.callOff(ctx, o)
 }
 
-// callOff tells the restaurant that order id is off, once, when it ended
+// callOff tells the restaurant that order o is off, once, when it ended
 // cancelled, timed out or failed; the notice's kind is that status.
-func (a *Activities) callOff(ctx context.Context, id uuid.UUID) error {
-	o, err := a.getOrder(ctx, id)
-	if err != nil {
-		return surface(err)
-	}
+func (a *Activities) callOff(ctx context.Context, o db.Order) error {
+	id := o.ID
 	st := orderflow.OrderStatus(o.Status)
 	var msg string
 	switch st {

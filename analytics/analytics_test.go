@@ -111,7 +111,7 @@ func TestProjection(t *testing.T) {
 			publish(eventtest.OrderEvent(ord, o.outcome.eventType, 4, o.outcome.at), i%2 == 0)
 		}
 	}
-	eventually(t, "every event settled", func() bool { return settled.Load() == int64(published) })
+	eventtest.Eventually(t, "every event settled", func() bool { return settled.Load() == int64(published) })
 
 	ptr := func(f float64) *float64 { return &f }
 	pizza, err := svc.Stats(context.Background(), "r_pizza", d, d.AddDate(0, 0, 1))
@@ -208,7 +208,7 @@ func TestOutcomes(t *testing.T) {
 				published++
 				seq++
 			}
-			eventually(t, "every event settled", func() bool { return settled.Load() == int64(published) })
+			eventtest.Eventually(t, "every event settled", func() bool { return settled.Load() == int64(published) })
 			got, err := svc.Stats(context.Background(), restaurant, d, d)
 			if err != nil {
 				t.Fatalf("stats: %v", err)
@@ -394,15 +394,4 @@ func showCounts(c analytics.Counts) string {
 	}
 	c.MedianSecondsToAccept = nil
 	return fmt.Sprintf("%+v median %s", c, m)
-}
-
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

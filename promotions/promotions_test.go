@@ -76,17 +76,6 @@ func (f *fixture) seen(r consumer.Result) int {
 	return f.outcomes[r]
 }
 
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestOneVoucherPerOrder: each completed order earns its customer exactly
 // one voucher, with two consumers competing for the events, every event
 // published twice, and the whole stream replayed on top.
@@ -111,7 +100,7 @@ func TestOneVoucherPerOrder(t *testing.T) {
 	// then on the redrive stream) as they start, in their own goroutines:
 	// replay once both exist.
 	var replayErr error
-	eventually(t, "the promotions consumer to exist", func() bool {
+	eventtest.Eventually(t, "the promotions consumer to exist", func() bool {
 		_, replayErr = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: promotions.ConsumerName, FromSeq: 1})
 		missing := replayErr != nil && (strings.Contains(replayErr.Error(), "no consumer") || errors.Is(replayErr, jetstream.ErrConsumerNotFound))
 		return !missing
@@ -121,7 +110,7 @@ func TestOneVoucherPerOrder(t *testing.T) {
 	}
 	// Each completion: applied once, then two copies (the republished one
 	// and the replayed one, or two replayed ones) seen as duplicates.
-	eventually(t, "every copy settled", func() bool { return f.seen(consumer.Applied) == n && f.seen(consumer.Duplicate) == 3*n })
+	eventtest.Eventually(t, "every copy settled", func() bool { return f.seen(consumer.Applied) == n && f.seen(consumer.Duplicate) == 3*n })
 
 	for _, o := range orders {
 		id := uuid.MustParse(o.ID)
@@ -150,7 +139,7 @@ func TestVoucher(t *testing.T) {
 		ids = append(ids, uuid.MustParse(o.ID))
 		f.bus.Publish(t, eventtest.OrderEvent(o, events.OrderCompleted, 9, first.Add(time.Duration(i)*time.Hour)))
 	}
-	eventually(t, "vouchers issued", func() bool { return f.seen(consumer.Applied) == 3 })
+	eventtest.Eventually(t, "vouchers issued", func() bool { return f.seen(consumer.Applied) == 3 })
 
 	vs, err := f.svc.CustomerVouchers(context.Background(), "c_ada", 2)
 	if err != nil || len(vs) != 2 {
@@ -202,7 +191,7 @@ func TestInvalidCompletionDeadLettered(t *testing.T) {
 	f.bus.Publish(t, env)
 
 	var dead []consumer.DeadLetter
-	eventually(t, "the dead letter", func() bool {
+	eventtest.Eventually(t, "the dead letter", func() bool {
 		dead, _ = consumer.DeadLetters(context.Background(), f.bus.JS, promotions.ConsumerName)
 		return len(dead) == 1
 	})

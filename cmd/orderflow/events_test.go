@@ -124,7 +124,7 @@ func TestEventsCommands(t *testing.T) {
 		}
 		return out.String()
 	}
-	eventually(t, "the dead letter", func() bool { return strings.Contains(run("dlq", "list"), env.ID) })
+	eventtest.Eventually(t, "the dead letter", func() bool { return strings.Contains(run("dlq", "list"), env.ID) })
 	list := run("dlq", "list", "--consumer", "cli")
 	for _, want := range []string{"cli", events.OrderStream + " #1", env.Type, env.NATSSubject(), env.ID, "not today"} {
 		if !strings.Contains(list, want) {
@@ -140,7 +140,7 @@ func TestEventsCommands(t *testing.T) {
 	if out := run("dlq", "redrive", "--consumer", "cli"); !strings.Contains(out, "handed back entry") {
 		t.Errorf("dlq redrive said %q", out)
 	}
-	eventually(t, "the redriven event applied", func() bool { return applied.Load() == 1 })
+	eventtest.Eventually(t, "the redriven event applied", func() bool { return applied.Load() == 1 })
 	if out := run("dlq", "list"); !strings.Contains(out, "no dead letters") {
 		t.Errorf("dlq list after redrive:\n%s", out)
 	}
@@ -162,7 +162,7 @@ func TestEventsCommands(t *testing.T) {
 	if out := run("replay", "--consumer", "cli", "--since", "1h"); !strings.Contains(out, "replayed 1 events of ORDER_EVENTS") {
 		t.Errorf("replay said %q", out)
 	}
-	eventually(t, "the replayed event seen", func() bool { return dups.Load() == 1 })
+	eventtest.Eventually(t, "the replayed event seen", func() bool { return dups.Load() == 1 })
 
 	// Tail runs until cancelled: once its line has come, or after a
 	// deadline that only bounds a hang.
@@ -181,16 +181,5 @@ func TestEventsCommands(t *testing.T) {
 	}
 	if data, ok := ce["data"].(map[string]any); !ok || data["order_id"] != o.ID {
 		t.Errorf("tail's data = %v", ce["data"])
-	}
-}
-
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

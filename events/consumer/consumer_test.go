@@ -30,12 +30,12 @@ func TestRedeliveryTakesNoSecondEffect(t *testing.T) {
 	id := newOrderID()
 	env := orderEvent(id, events.OrderPlaced, 1, "")
 	f.bus.Publish(t, env)
-	eventually(t, "the event applied", func() bool { return c.Stats().Applied == 1 })
+	eventtest.Eventually(t, "the event applied", func() bool { return c.Stats().Applied == 1 })
 
 	again := env.Msg()
 	again.Header.Set(nats.MsgIdHdr, "republished-"+env.ID)
 	f.bus.PublishMsg(t, again)
-	eventually(t, "the republished copy seen", func() bool { return c.Stats().Duplicates == 1 })
+	eventtest.Eventually(t, "the republished copy seen", func() bool { return c.Stats().Duplicates == 1 })
 
 	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "once", FromSeq: 1})
 	if err != nil {
@@ -44,7 +44,7 @@ func TestRedeliveryTakesNoSecondEffect(t *testing.T) {
 	if res.Count != 2 || res.Stream != events.OrderStream {
 		t.Fatalf("replay = %+v, want the 2 messages of %s", res, events.OrderStream)
 	}
-	eventually(t, "the replayed copies seen", func() bool { return c.Stats().Duplicates == 3 })
+	eventtest.Eventually(t, "the replayed copies seen", func() bool { return c.Stats().Duplicates == 3 })
 
 	if got := f.effects(t, "once"); len(got) != 1 || got[0].EventID != env.ID {
 		t.Fatalf("effects = %+v, want exactly one, of %s", got, env.ID)
@@ -84,16 +84,16 @@ func TestSequenceHoldBack(t *testing.T) {
 			c := run(t, cfg)
 			if tt.reversed {
 				f.bus.Publish(t, second)
-				eventually(t, "seq 2 held back", func() bool { return c.Stats().HeldBack >= 1 })
+				eventtest.Eventually(t, "seq 2 held back", func() bool { return c.Stats().HeldBack >= 1 })
 				f.bus.Publish(t, orderEvent(b, events.OrderPlaced, 1, ""))
-				eventually(t, "the other aggregate applied meanwhile", func() bool { return len(f.sequences(t, "ordered", b)) == 1 })
+				eventtest.Eventually(t, "the other aggregate applied meanwhile", func() bool { return len(f.sequences(t, "ordered", b)) == 1 })
 				f.bus.Publish(t, first)
 			} else {
 				f.bus.Publish(t, first)
 				f.bus.Publish(t, second)
 				f.bus.Publish(t, orderEvent(b, events.OrderPlaced, 1, ""))
 			}
-			eventually(t, "all applied", func() bool { return c.Stats().Applied == 3 })
+			eventtest.Eventually(t, "all applied", func() bool { return c.Stats().Applied == 3 })
 			wantSeqs(t, "a", f.sequences(t, "ordered", a), []int64{1, 2})
 			st := c.Stats()
 			if st.Applied != 3 || st.HeldBack < 1 || st.Adopted != 0 || st.Terminated != 0 || st.Retried != int64(tt.failFirst) {
@@ -113,7 +113,7 @@ func TestMidStreamAggregate(t *testing.T) {
 	c := run(t, f.config(t, "midstream", true, nil))
 	id := newOrderID()
 	f.bus.Publish(t, orderEvent(id, events.OrderAccepted, 3, ""))
-	eventually(t, "seq 3 adopted", func() bool { return c.Stats().Adopted == 1 })
+	eventtest.Eventually(t, "seq 3 adopted", func() bool { return c.Stats().Adopted == 1 })
 
 	f.bus.Publish(t, orderEvent(id, events.OrderUserNotified, 5, ""))
 	dead := f.deadLetters(t, "midstream", 1)[0]
@@ -122,12 +122,12 @@ func TestMidStreamAggregate(t *testing.T) {
 	}
 
 	f.bus.Publish(t, orderEvent(id, events.OrderPaymentCaptured, 4, ""))
-	eventually(t, "seq 4 applied", func() bool { return len(f.sequences(t, "midstream", id)) == 2 })
+	eventtest.Eventually(t, "seq 4 applied", func() bool { return len(f.sequences(t, "midstream", id)) == 2 })
 	res, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Consumer: "midstream"})
 	if err != nil || len(res.Redriven) != 1 || len(res.Left) != 0 {
 		t.Fatalf("redrive = %+v, %v", res, err)
 	}
-	eventually(t, "seq 5 applied", func() bool { return len(f.sequences(t, "midstream", id)) == 3 })
+	eventtest.Eventually(t, "seq 5 applied", func() bool { return len(f.sequences(t, "midstream", id)) == 3 })
 	wantSeqs(t, "aggregate", f.sequences(t, "midstream", id), []int64{3, 4, 5})
 	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, "midstream"); len(left) != 0 {
 		t.Fatalf("dead letters left after redrive: %+v", left)
@@ -193,14 +193,14 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 	if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Consumer: "poisoned"}); err != nil {
 		t.Fatalf("redrive: %v", err)
 	}
-	eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 2 })
+	eventtest.Eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 2 })
 	// Delivered once more (a replay over it and the fine event), it is a
 	// duplicate, not a second effect.
 	dups := c.Stats().Duplicates
 	if _, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "poisoned", FromSeq: poisonSeq}); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
-	eventually(t, "the replayed copies seen as duplicates", func() bool { return c.Stats().Duplicates == dups+2 })
+	eventtest.Eventually(t, "the replayed copies seen as duplicates", func() bool { return c.Stats().Duplicates == dups+2 })
 	// The garbage is poison again: back in the dead letters, now from the
 	// redrive stream, still naming the original.
 	again := f.deadLetters(t, "poisoned", 1)[0]
@@ -212,7 +212,7 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 	}
 	// The bystander consumer took everything once and was redriven nothing.
 	// It runs on its own: wait until it has handled the three events.
-	eventually(t, "the bystander handled the three events", func() bool {
+	eventtest.Eventually(t, "the bystander handled the three events", func() bool {
 		st := bystander.Stats()
 		return st.Applied+st.Terminated+st.Duplicates >= 3
 	})
@@ -233,7 +233,7 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 	if err != nil || len(res.Redriven) != 1 {
 		t.Fatalf("skip = %+v, %v", res, err)
 	}
-	eventually(t, "the garbage skipped", func() bool { return c.Stats().Skipped == 1 })
+	eventtest.Eventually(t, "the garbage skipped", func() bool { return c.Stats().Skipped == 1 })
 	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, ""); len(left) != 1 || left[0].Consumer != "bystander" {
 		t.Fatalf("dead letters left = %+v, want only the bystander's", left)
 	}
@@ -276,7 +276,7 @@ func TestRetryAfterDefers(t *testing.T) {
 		return nil
 	}))
 	f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
-	eventually(t, "applied", func() bool { return c.Stats().Applied == 1 })
+	eventtest.Eventually(t, "applied", func() bool { return c.Stats().Applied == 1 })
 	if took := time.Since(first); took < wait {
 		t.Fatalf("applied after %s, before the %s it asked to wait", took, wait)
 	}
@@ -307,9 +307,9 @@ func TestConcurrentConsumersApplyOnce(t *testing.T) {
 			f.bus.PublishMsg(t, dup)
 		}
 	}
-	eventually(t, "every event applied", func() bool { return len(f.effects(t, "shared")) >= orders*steps })
+	eventtest.Eventually(t, "every event applied", func() bool { return len(f.effects(t, "shared")) >= orders*steps })
 	// Let the duplicates settle too.
-	eventually(t, "every copy settled", func() bool {
+	eventtest.Eventually(t, "every copy settled", func() bool {
 		s1, s2 := c1.Stats(), c2.Stats()
 		return s1.Duplicates+s2.Duplicates >= orders*steps
 	})
@@ -335,7 +335,7 @@ func TestReplayRebuildsReset(t *testing.T) {
 	}
 	fromSeq := f.bus.Publish(t, orderEvent(b, events.OrderPlaced, 1, ""))
 	f.bus.Publish(t, orderEvent(a, events.OrderCompleted, 4, ""))
-	eventually(t, "all applied", func() bool { return c.Stats().Applied == 5 })
+	eventtest.Eventually(t, "all applied", func() bool { return c.Stats().Applied == 5 })
 
 	for _, q := range []string{
 		`DELETE FROM kit_effects WHERE consumer = 'rebuilt'`,
@@ -350,7 +350,7 @@ func TestReplayRebuildsReset(t *testing.T) {
 	if err != nil || res.Count != 2 || res.First != fromSeq {
 		t.Fatalf("replay = %+v, %v; want 2 events from #%d", res, err, fromSeq)
 	}
-	eventually(t, "replay applied", func() bool { return c.Stats().Applied == 7 })
+	eventtest.Eventually(t, "replay applied", func() bool { return c.Stats().Applied == 7 })
 	wantSeqs(t, "a", f.sequences(t, "rebuilt", a), []int64{4})
 	wantSeqs(t, "b", f.sequences(t, "rebuilt", b), []int64{1})
 	if st := c.Stats(); st.Adopted != 1 {
@@ -362,7 +362,7 @@ func TestReplayRebuildsReset(t *testing.T) {
 	if err != nil || res.Count != 5 {
 		t.Fatalf("replay since = %+v, %v", res, err)
 	}
-	eventually(t, "replay settled", func() bool { st := c.Stats(); return st.Duplicates+st.Stale == 5 })
+	eventtest.Eventually(t, "replay settled", func() bool { st := c.Stats(); return st.Duplicates+st.Stale == 5 })
 	if st := c.Stats(); st.Stale != 3 || st.Duplicates != 2 {
 		t.Fatalf("stats = %+v, want a's 1-3 stale (older than the adopted 4) and 2 duplicates", st)
 	}
@@ -415,12 +415,12 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 		t.Fatalf("dead letter = %+v (why %q)", dead, dead.Why())
 	}
 	f.bus.Publish(t, next)
-	eventually(t, "the next event held back", func() bool { return c.Stats().HeldBack > 0 })
+	eventtest.Eventually(t, "the next event held back", func() bool { return c.Stats().HeldBack > 0 })
 	if _, err := consumer.Redrive(context.Background(), f.bus.JS, consumer.RedriveOptions{Only: []uint64{dead.Seq}, Skip: true}); err != nil {
 		t.Fatalf("skip: %v", err)
 	}
-	eventually(t, "the invalid event skipped", func() bool { return c.Stats().Skipped == 1 })
-	eventually(t, "the next event applied", func() bool { return countEffects(f, "strict", next.ID) == 1 })
+	eventtest.Eventually(t, "the invalid event skipped", func() bool { return c.Stats().Skipped == 1 })
+	eventtest.Eventually(t, "the next event applied", func() bool { return countEffects(f, "strict", next.ID) == 1 })
 	var outcome string
 	if err := f.store.DB.QueryRow(`SELECT outcome FROM inbox WHERE consumer = 'strict' AND event_id = $1`, bad.ID).Scan(&outcome); err != nil || outcome != "skipped" {
 		t.Fatalf("inbox outcome = %q (%v), want skipped", outcome, err)
@@ -429,7 +429,7 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 		t.Fatalf("replay: %v", err)
 	}
 	// The replay sends both events again: both are duplicates.
-	eventually(t, "the replayed copies taken as duplicates", func() bool { return c.Stats().Duplicates == 2 })
+	eventtest.Eventually(t, "the replayed copies taken as duplicates", func() bool { return c.Stats().Duplicates == 2 })
 	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, "strict"); len(left) != 0 {
 		t.Fatalf("dead letters after the replay = %+v, want none", left)
 	}
@@ -448,15 +448,15 @@ func TestDurableDeletedUnderRun(t *testing.T) {
 	c := run(t, f.config(t, "reset", false, nil))
 	first := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
 	f.bus.Publish(t, first)
-	eventually(t, "the first event applied", func() bool { return c.Stats().Applied == 1 })
+	eventtest.Eventually(t, "the first event applied", func() bool { return c.Stats().Applied == 1 })
 
 	if err := f.bus.JS.DeleteConsumer(context.Background(), events.OrderStream, "reset"); err != nil {
 		t.Fatal(err)
 	}
 	second := orderEvent(newOrderID(), events.OrderPlaced, 1, "")
 	f.bus.Publish(t, second)
-	eventually(t, "the second event applied after the durable was deleted", func() bool { return c.Stats().Applied == 2 })
-	eventually(t, "the first event's copy seen as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
+	eventtest.Eventually(t, "the second event applied after the durable was deleted", func() bool { return c.Stats().Applied == 2 })
+	eventtest.Eventually(t, "the first event's copy seen as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
 	effects := f.effects(t, "reset")
 	if len(effects) != 2 || effects[0].EventID != first.ID || effects[1].EventID != second.ID {
 		t.Errorf("effects %+v; want the two events once each", effects)
@@ -474,7 +474,7 @@ func TestPruneInbox(t *testing.T) {
 	old, recent := orderEvent(newOrderID(), events.OrderPlaced, 1, ""), orderEvent(newOrderID(), events.OrderPlaced, 1, "")
 	f.bus.Publish(t, old)
 	f.bus.Publish(t, recent)
-	eventually(t, "both consumers took both events", func() bool {
+	eventtest.Eventually(t, "both consumers took both events", func() bool {
 		return pruned.Stats().Applied == 2 && other.Stats().Applied == 2
 	})
 	// Both consumers' rows of the old event's order are 39 days old; the
@@ -553,11 +553,11 @@ func TestDurableLostWhileDisconnected(t *testing.T) {
 		}
 	}
 	publish(orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
-	eventually(t, "the first event applied", func() bool { return c.Stats().Applied == 1 })
+	eventtest.Eventually(t, "the first event applied", func() bool { return c.Stats().Applied == 1 })
 
 	srv.Stop()
 	srv = startNATS() // same address, empty store: no streams, no durable
-	eventually(t, "the reconnection", nc.IsConnected)
+	eventtest.Eventually(t, "the reconnection", nc.IsConnected)
 	if err := events.EnsureStreams(context.Background(), js, events.StreamConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -600,7 +600,7 @@ func TestStreamRecreatedUnderRun(t *testing.T) {
 		old.Store(env.ID, struct{}{})
 		f.bus.Publish(t, env)
 	}
-	eventually(t, "the old events delivered", func() bool { return c.Stats().Delivered >= 1 })
+	eventtest.Eventually(t, "the old events delivered", func() bool { return c.Stats().Delivered >= 1 })
 
 	if err := f.bus.JS.DeleteStream(context.Background(), events.OrderStream); err != nil {
 		t.Fatal(err)
@@ -619,7 +619,7 @@ func TestStreamRecreatedUnderRun(t *testing.T) {
 	// happen, never make the right one fail.
 	time.Sleep(time.Second)
 	close(release)
-	eventually(t, "every event of both streams applied", func() bool { return c.Stats().Applied == 10 })
+	eventtest.Eventually(t, "every event of both streams applied", func() bool { return c.Stats().Applied == 10 })
 	if st := c.Stats(); st.Retried != 5 {
 		t.Errorf("stats %+v; want each new event retried once", st)
 	}
@@ -643,7 +643,7 @@ func TestQueuedBehindASlowHandlerIsNotRedelivered(t *testing.T) {
 	for range n {
 		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
 	}
-	eventually(t, "every event applied", func() bool { return c.Stats().Applied == n })
+	eventtest.Eventually(t, "every event applied", func() bool { return c.Stats().Applied == n })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, o := range f.outcomes {
@@ -678,7 +678,7 @@ func TestTakenAfterAWaitIsReportedInProgress(t *testing.T) {
 	for range 2 {
 		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, ""))
 	}
-	eventually(t, "both events applied", func() bool { return c.Stats().Applied == 2 })
+	eventtest.Eventually(t, "both events applied", func() bool { return c.Stats().Applied == 2 })
 	time.Sleep(ackWait / 4) // a redelivery due at AckWait would have come by now
 	f.mu.Lock()
 	defer f.mu.Unlock()

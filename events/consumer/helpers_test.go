@@ -166,24 +166,11 @@ func (f *fixture) sequences(tb testing.TB, name, subject string) []int64 {
 	return seqs
 }
 
-// eventually polls cond until it holds or the deadline passes. The
-// deadline bounds a hang; it asserts nothing about speed.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // deadLetters waits until the consumer has n dead letters, and returns them.
 func (f *fixture) deadLetters(tb testing.TB, name string, n int) []consumer.DeadLetter {
 	tb.Helper()
 	var got []consumer.DeadLetter
-	eventually(tb, fmt.Sprintf("%d dead letters of %s", n, name), func() bool {
+	eventtest.Eventually(tb, fmt.Sprintf("%d dead letters of %s", n, name), func() bool {
 		var err error
 		got, err = consumer.DeadLetters(context.Background(), f.bus.JS, name)
 		if err != nil {
