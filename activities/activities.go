@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -257,7 +258,7 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 		items[i] = r.OrderItem
 	}
 	if err := a.Notifier.Notify(ctx, Notification{
-		Key:         id.String() + "/restaurant/new_order",
+		Key:         newOrderKey(id),
 		OrderID:     id.String(),
 		Recipient:   recipientRestaurant,
 		RecipientID: o.RestaurantID,
@@ -286,13 +287,19 @@ func (a *Activities) NotifyRestaurant(ctx context.Context, orderID string) error
 	return surface(err)
 }
 
+// newOrderKey is the idempotency key of the notification that sends the
+// restaurant order id.
+func newOrderKey(id uuid.UUID) string { return id.String() + "/restaurant/new_order" }
+
 // tooLateToSend refuses to send the restaurant order o past its accept_by
 // with a non-retryable ErrTypeTooLate error, unless the order may have
 // been sent already: its step is on the timeline (a workflow task lost in
-// a crash ran this step, and the replayed workflow runs it again), or this
-// is a retry, whose first attempt may have sent it before failing. Then
-// the step goes on as before (sending again is a no-op) and the workflow
-// times the order out at once, calling it off at the restaurant.
+// a crash ran this step, and the replayed workflow runs it again), the
+// notifier's SendLog has the notification (the worker died after sending
+// it and before recording the step), or this is a retry, whose first
+// attempt may have sent it before failing. Then the step goes on as before
+// (sending again is a no-op) and the workflow times the order out at once,
+// calling it off at the restaurant.
 func (a *Activities) tooLateToSend(ctx context.Context, o db.Order) error {
 	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
 		return nil
@@ -303,6 +310,15 @@ func (a *Activities) tooLateToSend(ctx context.Context, o db.Order) error {
 		return fmt.Errorf("was the restaurant sent order %s: %w", o.ID, err)
 	case sent:
 		return nil
+	}
+	if log, ok := a.Notifier.(SendLog); ok {
+		sent, err := log.Sent(ctx, newOrderKey(o.ID))
+		switch {
+		case err != nil:
+			return fmt.Errorf("was the restaurant sent order %s: %w", o.ID, err)
+		case sent:
+			return nil
+		}
 	}
 	return temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("notify restaurant: order %s's accept_by (%s) has passed: too late to send it", o.ID, o.AcceptBy.UTC().Format(time.RFC3339Nano)),

@@ -32,6 +32,17 @@ type Notifier interface {
 	Notify(ctx context.Context, n Notification) error
 }
 
+// SendLog is a Notifier that can tell whether it has sent the notification
+// with a key. NotifyRestaurant asks it when it finds an order past its
+// accept_by and not yet marked as sent: a worker that died between sending
+// the order and recording the step leaves exactly that, and the replayed
+// step must then go on (and the order be called off at once) instead of
+// refusing to send what the restaurant already has. A Notifier that keeps
+// no such log cannot tell, and the order is then taken as unsent.
+type SendLog interface {
+	Sent(ctx context.Context, key string) (bool, error)
+}
+
 // DevNotifier stands in for push, e-mail and SMS on a developer machine:
 // it records each notification in the notifications table, where tests and
 // the demo can see what a customer or restaurant would have received, and
@@ -41,7 +52,10 @@ type DevNotifier struct {
 	logger *slog.Logger
 }
 
-var _ Notifier = (*DevNotifier)(nil)
+var (
+	_ Notifier = (*DevNotifier)(nil)
+	_ SendLog  = (*DevNotifier)(nil)
+)
 
 // NewDevNotifier returns a DevNotifier writing to store and logging to
 // logger (nil: no log).
@@ -79,4 +93,13 @@ func (d *DevNotifier) Notify(ctx context.Context, n Notification) error {
 			"recipient_id", n.RecipientID, "kind", n.Kind, "message", n.Message)
 	}
 	return nil
+}
+
+// Sent reports whether the notification with key was recorded.
+func (d *DevNotifier) Sent(ctx context.Context, key string) (bool, error) {
+	sent, err := d.store.NotificationSent(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("was notification %s sent: %w", key, err)
+	}
+	return sent, nil
 }

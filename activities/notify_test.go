@@ -148,8 +148,10 @@ func TestOrderEndedWhileSentIsCalledOff(t *testing.T) {
 
 // TestNotifyRestaurantPastAcceptBy: past the order's accept_by the
 // restaurant is not sent the order (a non-retryable TooLate error, nothing
-// written), unless its step is on the timeline already: a workflow task
-// lost in a crash ran it, and the replayed workflow runs it again.
+// written), unless it was sent already: its step is on the timeline (a
+// workflow task lost in a crash ran it, and the replayed workflow runs it
+// again), or the notifier's log has it (the worker died between the send
+// and the step).
 func TestNotifyRestaurantPastAcceptBy(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -175,6 +177,34 @@ func TestNotifyRestaurantPastAcceptBy(t *testing.T) {
 	if after := f.snapshot(t, sent.OrderID); after != before {
 		t.Errorf("the step run again changed %+v to %+v", before, after)
 	}
+
+	halfSent := f.place(t)
+	f.authorize(t, halfSent, activities.SandboxTokenVisa)
+	dying := *f.acts
+	dying.Notifier = diesAfterSending{f.acts.Notifier}
+	if err := dying.NotifyRestaurant(t.Context(), halfSent.OrderID); err == nil {
+		t.Fatal("the send whose worker died returned no error")
+	}
+	if err := late.NotifyRestaurant(t.Context(), halfSent.OrderID); err != nil {
+		t.Fatalf("the step run again past accept_by after its send: %v; want it recorded", err)
+	}
+	if o := f.order(t, halfSent.OrderID); o.Status != "awaiting_acceptance" {
+		t.Errorf("status %s after the step run again; want awaiting_acceptance", o.Status)
+	}
+	if n := f.notifications(t, halfSent.OrderID); len(n) != 1 || n[0].Kind != "new_order" {
+		t.Errorf("notifications %+v; want the one new order", n)
+	}
+}
+
+// diesAfterSending sends, then fails as a worker that died before the
+// step was recorded would.
+type diesAfterSending struct{ activities.Notifier }
+
+func (d diesAfterSending) Notify(ctx context.Context, n activities.Notification) error {
+	if err := d.Notifier.Notify(ctx, n); err != nil {
+		return err
+	}
+	return errors.New("worker killed")
 }
 
 type failingNotifier struct{}

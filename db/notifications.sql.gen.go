@@ -76,3 +76,15 @@ func (q *Queries) ListOrderNotifications(ctx context.Context, orderID uuid.UUID)
 	}
 	return items, nil
 }
+
+const notificationSent = `-- name: NotificationSent :one
+SELECT EXISTS (SELECT 1 FROM notifications WHERE idempotency_key = $1)
+`
+
+// Whether the notification with an idempotency key was recorded.
+func (q *Queries) NotificationSent(ctx context.Context, idempotencyKey string) (bool, error) {
+	row := q.db.QueryRowContext(ctx, notificationSent, idempotencyKey)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
+}

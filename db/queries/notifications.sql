@@ -5,3 +5,7 @@ ON CONFLICT (idempotency_key) DO NOTHING;
 
 -- name: ListOrderNotifications :many
 SELECT * FROM notifications WHERE order_id = $1 ORDER BY id;
+
+-- name: NotificationSent :one
+-- Whether the notification with an idempotency key was recorded.
+SELECT EXISTS (SELECT 1 FROM notifications WHERE idempotency_key = $1);
