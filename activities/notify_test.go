@@ -8,10 +8,15 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/orderflow/orderflow/activities"
 	"github.com/orderflow/orderflow/events"
@@ -194,6 +199,68 @@ func TestNotifyRestaurantPastAcceptBy(t *testing.T) {
 	if n := f.notifications(t, halfSent.OrderID); len(n) != 1 || n[0].Kind != "new_order" {
 		t.Errorf("notifications %+v; want the one new order", n)
 	}
+}
+
+// TestNotifyRestaurantRetriedPastAcceptBy: a retry of the send that runs
+// past accept_by, after a first attempt that sent the order and failed
+// before its step, goes on and records the step, even with a notifier
+// that keeps no log of what it sent: the first attempt may have sent it.
+// The activity runs in the SDK's test environment, which retries it as
+// the server would.
+func TestNotifyRestaurantRetriedPastAcceptBy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	f.authorize(t, in, activities.SandboxTokenVisa)
+	var failed atomic.Bool
+	acts := *f.acts
+	acts.Notifier = failsOnce{Notifier: f.acts.Notifier, failed: &failed}
+	acts.Now = func() time.Time {
+		if failed.Load() {
+			return placedAt.Add(10 * time.Minute) // accept_by itself
+		}
+		return clockAt
+	}
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := suite.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&acts)
+	env.ExecuteWorkflow(func(ctx workflow.Context, orderID string) error {
+		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: time.Minute,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+		})
+		return workflow.ExecuteActivity(ctx, acts.NotifyRestaurant, orderID).Get(ctx, nil)
+	}, in.OrderID)
+	if !failed.Load() {
+		t.Fatal("the first attempt did not fail")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("the retry past accept_by: %v; want the step recorded", err)
+	}
+	if o := f.order(t, in.OrderID); o.Status != "awaiting_acceptance" {
+		t.Errorf("status %s after the retry; want awaiting_acceptance", o.Status)
+	}
+	if n := f.notifications(t, in.OrderID); len(n) != 1 || n[0].Kind != "new_order" {
+		t.Errorf("notifications %+v; want the one new order", n)
+	}
+}
+
+// failsOnce sends, then fails its first send only. It hides the
+// notifier's SendLog.
+type failsOnce struct {
+	activities.Notifier
+	failed *atomic.Bool
+}
+
+func (f failsOnce) Notify(ctx context.Context, n activities.Notification) error {
+	if err := f.Notifier.Notify(ctx, n); err != nil {
+		return err
+	}
+	if f.failed.CompareAndSwap(false, true) {
+		return errors.New("connection reset after the send")
+	}
+	return nil
 }
 
 // diesAfterSending sends, then fails as a worker that died before the
