@@ -304,21 +304,11 @@ func (a *Activities) tooLateToSend(ctx context.Context, o db.Order) error {
 	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
 		return nil
 	}
-	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(o.ID.String(), events.OrderRestaurantNotified, ""))
-	switch {
+	switch sent, err := a.wasSent(ctx, o.ID); {
 	case err != nil:
-		return fmt.Errorf("was the restaurant sent order %s: %w", o.ID, err)
+		return err
 	case sent:
 		return nil
-	}
-	if log, ok := a.Notifier.(SendLog); ok {
-		sent, err := log.Sent(ctx, newOrderKey(o.ID))
-		switch {
-		case err != nil:
-			return fmt.Errorf("was the restaurant sent order %s: %w", o.ID, err)
-		case sent:
-			return nil
-		}
 	}
 	return temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("notify restaurant: order %s's accept_by (%s) has passed: too late to send it", o.ID, o.AcceptBy.UTC().Format(time.RFC3339Nano)),
@@ -332,7 +322,7 @@ type RestaurantNotice struct {
 }
 
 // NotifyRestaurantOfEnd tells the restaurant that an order it was sent
-// (order.restaurant_notified is on the timeline) has ended unfulfilled, so
+// (wasSent) has ended unfulfilled, so
 // that it does not prepare it; an order the restaurant was never sent, or
 // that it rejected itself, is left alone. (An order that ended while it was
 // being sent is called off by NotifyRestaurant.) It records a notification
@@ -346,14 +336,29 @@ func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNot
 	if err != nil {
 		return surface(err)
 	}
-	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderRestaurantNotified, ""))
-	if err != nil {
-		return fmt.Errorf("was the restaurant sent order %s: %w", id, err)
-	}
-	if !sent {
-		return nil
+	sent, err := a.wasSent(ctx, id)
+	if err != nil || !sent {
+		return err
 	}
 	return a.callOff(ctx, o)
+}
+
+// wasSent reports whether the restaurant was sent order id: its step,
+// order.restaurant_notified, is on the timeline, or the notifier's SendLog
+// has the notification (a worker that died between the send and the step
+// leaves no step, and the workflow replayed after it may never run the
+// step again: cancelled meanwhile, say).
+func (a *Activities) wasSent(ctx context.Context, id uuid.UUID) (bool, error) {
+	sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderRestaurantNotified, ""))
+	if err != nil {
+		return false, fmt.Errorf("was the restaurant sent order %s: %w", id, err)
+	}
+	if log, ok := a.Notifier.(SendLog); ok && !sent {
+		if sent, err = log.Sent(ctx, newOrderKey(id)); err != nil {
+			return false, err
+		}
+	}
+	return sent, nil
 }
 
 // callOff tells the restaurant that order o is off, once, when it ended

@@ -263,6 +263,37 @@ func (f failsOnce) Notify(ctx context.Context, n activities.Notification) error 
 	return nil
 }
 
+// TestOrderSentByADyingWorkerIsCalledOff: an order sent by a worker that
+// died before it recorded the step, and that then ends without the step
+// run again (cancelled meanwhile), is called off at the restaurant: the
+// notifier's log says it was sent.
+func TestOrderSentByADyingWorkerIsCalledOff(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	f.authorize(t, in, activities.SandboxTokenVisa)
+	dying := *f.acts
+	dying.Notifier = diesAfterSending{f.acts.Notifier}
+	if err := dying.NotifyRestaurant(t.Context(), in.OrderID); err == nil {
+		t.Fatal("the send whose worker died returned no error")
+	}
+	if err := f.acts.Transition(t.Context(), activities.TransitionInput{
+		OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "customer cancelled",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{OrderID: in.OrderID}); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, n := range f.notifications(t, in.OrderID) {
+		kinds = append(kinds, n.Recipient+":"+n.Kind)
+	}
+	if !slices.Equal(kinds, []string{"restaurant:new_order", "restaurant:cancelled"}) {
+		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
+	}
+}
+
 // diesAfterSending sends, then fails as a worker that died before the
 // step was recorded would.
 type diesAfterSending struct{ activities.Notifier }
