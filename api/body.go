@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -39,8 +40,15 @@ func readBody(c echo.Context) ([]byte, error) {
 	switch {
 	case errors.As(err, &mbe):
 		return nil, tooLarge()
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, &orderflow.Error{Code: codeRequestTimeout, Field: "body",
+			Message: fmt.Sprintf("the request body did not arrive within %s", readTimeout)}
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, orderflow.FieldErrorf("body", "the request body ended before its Content-Length")
 	case err != nil:
-		return nil, orderflow.FieldErrorf("body", "could not read the request body: %v", err)
+		// The error names the connection's addresses: not the client's
+		// business, and no use to it.
+		return nil, orderflow.FieldErrorf("body", "could not read the request body")
 	}
 	return body, nil
 }
@@ -379,6 +387,9 @@ func jsonError(err error) *orderflow.Error {
 	// DisallowUnknownFields reports a plain error with no exported type.
 	if rest, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		if name, uerr := strconv.Unquote(rest); uerr == nil {
+			if name == "" {
+				name = `""` // a member with an empty name, as the body spells it
+			}
 			return orderflow.FieldErrorf(name, msgUnknownField)
 		}
 	}

@@ -5,11 +5,16 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/google/uuid"
@@ -85,6 +90,8 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		body    string
 		header  http.Header
 		chunked bool // no Content-Length: the limit must hold while reading
+		// readErr, when set, ends the body's read with it after its first half.
+		readErr error
 		// contentType replaces application/json when set; "-" sends none.
 		contentType string
 		status      int
@@ -144,6 +151,12 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		{name: "duplicate field in a line", body: strings.Replace(orderBody(t, nil), `"quantity":2`, `"quantity":2,"quantity":3`, 1), status: 400, field: "items[0].quantity"},
 		{name: "null body", body: `null`, status: 400, field: "body"},
 		{name: "payment token too long", body: orderBody(t, func(m map[string]any) { m["payment_token"] = "tok_" + strings.Repeat("z", 300) }), status: 400, field: "payment_token"},
+		{name: "field with an empty name", body: orderBody(t, func(m map[string]any) { m[""] = 1 }), status: 400, field: `""`},
+		{name: "field with an empty name in a line", body: orderBody(t, func(m map[string]any) { item(m, 1)[""] = 1 }), status: 400, field: `items[1].""`},
+		// The read errors name the connection's addresses, as net/http's do.
+		{name: "body that stops arriving", body: orderBody(t, nil), readErr: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, status: 408, field: "body", code: "request_timeout", detail: "did not arrive within 30s"},
+		{name: "body cut short", body: orderBody(t, nil), readErr: io.ErrUnexpectedEOF, status: 400, field: "body", detail: "ended before its Content-Length"},
+		{name: "body read fails", body: orderBody(t, nil), readErr: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, status: 400, field: "body", detail: "could not read the request body"},
 		{name: "missing Idempotency-Key", body: orderBody(t, nil), header: http.Header{}, status: 400, field: "Idempotency-Key"},
 		{name: "two Idempotency-Keys", body: orderBody(t, nil), header: http.Header{"Idempotency-Key": {"k-a", "k-b"}}, status: 400, field: "Idempotency-Key"},
 		{name: "blank Idempotency-Key", body: orderBody(t, nil), header: header("Idempotency-Key", "   "), status: 400, field: "Idempotency-Key"},
@@ -159,6 +172,9 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 			req := newRequest(t, http.MethodPost, "/v1/orders", tt.body, h)
 			if tt.chunked {
 				req.ContentLength = -1
+			}
+			if tt.readErr != nil {
+				req.Body = io.NopCloser(io.MultiReader(strings.NewReader(tt.body[:len(tt.body)/2]), iotest.ErrReader(tt.readErr)))
 			}
 			switch tt.contentType {
 			case "":
@@ -180,6 +196,9 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 			}
 			if !strings.Contains(p.Detail, tt.detail) {
 				t.Errorf("detail = %q, want it to contain %q", p.Detail, tt.detail)
+			}
+			if tt.readErr != nil && strings.Contains(p.Detail, "tcp") {
+				t.Errorf("detail = %q names the connection", p.Detail)
 			}
 		})
 	}

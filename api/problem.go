@@ -43,8 +43,13 @@ const codeNotYet = "not_yet"
 // method; like codeTooLarge it is HTTP's, not the domain's.
 const codeMethodNotAllowed = "method_not_allowed"
 
+// codeRequestTimeout marks a request body that stopped arriving before the
+// server's read timeout; like codeTooLarge it is HTTP's.
+const codeRequestTimeout = "request_timeout"
+
 var codeStatus = map[string]int{
 	codeTooLarge:             http.StatusRequestEntityTooLarge,
+	codeRequestTimeout:       http.StatusRequestTimeout,
 	codeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	codeNotYet:               http.StatusConflict,
 	orderflow.EINVALID:       http.StatusBadRequest,

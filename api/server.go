@@ -172,6 +172,9 @@ func (s *Server) Routes() []Route {
 // Handler is the API as an http.Handler, for tests and embedding.
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// readTimeout bounds the read of a request, its body included.
+const readTimeout = 30 * time.Second
+
 // Serve serves on l until ctx is done, then stops accepting connections
 // and returns once the requests in flight have been answered.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
@@ -182,7 +185,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		// idle keep-alive connection. There is no write timeout: an accept
 		// or delivered request waits up to updateTimeout for the workflow.
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
