@@ -38,6 +38,9 @@ func (s *Server) listCustomerVouchers(c echo.Context) error {
 	return c.JSON(http.StatusOK, vs)
 }
 
+// firstDay is the first day a YYYY-MM-DD date can name.
+var firstDay = time.Date(0, time.January, 1, 0, 0, 0, 0, time.UTC)
+
 // getRestaurantStats is the analytics context's projection of a restaurant
 // over a range of UTC days: ?from=YYYY-MM-DD&to=YYYY-MM-DD, both included;
 // to defaults to today, from to six days before to.
@@ -51,6 +54,9 @@ func (s *Server) getRestaurantStats(c echo.Context) error {
 		to = d
 	}
 	from := to.AddDate(0, 0, -(defaultStatsDays - 1))
+	if from.Before(firstDay) {
+		from = firstDay // ?to= in the first week of year 0: no day before it is a date
+	}
 	if raw := c.QueryParam("from"); raw != "" {
 		d, err := time.Parse(analytics.DateLayout, raw)
 		if err != nil {

@@ -97,9 +97,11 @@ func TestRestaurantStats(t *testing.T) {
 		field    string
 		from, to string
 		days     int
+		empty    bool // a range without the day counted above
 	}{
 		{name: "default: the last week", query: "", status: 200, from: "2026-03-08", to: "2026-03-14", days: 7},
 		{name: "a range", query: "?from=2026-03-13&to=2026-03-14", status: 200, from: "2026-03-13", to: "2026-03-14", days: 2},
+		{name: "the default week cut at the first date", query: "?to=0000-01-03", status: 200, from: "0000-01-01", to: "0000-01-03", days: 3, empty: true},
 		{name: "bad from", query: "?from=13.3.2026", status: 400, field: "from"},
 		{name: "bad to", query: "?to=yesterday", status: 400, field: "to"},
 		{name: "from twice", query: "?from=2026-03-10&from=2026-03-11", status: 400, field: "from"},
@@ -119,6 +121,12 @@ func TestRestaurantStats(t *testing.T) {
 				t.Fatalf("stats = %+v", got)
 			}
 			tot := got.Totals
+			if tt.empty {
+				if tot.Placed != 0 {
+					t.Errorf("totals = %+v; want none", tot)
+				}
+				return
+			}
 			if tot.Placed != 2 || tot.Accepted != 1 || tot.Rejected != 1 || tot.MedianSecondsToAccept == nil || *tot.MedianSecondsToAccept != 42 {
 				t.Errorf("totals = %+v", tot)
 			}
