@@ -41,6 +41,7 @@ const (
 	margherita  = "m_margherita" // 1250, Pizza Place
 	pepperoni   = "m_pepperoni"  // 1400, Pizza Place
 	soldOut     = "m_soldout"    // unavailable, Pizza Place
+	goldLeaf    = "m_goldleaf"   // Sushi Bar, priced so that 2 overflow a total
 	nigiri      = "s_nigiri"     // 800, Sushi Bar
 	customerID  = "c_ada"
 	pizzaWindow = 600 * time.Second
@@ -101,6 +102,7 @@ func seed(tb testing.TB, store *db.Store) {
 		{ID: pepperoni, RestaurantID: pizzaID, Name: "Pepperoni", PriceCents: 1400, Available: true},
 		{ID: soldOut, RestaurantID: pizzaID, Name: "Calzone", PriceCents: 900, Available: false},
 		{ID: nigiri, RestaurantID: sushiID, Name: "Nigiri", PriceCents: 800, Available: true},
+		{ID: goldLeaf, RestaurantID: sushiID, Name: "Gold leaf", PriceCents: 1 << 62, Available: true},
 	} {
 		must(store.UpsertMenuItem(ctx, m))
 	}

@@ -414,7 +414,7 @@ func (s *Server) price(ctx context.Context, r placeOrderRequest, orderID uuid.UU
 		}
 		qty := int64(it.Quantity)
 		if m.PriceCents > (math.MaxInt64-p.totalCents)/qty {
-			return pricedOrder{}, orderflow.Errorf(orderflow.EUNPROCESSABLE, "order total is too large")
+			return pricedOrder{}, orderflow.FieldErrorf(fmt.Sprintf("items[%d].quantity", i), "the order's total would exceed %d cents", int64(math.MaxInt64))
 		}
 		p.totalCents += m.PriceCents * qty
 		p.items[i] = events.OrderItem{MenuItemID: m.ID, Name: m.Name, UnitPriceCents: m.PriceCents, Quantity: int32(it.Quantity)}

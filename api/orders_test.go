@@ -136,6 +136,10 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		{name: "unknown restaurant", body: orderBody(t, func(m map[string]any) { m["restaurant_id"] = "r_nope" }), status: 400, field: "restaurant_id"},
 		{name: "unknown menu item", body: orderBody(t, func(m map[string]any) { item(m, 1)["menu_item_id"] = "m_nope" }), status: 400, field: "items[1].menu_item_id"},
 		{name: "item from another restaurant", body: orderBody(t, func(m map[string]any) { item(m, 1)["menu_item_id"] = nigiri }), status: 400, field: "items[1].menu_item_id"},
+		{name: "total over the largest amount", body: orderBody(t, func(m map[string]any) {
+			m["restaurant_id"] = sushiID
+			m["items"] = []any{map[string]any{"menu_item_id": nigiri, "quantity": 1}, map[string]any{"menu_item_id": goldLeaf, "quantity": 2}}
+		}), status: 400, field: "items[1].quantity", detail: "total"},
 		{name: "unavailable item", body: orderBody(t, func(m map[string]any) { item(m, 0)["menu_item_id"] = soldOut }), status: 400, field: "items[0].menu_item_id"},
 		{name: "missing customer", body: orderBody(t, func(m map[string]any) { delete(m, "customer_id") }), status: 400, field: "customer_id"},
 		{name: "unknown customer", body: orderBody(t, func(m map[string]any) { m["customer_id"] = "c_nope" }), status: 400, field: "customer_id"},
