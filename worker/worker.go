@@ -39,16 +39,27 @@ func Options() sdkworker.Options {
 const stopTimeout = 10 * time.Second
 
 // Run polls taskQueue until ctx is done, then stops the worker, letting
-// running activities finish within the SDK's stop timeout.
+// running activities finish within the SDK's stop timeout. When the SDK
+// stops the worker itself (its polls refused for good: the namespace
+// deleted, the client's version no longer supported), Run returns the
+// reason, so that the process exits for its supervisor to see, instead of
+// running on with nothing polling.
 func Run(ctx context.Context, c client.Client, taskQueue string, acts *activities.Activities, logger *slog.Logger) error {
-	w := sdkworker.New(c, taskQueue, Options())
+	opts := Options()
+	fatal := make(chan error, 1)
+	opts.OnFatalError = func(err error) { fatal <- err } // called once; the SDK stops the worker after it
+	w := sdkworker.New(c, taskQueue, opts)
 	Register(w, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	logger.Info("worker polling", "task_queue", taskQueue)
-	<-ctx.Done()
-	w.Stop()
-	logger.Info("worker stopped", "task_queue", taskQueue)
-	return nil
+	select {
+	case <-ctx.Done():
+		w.Stop()
+		logger.Info("worker stopped", "task_queue", taskQueue)
+		return nil
+	case err := <-fatal:
+		return fmt.Errorf("worker of task queue %s stopped by the SDK: %w", taskQueue, err)
+	}
 }
