@@ -39,6 +39,20 @@ type StreamConfig struct {
 	Replicas int
 }
 
+// StreamRequestTimeout bounds a request that creates or updates a stream,
+// when the caller's context does not. It is longer than JetStream's default
+// of 5 s: a server that has just started recovers its streams from disk
+// first, and on a busy machine that has taken longer than 5 s.
+const StreamRequestTimeout = 30 * time.Second
+
+// CreateOrUpdateStream is js.CreateOrUpdateStream within
+// StreamRequestTimeout.
+func CreateOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	ctx, cancel := context.WithTimeout(ctx, StreamRequestTimeout)
+	defer cancel()
+	return js.CreateOrUpdateStream(ctx, cfg)
+}
+
 // EnsureStreams creates ORDER_EVENTS and DELIVERY_EVENTS, or updates them to
 // cfg when they exist: file storage, limits retention (events stay until
 // they age out, whoever has read them), the oldest discarded first. It is
@@ -75,7 +89,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg StreamConfig
 		sc.MaxAge = cfg.MaxAge
 		sc.Duplicates = cfg.Duplicates
 		sc.Replicas = cfg.Replicas
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if _, err := CreateOrUpdateStream(ctx, js, sc); err != nil {
 			return fmt.Errorf("create or update stream %s: %w", sc.Name, err)
 		}
 	}

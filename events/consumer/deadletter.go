@@ -85,7 +85,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 		MaxAge:      redriveMaxAge,
 		Duplicates:  10 * time.Minute,
 	}} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if _, err := events.CreateOrUpdateStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
