@@ -293,21 +293,22 @@ func newOrderKey(id uuid.UUID) string { return id.String() + "/restaurant/new_or
 
 // tooLateToSend refuses to send the restaurant order o past its accept_by
 // with a non-retryable ErrTypeTooLate error, unless the order may have
-// been sent already: its step is on the timeline (a workflow task lost in
-// a crash ran this step, and the replayed workflow runs it again), the
-// notifier's SendLog has the notification (the worker died after sending
-// it and before recording the step), or this is a retry, whose first
-// attempt may have sent it before failing. Then the step goes on as before
-// (sending again is a no-op) and the workflow times the order out at once,
-// calling it off at the restaurant.
+// been sent already: wasSent says it was (its step is on the timeline, as
+// when a workflow task lost in a crash ran this step and the replayed
+// workflow runs it again; or the notifier's SendLog has it, as when the
+// worker died after the send and before the step), or, with a notifier
+// that keeps no log, this is a retry, whose first attempt may have sent it
+// before failing. Then the step goes on as before (sending again is a
+// no-op) and the workflow times the order out at once, calling it off at
+// the restaurant.
 func (a *Activities) tooLateToSend(ctx context.Context, o db.Order) error {
-	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
-		return nil
-	}
-	switch sent, err := a.wasSent(ctx, o.ID); {
-	case err != nil:
+	sent, err := a.wasSent(ctx, o.ID)
+	if err != nil {
 		return err
-	case sent:
+	}
+	_, logged := a.Notifier.(SendLog)
+	retry := activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
+	if sent || (retry && !logged) {
 		return nil
 	}
 	return temporal.NewNonRetryableApplicationError(
@@ -353,9 +354,9 @@ func (a *Activities) wasSent(ctx context.Context, id uuid.UUID) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("was the restaurant sent order %s: %w", id, err)
 	}
-	if log, ok := a.Notifier.(SendLog); ok && !sent {
-		if sent, err = log.Sent(ctx, newOrderKey(id)); err != nil {
-			return false, err
+	if sends, ok := a.Notifier.(SendLog); ok && !sent {
+		if sent, err = sends.Sent(ctx, newOrderKey(id)); err != nil {
+			return false, fmt.Errorf("was the restaurant sent order %s: %w", id, err)
 		}
 	}
 	return sent, nil

@@ -33,12 +33,17 @@ type Notifier interface {
 }
 
 // SendLog is a Notifier that can tell whether it has sent the notification
-// with a key. NotifyRestaurant asks it when it finds an order past its
-// accept_by and not yet marked as sent: a worker that died between sending
-// the order and recording the step leaves exactly that, and the replayed
-// step must then go on (and the order be called off at once) instead of
-// refusing to send what the restaurant already has. A Notifier that keeps
-// no such log cannot tell, and the order is then taken as unsent.
+// with a key. It is asked whether the restaurant has an order whose step
+// (order.restaurant_notified) is not on the timeline: a worker that died
+// between sending the order and recording the step leaves exactly that.
+// NotifyRestaurant asks it past the order's accept_by, and goes on with a
+// sent order (which the workflow then times out and calls off) instead of
+// refusing to send what the restaurant already has; NotifyRestaurantOfEnd
+// asks it whether to call an ended order off. A Notifier that keeps no such
+// log cannot tell: NotifyRestaurant then takes a retry's order as sent (its
+// first attempt may have sent it), and the end's notice any order without
+// its step as unsent. A wrapper of a Notifier must implement SendLog too,
+// or the log is lost behind it.
 type SendLog interface {
 	Sent(ctx context.Context, key string) (bool, error)
 }

@@ -202,65 +202,106 @@ func TestNotifyRestaurantPastAcceptBy(t *testing.T) {
 }
 
 // TestNotifyRestaurantRetriedPastAcceptBy: a retry of the send that runs
-// past accept_by, after a first attempt that sent the order and failed
-// before its step, goes on and records the step, even with a notifier
-// that keeps no log of what it sent: the first attempt may have sent it.
-// The activity runs in the SDK's test environment, which retries it as
-// the server would.
+// past accept_by, after a first attempt that failed, goes on (records the
+// step) when the order may have been sent, and is refused when it was
+// not. A notifier with a send log tells which; with one that keeps no log,
+// the retry takes it as sent, since its first attempt may have sent it.
+// The step runs as the workflow runs it, a local activity, in the SDK's
+// test environment, which retries it as a worker would.
 func TestNotifyRestaurantRetriedPastAcceptBy(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	in := f.place(t)
-	f.authorize(t, in, activities.SandboxTokenVisa)
-	var failed atomic.Bool
-	acts := *f.acts
-	acts.Notifier = failsOnce{Notifier: f.acts.Notifier, failed: &failed}
-	acts.Now = func() time.Time {
-		if failed.Load() {
-			return placedAt.Add(10 * time.Minute) // accept_by itself
-		}
-		return clockAt
+	sends := f.acts.Notifier.(activities.SendLog)
+	tests := []struct {
+		name      string
+		sendFirst bool // the first attempt sends, then fails
+		logged    bool // the notifier has a send log
+		wantErr   string
+	}{
+		{name: "no send log, the first attempt sent", sendFirst: true},
+		{name: "no send log, the first attempt sent nothing", sendFirst: false},
+		{name: "send log, the first attempt sent", sendFirst: true, logged: true},
+		{name: "send log, the first attempt sent nothing", sendFirst: false, logged: true, wantErr: activities.ErrTypeTooLate},
 	}
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
-	env := suite.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&acts)
-	env.ExecuteWorkflow(func(ctx workflow.Context, orderID string) error {
-		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: time.Minute,
-			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := f.place(t)
+			f.authorize(t, in, activities.SandboxTokenVisa)
+			before := f.snapshot(t, in.OrderID)
+			var failed atomic.Bool
+			acts := *f.acts
+			once := failsOnce{Notifier: f.acts.Notifier, sendFirst: tt.sendFirst, failed: &failed}
+			acts.Notifier = once
+			if tt.logged {
+				acts.Notifier = loggedFailsOnce{once, sends}
+			}
+			acts.Now = func() time.Time {
+				if failed.Load() {
+					return placedAt.Add(10 * time.Minute) // accept_by itself
+				}
+				return clockAt
+			}
+			var suite testsuite.WorkflowTestSuite
+			suite.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+			env := suite.NewTestWorkflowEnvironment()
+			env.RegisterActivity(&acts)
+			env.ExecuteWorkflow(func(ctx workflow.Context, orderID string) error {
+				ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+					StartToCloseTimeout: time.Minute,
+					RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 2},
+				})
+				return workflow.ExecuteLocalActivity(ctx, acts.NotifyRestaurant, orderID).Get(ctx, nil)
+			}, in.OrderID)
+			if !failed.Load() {
+				t.Fatal("the first attempt did not fail")
+			}
+			err := env.GetWorkflowError()
+			if tt.wantErr != "" {
+				var appErr *temporal.ApplicationError
+				if !errors.As(err, &appErr) || appErr.Type() != tt.wantErr {
+					t.Fatalf("the retry past accept_by: %v; want %s", err, tt.wantErr)
+				}
+				if after := f.snapshot(t, in.OrderID); after != before {
+					t.Errorf("the refused retry changed %+v to %+v", before, after)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("the retry past accept_by: %v; want the step recorded", err)
+			}
+			if o := f.order(t, in.OrderID); o.Status != "awaiting_acceptance" {
+				t.Errorf("status %s after the retry; want awaiting_acceptance", o.Status)
+			}
+			if n := f.notifications(t, in.OrderID); len(n) != 1 || n[0].Kind != "new_order" {
+				t.Errorf("notifications %+v; want the one new order", n)
+			}
 		})
-		return workflow.ExecuteActivity(ctx, acts.NotifyRestaurant, orderID).Get(ctx, nil)
-	}, in.OrderID)
-	if !failed.Load() {
-		t.Fatal("the first attempt did not fail")
-	}
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatalf("the retry past accept_by: %v; want the step recorded", err)
-	}
-	if o := f.order(t, in.OrderID); o.Status != "awaiting_acceptance" {
-		t.Errorf("status %s after the retry; want awaiting_acceptance", o.Status)
-	}
-	if n := f.notifications(t, in.OrderID); len(n) != 1 || n[0].Kind != "new_order" {
-		t.Errorf("notifications %+v; want the one new order", n)
 	}
 }
 
-// failsOnce sends, then fails its first send only. It hides the
-// notifier's SendLog.
+// failsOnce fails its first send, after sending it when sendFirst. It
+// hides the notifier's SendLog; loggedFailsOnce shows it.
 type failsOnce struct {
 	activities.Notifier
-	failed *atomic.Bool
+	sendFirst bool
+	failed    *atomic.Bool
 }
 
 func (f failsOnce) Notify(ctx context.Context, n activities.Notification) error {
-	if err := f.Notifier.Notify(ctx, n); err != nil {
-		return err
+	if f.failed.Load() || f.sendFirst {
+		if err := f.Notifier.Notify(ctx, n); err != nil {
+			return err
+		}
 	}
 	if f.failed.CompareAndSwap(false, true) {
-		return errors.New("connection reset after the send")
+		return errors.New("connection reset")
 	}
 	return nil
+}
+
+type loggedFailsOnce struct {
+	failsOnce
+	activities.SendLog
 }
 
 // TestOrderSentByADyingWorkerIsCalledOff: an order sent by a worker that
