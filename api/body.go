@@ -44,7 +44,7 @@ func readBody(c echo.Context) ([]byte, error) {
 		return nil, &orderflow.Error{Code: codeRequestTimeout, Field: "body",
 			Message: fmt.Sprintf("the request body did not arrive within %s", readTimeout)}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, orderflow.FieldErrorf("body", "the request body ended before its Content-Length")
+		return nil, orderflow.FieldErrorf("body", "the request body ended before it was complete")
 	case err != nil:
 		// The error names the connection's addresses: not the client's
 		// business, and no use to it.

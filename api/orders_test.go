@@ -159,7 +159,7 @@ func TestPlaceOrderRejectsBadInput(t *testing.T) {
 		{name: "field with an empty name in a line", body: orderBody(t, func(m map[string]any) { item(m, 1)[""] = 1 }), status: 400, field: `items[1].""`},
 		// The read errors name the connection's addresses, as net/http's do.
 		{name: "body that stops arriving", body: orderBody(t, nil), readErr: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, status: 408, field: "body", code: "request_timeout", detail: "did not arrive within 30s"},
-		{name: "body cut short", body: orderBody(t, nil), readErr: io.ErrUnexpectedEOF, status: 400, field: "body", detail: "ended before its Content-Length"},
+		{name: "body cut short", body: orderBody(t, nil), readErr: io.ErrUnexpectedEOF, status: 400, field: "body", detail: "ended before it was complete"},
 		{name: "body read fails", body: orderBody(t, nil), readErr: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, status: 400, field: "body", detail: "could not read the request body"},
 		{name: "missing Idempotency-Key", body: orderBody(t, nil), header: http.Header{}, status: 400, field: "Idempotency-Key"},
 		{name: "two Idempotency-Keys", body: orderBody(t, nil), header: http.Header{"Idempotency-Key": {"k-a", "k-b"}}, status: 400, field: "Idempotency-Key"},

@@ -4,6 +4,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -38,12 +39,17 @@ func Options() sdkworker.Options {
 // stopTimeout bounds how long a stopping worker waits for its activities.
 const stopTimeout = 10 * time.Second
 
+// ErrStoppedBySDK is what Run returns, with the SDK's reason, when the SDK
+// stopped the worker itself.
+var ErrStoppedBySDK = errors.New("worker stopped by the SDK")
+
 // Run polls taskQueue until ctx is done, then stops the worker, letting
 // running activities finish within the SDK's stop timeout. When the SDK
 // stops the worker itself (its polls refused for good: the namespace
-// deleted, the client's version no longer supported), Run returns the
-// reason, so that the process exits for its supervisor to see, instead of
-// running on with nothing polling.
+// deleted, the client's version no longer supported), Run returns
+// ErrStoppedBySDK and the reason at once, while the SDK stops the worker,
+// so that the process exits for its supervisor to see, instead of running
+// on with nothing polling.
 func Run(ctx context.Context, c client.Client, taskQueue string, acts *activities.Activities, logger *slog.Logger) error {
 	opts := Options()
 	fatal := make(chan error, 1)
@@ -54,12 +60,24 @@ func Run(ctx context.Context, c client.Client, taskQueue string, acts *activitie
 		return fmt.Errorf("start worker: %w", err)
 	}
 	logger.Info("worker polling", "task_queue", taskQueue)
+	stopped := func(err error) error {
+		return fmt.Errorf("%w (task queue %s): %w", ErrStoppedBySDK, taskQueue, err)
+	}
 	select {
 	case <-ctx.Done():
+		// The SDK stops the worker itself after a fatal error, and a
+		// second Stop at the same time is not safe: look once more. (A
+		// fatal error in between still races; it is as rare as it is
+		// harmless next to a shutdown.)
+		select {
+		case err := <-fatal:
+			return stopped(err)
+		default:
+		}
 		w.Stop()
 		logger.Info("worker stopped", "task_queue", taskQueue)
 		return nil
 	case err := <-fatal:
-		return fmt.Errorf("worker of task queue %s stopped by the SDK: %w", taskQueue, err)
+		return stopped(err)
 	}
 }
