@@ -1,10 +1,12 @@
 package consumer_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,6 +163,9 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 	f.bus.Publish(t, fine)
 
 	dead := f.deadLetters(t, "poisoned", 2)
+	// The consumer takes messages concurrently, so the two may be
+	// terminated, and dead-lettered, in either order.
+	slices.SortFunc(dead, func(a, b consumer.DeadLetter) int { return cmp.Compare(a.StreamSeq, b.StreamSeq) })
 	tests := []struct {
 		name   string
 		got    consumer.DeadLetter
