@@ -139,16 +139,7 @@ func TestOrderEndedWhileSentIsCalledOff(t *testing.T) {
 		}
 	}}
 	requireEnded(t, acts.NotifyRestaurant(t.Context(), in.OrderID), "cancelled")
-	if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{OrderID: in.OrderID}); err != nil {
-		t.Fatal(err)
-	}
-	var kinds []string
-	for _, n := range f.notifications(t, in.OrderID) {
-		kinds = append(kinds, n.Recipient+":"+n.Kind)
-	}
-	if !slices.Equal(kinds, []string{"restaurant:new_order", "restaurant:cancelled"}) {
-		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
-	}
+	f.wantCalledOff(t, in.OrderID)
 }
 
 // TestNotifyRestaurantPastAcceptBy: past the order's accept_by the
@@ -183,13 +174,7 @@ func TestNotifyRestaurantPastAcceptBy(t *testing.T) {
 		t.Errorf("the step run again changed %+v to %+v", before, after)
 	}
 
-	halfSent := f.place(t)
-	f.authorize(t, halfSent, activities.SandboxTokenVisa)
-	dying := *f.acts
-	dying.Notifier = diesAfterSending{f.acts.Notifier}
-	if err := dying.NotifyRestaurant(t.Context(), halfSent.OrderID); err == nil {
-		t.Fatal("the send whose worker died returned no error")
-	}
+	halfSent := f.sentByADyingWorker(t)
 	if err := late.NotifyRestaurant(t.Context(), halfSent.OrderID); err != nil {
 		t.Fatalf("the step run again past accept_by after its send: %v; want it recorded", err)
 	}
@@ -311,6 +296,19 @@ type loggedFailsOnce struct {
 func TestOrderSentByADyingWorkerIsCalledOff(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
+	in := f.sentByADyingWorker(t)
+	if err := f.acts.Transition(t.Context(), activities.TransitionInput{
+		OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "customer cancelled",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.wantCalledOff(t, in.OrderID)
+}
+
+// sentByADyingWorker places and authorizes an order, then sends it to the
+// restaurant from a worker that dies before it records the step.
+func (f *fixture) sentByADyingWorker(t *testing.T) activities.NewOrder {
+	t.Helper()
 	in := f.place(t)
 	f.authorize(t, in, activities.SandboxTokenVisa)
 	dying := *f.acts
@@ -318,21 +316,7 @@ func TestOrderSentByADyingWorkerIsCalledOff(t *testing.T) {
 	if err := dying.NotifyRestaurant(t.Context(), in.OrderID); err == nil {
 		t.Fatal("the send whose worker died returned no error")
 	}
-	if err := f.acts.Transition(t.Context(), activities.TransitionInput{
-		OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "customer cancelled",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{OrderID: in.OrderID}); err != nil {
-		t.Fatal(err)
-	}
-	var kinds []string
-	for _, n := range f.notifications(t, in.OrderID) {
-		kinds = append(kinds, n.Recipient+":"+n.Kind)
-	}
-	if !slices.Equal(kinds, []string{"restaurant:new_order", "restaurant:cancelled"}) {
-		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
-	}
+	return in
 }
 
 // diesAfterSending sends, then fails as a worker that died before the
@@ -485,5 +469,21 @@ func TestDevNotifierRecordsAndLogsOnce(t *testing.T) {
 			tt.change(&bad)
 			requireAppError(t, dev.Notify(t.Context(), bad), activities.ErrTypeInvalid)
 		})
+	}
+}
+
+// wantCalledOff runs the end's notice of order id, cancelled, and checks
+// that the restaurant was sent the order, then told it is off.
+func (f *fixture) wantCalledOff(t *testing.T, id string) {
+	t.Helper()
+	if err := f.acts.NotifyRestaurantOfEnd(t.Context(), activities.RestaurantNotice{OrderID: id}); err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, n := range f.notifications(t, id) {
+		kinds = append(kinds, n.Recipient+":"+n.Kind)
+	}
+	if !slices.Equal(kinds, []string{"restaurant:new_order", "restaurant:cancelled"}) {
+		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
 	}
 }
