@@ -67,8 +67,10 @@ func Run(ctx context.Context, c client.Client, taskQueue string, acts *activitie
 	case <-ctx.Done():
 		// The SDK stops the worker itself after a fatal error, and a
 		// second Stop at the same time is not safe: look once more. (A
-		// fatal error in between still races; it is as rare as it is
-		// harmless next to a shutdown.)
+		// fatal error in the instant between this look and Stop still
+		// races the SDK's own Stop, as it does in the SDK's worker.Run:
+		// it takes a shutdown at the very moment the SDK gives up after
+		// two minutes of refused polls.)
 		select {
 		case err := <-fatal:
 			return stopped(err)
