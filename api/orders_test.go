@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -773,5 +774,47 @@ func TestWrongMethodIsAProblem(t *testing.T) {
 	p := wantProblem(t, rec, http.StatusMethodNotAllowed, "")
 	if p.Code != "method_not_allowed" || p.Type != "https://orderflow.dev/problems/method_not_allowed" {
 		t.Errorf("problem code %q type %q; want method_not_allowed", p.Code, p.Type)
+	}
+}
+
+// TestHeadIsGetWithoutItsBody: HEAD is answered wherever GET is, with
+// GET's status and Content-Length and no body, over a real net/http
+// server; a route without GET answers HEAD 405, and a 405's Allow names
+// HEAD where it names GET.
+func TestHeadIsGetWithoutItsBody(t *testing.T) {
+	f := newFixture(t)
+	f.bind(t)
+	srv := httptest.NewServer(f.srv.Handler())
+	t.Cleanup(srv.Close)
+	send := func(method, path string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(method, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	for _, path := range []string{"/healthz", "/v1/restaurants", "/v1/restaurants/r_nope"} {
+		get, getBody := send(http.MethodGet, path)
+		head, headBody := send(http.MethodHead, path)
+		if head.StatusCode != get.StatusCode || len(headBody) != 0 || head.ContentLength != int64(len(getBody)) {
+			t.Errorf("HEAD %s = %d, Content-Length %d, %d body bytes; want GET's %d, Content-Length %d, no body",
+				path, head.StatusCode, head.ContentLength, len(headBody), get.StatusCode, len(getBody))
+		}
+	}
+	if resp, _ := send(http.MethodHead, "/v1/orders"); resp.StatusCode != http.StatusMethodNotAllowed || strings.Contains(resp.Header.Get("Allow"), http.MethodHead) {
+		t.Errorf("HEAD /v1/orders = %d, Allow %q; want 405 without HEAD", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	if resp, _ := send(http.MethodDelete, "/v1/restaurants"); !strings.Contains(resp.Header.Get("Allow"), http.MethodHead) {
+		t.Errorf("DELETE /v1/restaurants: Allow %q; want it to name HEAD", resp.Header.Get("Allow"))
 	}
 }

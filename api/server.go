@@ -170,7 +170,22 @@ func (s *Server) Routes() []Route {
 }
 
 // Handler is the API as an http.Handler, for tests and embedding.
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return headAsGet{s.echo} }
+
+// headAsGet answers HEAD wherever GET is answered, as RFC 9110 asks (echo
+// routes HEAD only where it is registered): the router gets a copy of the
+// request whose method is GET, and net/http, which still holds the HEAD
+// request, sends the status and headers, Content-Length included, without
+// the body. HEAD on a route without GET is a 405, as GET there would be.
+type headAsGet struct{ next http.Handler }
+
+func (h headAsGet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		r = r.WithContext(r.Context()) // a shallow copy
+		r.Method = http.MethodGet
+	}
+	h.next.ServeHTTP(w, r)
+}
 
 // readTimeout bounds the read of a request, its body included.
 const readTimeout = 30 * time.Second
@@ -179,7 +194,7 @@ const readTimeout = 30 * time.Second
 // and returns once the requests in flight have been answered.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{
-		Handler: s.echo,
+		Handler: s.Handler(),
 		// A client that trickles its headers or its body (at most 64 KiB)
 		// does not hold a connection and a goroutine for ever; nor does an
 		// idle keep-alive connection. There is no write timeout: an accept
