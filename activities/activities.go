@@ -325,9 +325,9 @@ type RestaurantNotice struct {
 // NotifyRestaurantOfEnd tells the restaurant that an order it was sent
 // (wasSent) has ended unfulfilled, so that it does not prepare it; an
 // order the restaurant was never sent, or that it rejected itself, is left
-// alone. (An order that ended while it was
-// being sent is called off by NotifyRestaurant.) It records a notification
-// only: the end's own event is the order's change.
+// alone. (An order that ended while it was being sent is called off by
+// NotifyRestaurant.) It records a notification only: the end's own event
+// is the order's change.
 func (a *Activities) NotifyRestaurantOfEnd(ctx context.Context, in RestaurantNotice) error {
 	id, err := parseOrderID(in.OrderID)
 	if err != nil {

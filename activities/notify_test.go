@@ -312,22 +312,13 @@ func (f *fixture) sentByADyingWorker(t *testing.T) activities.NewOrder {
 	in := f.place(t)
 	f.authorize(t, in, activities.SandboxTokenVisa)
 	dying := *f.acts
-	dying.Notifier = diesAfterSending{f.acts.Notifier}
+	// It sends, then fails as a worker that died before the step was
+	// recorded would.
+	dying.Notifier = failsOnce{Notifier: f.acts.Notifier, sendFirst: true, failed: new(atomic.Bool)}
 	if err := dying.NotifyRestaurant(t.Context(), in.OrderID); err == nil {
 		t.Fatal("the send whose worker died returned no error")
 	}
 	return in
-}
-
-// diesAfterSending sends, then fails as a worker that died before the
-// step was recorded would.
-type diesAfterSending struct{ activities.Notifier }
-
-func (d diesAfterSending) Notify(ctx context.Context, n activities.Notification) error {
-	if err := d.Notifier.Notify(ctx, n); err != nil {
-		return err
-	}
-	return errors.New("worker killed")
 }
 
 type failingNotifier struct{}
