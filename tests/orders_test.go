@@ -430,7 +430,7 @@ func TestOrderPaths(t *testing.T) {
 		if p.Status != "placed" || p.TotalCents != 2300 {
 			t.Errorf("placed = %+v; want status placed, total 2300 (2 x 1150, priced by the server)", p)
 		}
-		if got := p.AcceptBy.Sub(time.Now()); got < 9*time.Minute || got > 10*time.Minute {
+		if got := time.Until(p.AcceptBy); got < 9*time.Minute || got > 10*time.Minute {
 			t.Errorf("accept_by is %s from now; want the restaurant's 10 minutes", got)
 		}
 		waitStatus(t, app, p.ID, "awaiting_acceptance")

@@ -115,19 +115,6 @@ func run(tb testing.TB, cfg consumer.Config) *consumer.Consumer {
 	return c
 }
 
-// count returns how many outcomes of a result the consumer has had.
-func (f *fixture) count(name string, r consumer.Result) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, o := range f.outcomes {
-		if o.Consumer == name && o.Result == r {
-			n++
-		}
-	}
-	return n
-}
-
 // effect is one row of kit_effects.
 type effect struct {
 	EventID  string
