@@ -30,10 +30,14 @@ const schemaBase = "https://orderflow.invalid/events/schemas/"
 // without a schema.
 var ErrUnknownEventType = errors.New("unknown event type")
 
-// compiled is every event type's schema, compiled once.
-var compiled = sync.OnceValues(compileSchemas)
+// compiled is every event type's schema, compiled once; tolerant the same
+// schemas for a reader, which allow members they do not name.
+var (
+	compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) { return compileSchemas(false) })
+	tolerant = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) { return compileSchemas(true) })
+)
 
-func compileSchemas() (map[string]*jsonschema.Schema, error) {
+func compileSchemas(tolerant bool) (map[string]*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	// "format" (uuid, date-time) is an assertion here, not a mere annotation.
@@ -52,6 +56,9 @@ func compileSchemas() (map[string]*jsonschema.Schema, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schema %s: %w", f, err)
 		}
+		if tolerant {
+			allowAdditional(doc)
+		}
 		if err := c.AddResource(schemaBase+path.Base(f), doc); err != nil {
 			return nil, fmt.Errorf("schema %s: %w", f, err)
 		}
@@ -68,11 +75,26 @@ func compileSchemas() (map[string]*jsonschema.Schema, error) {
 }
 
 // ValidatePayload checks an event's JSON payload against its type's schema
-// (eventType as the outbox stores it, e.g. "order.accepted"). The error
-// names every violation with its place in the payload, e.g. `order.placed
-// payload: at /items: minItems: got 0, want 1`.
+// (eventType as the outbox stores it, e.g. "order.accepted"): the contract
+// a producer writes to, which names every member. The error names every
+// violation with its place in the payload, e.g. `order.placed payload: at
+// /items: minItems: got 0, want 1`.
 func ValidatePayload(eventType string, payload []byte) error {
-	schemas, err := compiled()
+	return validate(compiled, eventType, payload)
+}
+
+// ValidateReceived checks a payload as a reader does: against the same
+// schema, except that members it does not name are allowed (a tolerant
+// reader). Adding an optional member is the one change a producer may make
+// within a type's version, and a consumer a release behind, as in a rolling
+// deploy, must still take such an event; any other change is a new version
+// of the type (orderflow.order.placed.v2).
+func ValidateReceived(eventType string, payload []byte) error {
+	return validate(tolerant, eventType, payload)
+}
+
+func validate(set func() (map[string]*jsonschema.Schema, error), eventType string, payload []byte) error {
+	schemas, err := set()
 	if err != nil {
 		return fmt.Errorf("compile event schemas: %w", err)
 	}
@@ -104,6 +126,25 @@ func leaves(e *jsonschema.ValidationError, out *[]string) {
 	}
 	for _, c := range e.Causes {
 		leaves(c, out)
+	}
+}
+
+// allowAdditional drops every "additionalProperties": false from a schema
+// document, at every depth (the payload's nested objects, such as an
+// order's items, are as open to additions as its top level).
+func allowAdditional(doc any) {
+	switch v := doc.(type) {
+	case map[string]any:
+		if b, ok := v["additionalProperties"].(bool); ok && !b {
+			delete(v, "additionalProperties")
+		}
+		for _, e := range v {
+			allowAdditional(e)
+		}
+	case []any:
+		for _, e := range v {
+			allowAdditional(e)
+		}
 	}
 }
 

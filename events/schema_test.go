@@ -100,6 +100,9 @@ func TestValidatePayloadNamesTheProblem(t *testing.T) {
 		eventType string
 		payload   []byte
 		want      []string // substrings of the error
+		// added: the payload only has a member its schema does not name,
+		// which a reader allows (ValidateReceived).
+		added bool
 	}{
 		{
 			name: "missing order id", eventType: events.OrderAccepted,
@@ -120,6 +123,7 @@ func TestValidatePayloadNamesTheProblem(t *testing.T) {
 			name: "field another type carries", eventType: events.OrderAccepted,
 			payload: edit(events.OrderAccepted, func(m map[string]any) { m["items"] = []any{} }),
 			want:    []string{"items"},
+			added:   true,
 		},
 		{
 			name: "order id not a uuid", eventType: events.OrderCompleted,
@@ -170,10 +174,46 @@ func TestValidatePayloadNamesTheProblem(t *testing.T) {
 			if err == nil {
 				t.Fatalf("payload %s validated", tt.payload)
 			}
+			switch rerr := events.ValidateReceived(tt.eventType, tt.payload); {
+			case tt.added && rerr != nil:
+				t.Errorf("ValidateReceived refused an added member: %v", rerr)
+			case !tt.added && rerr == nil:
+				t.Errorf("ValidateReceived took payload %s", tt.payload)
+			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
+			}
+		})
+	}
+}
+
+// TestValidateReceivedAllowsAddedMembers: a producer a release ahead adds
+// optional members, at the top and inside the payload's nested objects;
+// the contract (ValidatePayload) refuses them, a reader takes them.
+func TestValidateReceivedAllowsAddedMembers(t *testing.T) {
+	for typ, payload := range samples(t) {
+		t.Run(typ, func(t *testing.T) {
+			var m map[string]any
+			if err := json.Unmarshal(payload, &m); err != nil {
+				t.Fatal(err)
+			}
+			m["added_in_a_later_release"] = map[string]any{"x": 1}
+			if items, ok := m["items"].([]any); ok {
+				items[0].(map[string]any)["allergens"] = []any{"gluten"}
+			}
+			b, _ := json.Marshal(m)
+			if err := events.ValidatePayload(typ, b); err == nil {
+				t.Errorf("ValidatePayload took the added members; the contract names every member")
+			}
+			if err := events.ValidateReceived(typ, b); err != nil {
+				t.Errorf("ValidateReceived: %v", err)
+			}
+			delete(m, "order_id")
+			b, _ = json.Marshal(m)
+			if err := events.ValidateReceived(typ, b); err == nil || !strings.Contains(err.Error(), "order_id") {
+				t.Errorf("ValidateReceived without order_id = %v; want it refused, naming order_id", err)
 			}
 		})
 	}

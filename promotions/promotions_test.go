@@ -202,3 +202,49 @@ func TestInvalidCompletionDeadLettered(t *testing.T) {
 		t.Fatalf("%d vouchers for an invalid event", n)
 	}
 }
+
+// TestCompletionFromANewerProducer: a producer a release ahead (a rolling
+// deploy: the worker upgraded before `orderflow promotions`) adds an
+// optional member to order.completed.v1, the one change allowed within a
+// version: the voucher is issued all the same. A new version of the type
+// is another contract: dead-lettered, not read as v1.
+func TestCompletionFromANewerProducer(t *testing.T) {
+	f := newFixture(t)
+	f.start(t)
+	ctx := context.Background()
+	added := eventtest.Order{ID: uuid.NewString(), CustomerID: "c_ada", RestaurantID: "r_pizza"}
+	env := eventtest.OrderEvent(added, events.OrderCompleted, 9, time.Now())
+	var payload map[string]any
+	if err := json.Unmarshal(env.Data, &payload); err != nil {
+		t.Fatal(err)
+	}
+	payload["courier_rating"] = 5
+	env.Data, _ = json.Marshal(payload)
+	f.bus.Publish(t, env)
+
+	v2 := eventtest.Order{ID: uuid.NewString(), CustomerID: "c_alan", RestaurantID: "r_pizza"}
+	env2 := eventtest.OrderEvent(v2, events.OrderCompleted, 9, time.Now())
+	env2.Type = strings.TrimSuffix(env2.Type, ".v1") + ".v2"
+	f.bus.Publish(t, env2)
+
+	eventtest.Eventually(t, "both completions settled", func() bool {
+		return f.seen(consumer.Applied)+f.seen(consumer.Terminated) == 2
+	})
+	if n, err := f.store.CountOrderVouchers(ctx, uuid.MustParse(added.ID)); err != nil || n != 1 {
+		dead, _ := consumer.DeadLetters(ctx, f.bus.JS, "promotions")
+		for _, d := range dead {
+			t.Logf("dead letter %d: %s", d.Seq, d.Why())
+		}
+		t.Errorf("the completion with an added member earned %d vouchers (%v); want 1", n, err)
+	}
+	if n, err := f.store.CountOrderVouchers(ctx, uuid.MustParse(v2.ID)); err != nil || n != 0 {
+		t.Errorf("the v2 completion earned %d vouchers (%v); want none, it is not read as v1", n, err)
+	}
+	dead, err := consumer.DeadLetters(ctx, f.bus.JS, "promotions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].EventID != env2.ID || !strings.Contains(dead[0].Why(), "reads orderflow.order.completed.v1") {
+		t.Errorf("dead letters %+v; want only the v2 completion, saying which version is read", dead)
+	}
+}

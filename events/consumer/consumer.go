@@ -109,7 +109,7 @@ type Config struct {
 	// workers take in a few AckWaits. Default DefaultMaxAckPending.
 	MaxAckPending int
 	// Validate, when set, checks an envelope before the handler sees it; a
-	// refused one is poison (e.g. events.ValidatePayload).
+	// refused one is poison (e.g. ValidateSchema).
 	Validate func(events.Envelope) error
 	// Observe, when set, is called after each delivery is settled, from the
 	// worker that took it; it must not block.
@@ -520,6 +520,7 @@ func (c *Consumer) process(ctx context.Context, m jetstream.Msg) {
 	if err == nil && c.cfg.Validate != nil {
 		if verr := c.cfg.Validate(env); verr != nil {
 			err = fmt.Errorf("invalid %s payload: %w", env.Type, verr)
+			out.Env = env // decoded: the dead letter's log names it
 			// An event with an ID can be remembered. Skipped, it is taken
 			// as any skip (take records it, or finds it a duplicate);
 			// otherwise a copy of one taken already, a replay's say, is a

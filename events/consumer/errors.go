@@ -59,14 +59,24 @@ func RetryAfter(d time.Duration, reason string) error {
 	return &RetryError{Delay: d, Reason: reason}
 }
 
-// ValidateSchema checks an event's payload against its type's JSON Schema
-// (events.ValidatePayload), for Config.Validate. An event type without a
-// schema passes: a consumer that reads a whole stream ignores the types it
-// does not know instead of dead-lettering them.
+// ValidateSchema checks an event's payload as a reader does
+// (events.ValidateReceived), for Config.Validate: members the schema does
+// not name are allowed, so a producer a release ahead that adds one does
+// not dead-letter its events. An event type without a schema passes: a
+// consumer that reads a whole stream ignores the types it does not know
+// instead of dead-lettering them. A version of a known type other than the
+// one the schemas describe (orderflow.order.placed.v2 against .v1) is
+// refused: read as the old version it could be misread, and dead-lettered
+// it waits, visible, for a consumer that reads it (dlq redrive), or to be
+// skipped while the producer publishes both versions.
 func ValidateSchema(env events.Envelope) error {
-	err := events.ValidatePayload(env.EventType(), env.Data)
+	t := env.EventType()
+	err := events.ValidateReceived(t, env.Data)
 	if errors.Is(err, events.ErrUnknownEventType) {
 		return nil
+	}
+	if want := events.CEType(t); env.Type != want {
+		return fmt.Errorf("a version this consumer does not read (it reads %s)", want)
 	}
 	return err
 }
