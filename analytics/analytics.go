@@ -22,7 +22,10 @@
 // after it stays counted as accepted. Rejections and cancellations need the
 // order's earlier events: an order the projection first sees at its
 // rejection, time-out or cancellation (its earlier events had aged out of
-// the stream before the projection started) counts as none of them.
+// the stream before the projection started) counts as none of them. Every
+// order the projection sees counts as placed, also one it first sees after
+// its placement (on the day of that first event), so that placed is at
+// least the sum of the outcomes.
 package analytics
 
 import (
@@ -128,10 +131,19 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, env events.Envelope) e
 		if eventType == events.OrderPlaced {
 			o.PlacedAt = sql.NullTime{Time: at, Valid: true}
 		}
-		if _, err := q.InsertAnalyticsOrder(ctx, db.InsertAnalyticsOrderParams{
+		n, err := q.InsertAnalyticsOrder(ctx, db.InsertAnalyticsOrderParams{
 			OrderID: o.OrderID, RestaurantID: o.RestaurantID, Day: o.Day, PlacedAt: o.PlacedAt,
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("insert order: %w", err)
+		}
+		if n == 1 && eventType != events.OrderPlaced {
+			// The order was placed all the same, before the projection's
+			// reach: placed counts every order, and is at least the sum
+			// of the outcomes.
+			if err := q.CountRestaurantDay(ctx, db.CountRestaurantDayParams{RestaurantID: o.RestaurantID, Day: o.Day, Counter: "placed"}); err != nil {
+				return fmt.Errorf("count placed: %w", err)
+			}
 		}
 	} else if err != nil {
 		return fmt.Errorf("get order: %w", err)

@@ -187,15 +187,18 @@ func TestOutcomes(t *testing.T) {
 		{name: "accepted and completed",
 			steps: []string{events.OrderPlaced, events.OrderPaymentAuthorized, events.OrderRestaurantNotified, events.OrderAccepted, events.OrderCompleted},
 			want:  analytics.Counts{Placed: 1, Accepted: 1, MedianSecondsToAccept: ptr(3)}},
-		{name: "first seen at its rejection: cannot tell, not counted",
+		{name: "first seen at its acceptance: placed and accepted, no time to accept",
+			firstSeq: 4, steps: []string{events.OrderAccepted, events.OrderCompleted},
+			want: analytics.Counts{Placed: 1, Accepted: 1}},
+		{name: "first seen at its rejection: placed, the rejection cannot tell",
 			firstSeq: 4, steps: []string{events.OrderRejected},
-			want: analytics.Counts{}},
+			want: analytics.Counts{Placed: 1}},
 		{name: "first seen at its notification, then rejected",
 			firstSeq: 3, steps: []string{events.OrderRestaurantNotified, events.OrderRejected},
-			want: analytics.Counts{Rejected: 1}},
-		{name: "first seen at its cancellation: cannot tell, not counted",
+			want: analytics.Counts{Placed: 1, Rejected: 1}},
+		{name: "first seen at its cancellation: placed, the cancellation cannot tell",
 			firstSeq: 4, steps: []string{events.OrderCancelled},
-			want: analytics.Counts{}},
+			want: analytics.Counts{Placed: 1}},
 	}
 	published := 0
 	for i, tt := range tests {
