@@ -113,8 +113,15 @@ func seed(tb testing.TB, store *db.Store) {
 // lines and one timeline entry, and returns its ID.
 func insertOrder(tb testing.TB, store *db.Store, status string) uuid.UUID {
 	tb.Helper()
-	ctx := context.Background()
 	id := uuid.New()
+	insertOrderID(tb, store, id, status)
+	return id
+}
+
+// insertOrderID is insertOrder with the order's ID given.
+func insertOrderID(tb testing.TB, store *db.Store, id uuid.UUID, status string) {
+	tb.Helper()
+	ctx := context.Background()
 	if _, err := store.InsertOrder(ctx, db.InsertOrderParams{
 		ID: id, CustomerID: customerID, RestaurantID: pizzaID, DeliveryAddress: "1 Main St",
 		Status: status, TotalCents: 3900, AcceptBy: testNow.Add(pizzaWindow), CreatedAt: testNow,
@@ -136,7 +143,6 @@ func insertOrder(tb testing.TB, store *db.Store, status string) uuid.UUID {
 	}); err != nil {
 		tb.Fatalf("insert timeline: %v", err)
 	}
-	return id
 }
 
 // bind reports unexpected Temporal calls to t, a subtest, so that one

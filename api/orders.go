@@ -544,6 +544,15 @@ func (s *Server) getOrder(c echo.Context) error {
 	}
 	if run != nil && run.running() {
 		if sv, ok := s.queryStatus(ctx, id.String()); ok {
+			if sv.Status != view.Status {
+				// The query waits for the workflow's task, whose steps
+				// commit meanwhile: read the row again, so that the
+				// items, timeline and payment go with the status (the
+				// order recorded since, or moved on).
+				if again, ok, err := s.readOrder(ctx, id); err == nil && ok {
+					view = again
+				}
+			}
 			view.Status, view.Reason, view.Source = sv.Status, sv.Reason, sourceWorkflow
 			if sv.PaymentStatus != "" {
 				view.Payment.Status = sv.PaymentStatus

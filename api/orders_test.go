@@ -600,6 +600,7 @@ func TestGetOrder(t *testing.T) {
 	closed := insertOrder(t, f.store, string(orderflow.StatusCompleted))
 	stale := insertOrder(t, f.store, string(orderflow.StatusAwaitingAcceptance))
 	unrecorded := uuid.New()
+	recordedMeanwhile := uuid.New()
 	unknown := uuid.New()
 
 	wf := func(id uuid.UUID) string { return orderflow.OrderWorkflowID(id.String()) }
@@ -621,6 +622,16 @@ func TestGetOrder(t *testing.T) {
 		}), nil)
 	tc.On("QueryWorkflow", mock.Anything, wf(unrecorded), "", workflows.QueryStatus).
 		Return(nil, serviceerror.NewDeadlineExceeded("no worker"))
+	// Not recorded when the handler reads the row; the status query waits
+	// for the workflow's task, which records the order and moves it on.
+	tc.On("DescribeWorkflowExecution", mock.Anything, wf(recordedMeanwhile), "").
+		Return(describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, map[string]any{
+			"request_hash": "h", "customer_id": customerID, "restaurant_id": pizzaID,
+			"total_cents": int64(3900), "placed_at": testNow, "accept_by": testNow.Add(pizzaWindow),
+		}), nil)
+	tc.On("QueryWorkflow", mock.Anything, wf(recordedMeanwhile), "", workflows.QueryStatus).
+		Run(func(mock.Arguments) { insertOrderID(t, f.store, recordedMeanwhile, string(orderflow.StatusAwaitingAcceptance)) }).
+		Return(statusValue{workflows.StatusView{OrderID: recordedMeanwhile.String(), Status: "awaiting_acceptance", PaymentStatus: "authorized"}}, nil).Once()
 	tc.On("DescribeWorkflowExecution", mock.Anything, wf(unknown), "").
 		Return(nil, serviceerror.NewNotFound("workflow not found"))
 
@@ -636,6 +647,7 @@ func TestGetOrder(t *testing.T) {
 		{name: "closed workflow: database", path: "/v1/orders/" + closed.String(), status: 200, wantStatus: "completed", wantSource: "database", wantItems: 2},
 		{name: "no worker: database", path: "/v1/orders/" + stale.String(), status: 200, wantStatus: "awaiting_acceptance", wantSource: "database", wantItems: 2},
 		{name: "not recorded yet: memo", path: "/v1/orders/" + unrecorded.String(), status: 200, wantStatus: "placed", wantSource: "workflow", wantItems: 0},
+		{name: "recorded during the status query: the row read again", path: "/v1/orders/" + recordedMeanwhile.String(), status: 200, wantStatus: "awaiting_acceptance", wantSource: "workflow", wantItems: 2},
 		{name: "unknown order", path: "/v1/orders/" + unknown.String(), status: 404},
 		{name: "not a UUID", path: "/v1/orders/nope", status: 404},
 		{name: "UUID without hyphens", path: "/v1/orders/" + strings.ReplaceAll(unknown.String(), "-", ""), status: 404},
