@@ -88,8 +88,8 @@ func (s *Server) deliveredOrder(c echo.Context) error {
 // the reason the request gave for its reject or cancel, "" when it gave
 // none: it must then be the reason recorded.
 func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args ...any) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), updateTimeout)
-	defer cancel()
+	ctx, done := s.temporalCall(c.Request().Context(), updateTimeout)
+	defer done()
 	h, err := s.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: orderflow.OrderWorkflowID(id.String()),
 		// Each decision happens at most once per order, so its name is its
@@ -104,6 +104,7 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args
 	if err == nil {
 		err = h.Get(ctx, &res)
 	}
+	err = callError(ctx, err)
 	if err != nil {
 		if update == workflows.UpdateAccept && s.acceptanceRecorded(c.Request().Context(), id, err) {
 			return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: string(orderflow.StatusAccepted)})

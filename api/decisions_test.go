@@ -1,10 +1,13 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/mock"
@@ -175,6 +178,66 @@ func TestDecisions(t *testing.T) {
 			decode(t, rec, 200, &got)
 			if got.ID != tt.id || got.Status != tt.wantStatus || got.Reason != tt.wantReason {
 				t.Errorf("got %+v, want %s %s %q", got, tt.id, tt.wantStatus, tt.wantReason)
+			}
+		})
+	}
+}
+
+// TestDecisionWhileTemporalStopsAnswering: the SDK retries an Update to a
+// frontend it cannot reach until the decision's 30-second deadline; the
+// API checks the frontend's health while a decision waits, and answers
+// 503 once the checks fail instead of hanging. A frontend that answers its
+// checks keeps a slow decision waiting (a worker that is slow or away).
+func TestDecisionWhileTemporalStopsAnswering(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		healthy bool
+	}{
+		{name: "frontend gone: cut short", healthy: false},
+		{name: "frontend answers: the decision waits", healthy: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			id := uuid.NewString()
+			var checks atomic.Int32
+			health := f.temporal.On("CheckHealth", mock.Anything, mock.Anything)
+			if tt.healthy {
+				health.Return(&client.CheckHealthResponse{}, nil)
+			} else {
+				health.Return(nil, serviceerror.NewUnavailable("connection refused"))
+			}
+			health.Run(func(mock.Arguments) { checks.Add(1) })
+			h := mocks.NewWorkflowUpdateHandle(t)
+			h.On("Get", mock.Anything, mock.Anything).Return(func(ctx context.Context, v any) error {
+				// Waits for the workflow: for ever when Temporal is gone,
+				// until a few health checks went by when it answers.
+				for checks.Load() < 3 || !tt.healthy {
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+				*v.(*workflows.DecisionResult) = workflows.DecisionResult{Status: "completed"}
+				return nil
+			})
+			f.temporal.On("UpdateWorkflow", mock.Anything, mock.Anything).Return(h, nil).Once()
+
+			rec := f.do(t, http.MethodPost, "/v1/orders/"+id+"/delivered", "", nil)
+			if tt.healthy {
+				var got struct{ Status string }
+				decode(t, rec, http.StatusOK, &got)
+				if got.Status != "completed" {
+					t.Errorf("status %q, want completed", got.Status)
+				}
+				return
+			}
+			p := wantProblem(t, rec, http.StatusServiceUnavailable, "")
+			if !strings.Contains(p.Detail, "does not answer") || rec.Header().Get("Retry-After") == "" {
+				t.Errorf("detail %q, Retry-After %q; want the failed health checks named, and a Retry-After", p.Detail, rec.Header().Get("Retry-After"))
+			}
+			if n := checks.Load(); n < 2 {
+				t.Errorf("%d health checks; want the decision cut short after two failed ones", n)
 			}
 		})
 	}

@@ -194,9 +194,10 @@ func (s *Server) placeOrder(c echo.Context) error {
 		Memo:          StartMemo(in.Order, hash),
 		StaticSummary: StartSummary(in.Order, priced.restaurant.Name),
 	}
-	sctx, cancel := context.WithTimeout(ctx, temporalTimeout)
-	defer cancel()
+	sctx, done := s.temporalCall(ctx, temporalTimeout)
+	defer done()
 	_, err = s.temporal.ExecuteWorkflow(sctx, opts, workflows.OrderWorkflowName, in)
+	err = callError(sctx, err)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):

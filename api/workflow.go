@@ -24,7 +24,69 @@ const (
 	temporalTimeout = 10 * time.Second
 	queryTimeout    = 2 * time.Second
 	updateTimeout   = 30 * time.Second
+	// A call still waiting after probeAfter has the frontend's health
+	// checked every probeEvery (each check given as long), and is cut short
+	// after probeFailures checks in a row fail.
+	probeAfter    = 2 * time.Second
+	probeEvery    = 2 * time.Second
+	probeFailures = 2
 )
+
+// errTemporalUnreachable is the cause of a call cut short because the
+// frontend stopped answering its health checks.
+var errTemporalUnreachable = errors.New("the Temporal frontend does not answer its health checks")
+
+// temporalCall bounds one call to Temporal by timeout, and cuts it short
+// (with errTemporalUnreachable as the context's cause) when the frontend
+// stops answering while the call waits. The SDK retries a call to a server
+// it cannot reach until the call's deadline, so without this a decision
+// sent during an outage hangs its whole 30 seconds before its 503. A
+// frontend that answers keeps the call waiting as long as it needs, for a
+// worker that is slow or away say. A fast call costs a timer, no probe.
+func (s *Server) temporalCall(ctx context.Context, timeout time.Duration) (context.Context, func()) {
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := make(chan struct{})
+	probes := time.AfterFunc(probeAfter, func() {
+		failed := 0
+		for {
+			pctx, pcancel := context.WithTimeout(ctx, probeEvery)
+			_, err := s.temporal.CheckHealth(pctx, &client.CheckHealthRequest{})
+			pcancel()
+			if ctx.Err() != nil {
+				return
+			}
+			failed++
+			if err == nil {
+				failed = 0
+			} else if failed >= probeFailures {
+				cancel(fmt.Errorf("%w: %w", errTemporalUnreachable, err))
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(probeEvery):
+			}
+		}
+	})
+	return ctx, func() {
+		probes.Stop()
+		close(stop)
+		cancel(nil)
+		cancelTimeout()
+	}
+}
+
+// callError is err, or the reason its call was cut short by temporalCall.
+func callError(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errTemporalUnreachable) {
+		return cause
+	}
+	return err
+}
 
 // Memo keys of an order workflow. request_hash makes a retried POST
 // comparable with the first; the rest let the API answer for an order
@@ -114,9 +176,10 @@ func (r *orderRun) running() bool {
 // describeOrder describes the order's workflow; it returns nil and no
 // error when there is none.
 func (s *Server) describeOrder(ctx context.Context, orderID string) (*orderRun, error) {
-	ctx, cancel := context.WithTimeout(ctx, temporalTimeout)
-	defer cancel()
+	ctx, done := s.temporalCall(ctx, temporalTimeout)
+	defer done()
 	resp, err := s.temporal.DescribeWorkflowExecution(ctx, orderflow.OrderWorkflowID(orderID), "")
+	err = callError(ctx, err)
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
@@ -149,6 +212,12 @@ func (s *Server) queryStatus(ctx context.Context, orderID string) (workflows.Sta
 	return view, true
 }
 
+// mayHaveTaken ends the message of a call to Temporal that went
+// unanswered: the request may have reached the workflow all the same (a
+// decision the workflow takes once its worker is back, a start that
+// went through), and a retry of it is safe.
+const mayHaveTaken = " (the request may still take effect: the same request again gets its outcome, never a second one)"
+
 // temporalError turns a Temporal client error into what the caller should
 // see: a workflow engine that does not answer, answers "busy", or cannot
 // take the request in the workflow's present state (FailedPrecondition:
@@ -166,11 +235,14 @@ func temporalError(op string, err error) error {
 		updTimeout   *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	)
 	switch {
+	case errors.Is(err, errTemporalUnreachable):
+		return fmt.Errorf("%s: %w (%w)", op,
+			orderflow.Errorf(orderflow.EUNAVAILABLE, "the workflow engine does not answer; retry later"+mayHaveTaken), err)
 	case errors.As(err, &unavailable), errors.As(err, &deadline), errors.As(err, &exhausted),
 		errors.As(err, &canceled), errors.As(err, &precondition), errors.As(err, &updTimeout),
 		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w (%w)", op,
-			orderflow.Errorf(orderflow.EUNAVAILABLE, "the workflow engine did not answer; retry later"), err)
+			orderflow.Errorf(orderflow.EUNAVAILABLE, "the workflow engine did not answer in time; retry later"+mayHaveTaken), err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
 }
