@@ -82,6 +82,8 @@ type Stack struct {
 	nats     *natsdev.Server
 	temporal *devserver.Server
 	logger   *slog.Logger
+	// lock holds the data dir while an embedded component uses it.
+	lock *os.File
 }
 
 // Failed receives the error of an embedded component that stopped by
@@ -106,6 +108,13 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	// must be able to enter this directory to reach its own.
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if cfg.DatabaseURL == "" || cfg.NATSURL == "" || !cfg.TemporalExternal {
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		s.lock = lock
 	}
 	began := time.Now()
 	type result struct {
@@ -216,5 +225,9 @@ func (s *Stack) Close() {
 			s.logger.Warn("stop postgres", "err", err)
 		}
 		s.Postgres = nil
+	}
+	if s.lock != nil {
+		_ = s.lock.Close() // releases the flock
+		s.lock = nil
 	}
 }
