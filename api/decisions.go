@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -168,8 +169,17 @@ func (s *Server) decisionError(ctx context.Context, id uuid.UUID, update string,
 	}
 	row, gerr := s.store.GetOrder(ctx, id)
 	switch {
-	case gerr == nil:
+	case gerr == nil && orderflow.OrderStatus(row.Status).Final():
 		return orderflow.Errorf(orderflow.ECONFLICT, "order is %s", row.Status)
+	case gerr == nil:
+		// The order never ended, and its workflow is gone or closed:
+		// terminated (from the Web UI, say), or not in this Temporal's
+		// store at all (its persistence switched, or reset).
+		why := "its workflow is not in the Temporal server's store (was the store switched or reset?)"
+		if run, derr := s.describeOrder(ctx, id.String()); derr == nil && run != nil {
+			why = "its workflow has ended (" + strings.ToLower(strings.TrimPrefix(run.Status.String(), "WORKFLOW_EXECUTION_STATUS_")) + ") without ending the order"
+		}
+		return orderflow.Errorf(orderflow.ECONFLICT, "order is %s, but %s: nothing can take the %s", row.Status, why, update)
 	case !errors.Is(gerr, sql.ErrNoRows):
 		return fmt.Errorf("get order: %w", gerr)
 	}

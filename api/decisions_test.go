@@ -68,9 +68,17 @@ func TestDecisions(t *testing.T) {
 	running := uuid.New().String()
 	finished := insertOrder(t, f.store, string(orderflow.StatusCompleted)).String()
 	closedNoRow := uuid.New().String()
+	// Orders that never ended, whose workflow is not in the store (its
+	// persistence switched) or was terminated from the Web UI.
+	lostWorkflow := insertOrder(t, f.store, string(orderflow.StatusAwaitingAcceptance)).String()
+	terminated := insertOrder(t, f.store, string(orderflow.StatusAwaitingAcceptance)).String()
 	unknown := uuid.New().String()
 	notFound := serviceerror.NewNotFound("workflow execution already completed")
 	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(closedNoRow), "").
+		Return(describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, nil), nil)
+	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(lostWorkflow), "").
+		Return(nil, serviceerror.NewNotFound("workflow not found"))
+	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(terminated), "").
 		Return(describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, nil), nil)
 	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(unknown), "").
 		Return(nil, serviceerror.NewNotFound("workflow not found"))
@@ -122,6 +130,10 @@ func TestDecisions(t *testing.T) {
 			args: []any{workflows.CancelInput{Reason: "cancelled by customer"}}, answer: updateAnswer{err: notFound}, status: 409, detail: "order is completed"},
 		{name: "closed workflow without a row", id: closedNoRow, action: "accept", update: workflows.UpdateAccept,
 			answer: updateAnswer{err: notFound}, status: 409, detail: "order is failed"},
+		{name: "live order whose workflow is not in the store", id: lostWorkflow, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{err: serviceerror.NewNotFound("workflow not found")}, status: 409, detail: "order is awaiting_acceptance, but its workflow is not in the Temporal server's store"},
+		{name: "live order whose workflow was terminated", id: terminated, action: "reject", update: workflows.UpdateReject,
+			args: []any{workflows.RejectInput{Reason: "rejected by restaurant"}}, answer: updateAnswer{err: notFound}, status: 409, detail: "its workflow has ended (terminated) without ending the order: nothing can take the reject"},
 		{name: "unknown order", id: unknown, action: "accept", update: workflows.UpdateAccept,
 			answer: updateAnswer{err: serviceerror.NewNotFound("workflow not found")}, status: 404},
 		{name: "workflow cancelled while deciding", id: running, action: "accept", update: workflows.UpdateAccept,
