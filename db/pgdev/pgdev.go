@@ -295,7 +295,11 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", logTail(s.cfg.Dir+".log", logStart), s.cfg.Dir)
+			tail := logTail(s.cfg.Dir+".log", logStart)
+			if strings.Contains(tail, "could not bind") {
+				tail += " (set ORDERFLOW_PG_ADDR to another address)"
+			}
+			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", tail, s.cfg.Dir)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -364,8 +368,10 @@ func (s *Server) stopLocked() error {
 
 // logTail is the end of what this start wrote to the server's log (from
 // offset from on): from its last FATAL or PANIC line on, with the DETAIL
-// and HINT lines after it, else its last three lines. That says why the
-// server stopped, and the log itself may be gone once the caller cleans up.
+// and HINT lines after it, else its last three lines, and before them the
+// last "could not bind" line, the cause of a FATAL "could not create any
+// TCP/IP sockets" (its port taken). That says why the server stopped, and
+// the log itself may be gone once the caller cleans up.
 func logTail(path string, from int64) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -380,5 +386,12 @@ func logTail(path string, from int64) string {
 			break
 		}
 	}
-	return strings.Join(lines[first:min(len(lines), first+6)], " / ")
+	tail := lines[first:min(len(lines), first+6)]
+	for i := first - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "could not bind") {
+			tail = append([]string{lines[i]}, tail...)
+			break
+		}
+	}
+	return strings.Join(tail, " / ")
 }

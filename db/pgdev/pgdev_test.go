@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,27 @@ func TestStartFailureSaysWhy(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `could not access file "another_missing_library"`) || strings.Contains(err.Error(), "no_such_library") {
 		t.Errorf("error %q does not give the second start's reason alone", err)
+	}
+}
+
+// TestPortInUseSaysSo: a port another process listens on is named as the
+// cause (the FATAL line alone says only "could not create any TCP/IP
+// sockets"), with the variable that moves it.
+func TestPortInUseSaysSo(t *testing.T) {
+	cfg := config(t)
+	l, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	_, err = pgdev.Start(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("the server started on a port in use")
+	}
+	for _, want := range []string{"could not bind", "Address already in use", "ORDERFLOW_PG_ADDR"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }
 
