@@ -791,8 +791,8 @@ func TestWrongMethodIsAProblem(t *testing.T) {
 
 // TestHeadIsGetWithoutItsBody: HEAD is answered wherever GET is, with
 // GET's status and Content-Length and no body, over a real net/http
-// server; a route without GET answers HEAD 405, and a 405's Allow names
-// HEAD where it names GET.
+// server; a route without GET answers HEAD 405, and the Allow of a 405 and
+// of an OPTIONS names HEAD where it names GET.
 func TestHeadIsGetWithoutItsBody(t *testing.T) {
 	f := newFixture(t)
 	f.bind(t)
@@ -828,5 +828,8 @@ func TestHeadIsGetWithoutItsBody(t *testing.T) {
 	}
 	if resp, _ := send(http.MethodDelete, "/v1/restaurants"); !strings.Contains(resp.Header.Get("Allow"), http.MethodHead) {
 		t.Errorf("DELETE /v1/restaurants: Allow %q; want it to name HEAD", resp.Header.Get("Allow"))
+	}
+	if resp, _ := send(http.MethodOptions, "/v1/restaurants"); resp.StatusCode >= 300 || !strings.Contains(resp.Header.Get("Allow"), http.MethodHead) {
+		t.Errorf("OPTIONS /v1/restaurants = %d, Allow %q; want it to name HEAD, as a 405 does", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -93,12 +92,7 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		}
 		if p.Status == http.StatusMethodNotAllowed {
 			p.Code = codeMethodNotAllowed
-			// Echo's Allow lists the registered methods; HEAD is answered
-			// wherever GET is (headAsGet).
-			h := c.Response().Header()
-			if allow := h.Get("Allow"); strings.Contains(allow, http.MethodGet) && !strings.Contains(allow, http.MethodHead) {
-				h.Set("Allow", allow+", "+http.MethodHead)
-			}
+			allowHead(c.Response().Header())
 		}
 	case db.Unavailable(err):
 		// The database is down or going away: like Temporal's absence, a

@@ -177,15 +177,52 @@ func (s *Server) Handler() http.Handler { return headAsGet{s.echo} }
 // request whose method is GET, and net/http, which still holds the HEAD
 // request, sends the status and headers, Content-Length included, without
 // the body. HEAD on a route without GET is a 405, as GET there would be.
+// The Allow header of an OPTIONS answer names HEAD too, as a 405's does.
 type headAsGet struct{ next http.Handler }
 
 func (h headAsGet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodHead {
+	switch r.Method {
+	case http.MethodHead:
 		r = r.WithContext(r.Context()) // a shallow copy
 		r.Method = http.MethodGet
+	case http.MethodOptions:
+		w = &allowingHead{ResponseWriter: w}
 	}
 	h.next.ServeHTTP(w, r)
 }
+
+// allowHead adds HEAD to an Allow header that names GET: echo lists the
+// methods registered, and HEAD is answered wherever GET is.
+func allowHead(h http.Header) {
+	if allow := h.Get("Allow"); strings.Contains(allow, http.MethodGet) && !strings.Contains(allow, http.MethodHead) {
+		h.Set("Allow", allow+", "+http.MethodHead)
+	}
+}
+
+// allowingHead is a ResponseWriter whose Allow header gets HEAD (allowHead)
+// before the header is sent.
+type allowingHead struct {
+	http.ResponseWriter
+	sent bool
+}
+
+func (w *allowingHead) WriteHeader(code int) {
+	if !w.sent {
+		w.sent = true
+		allowHead(w.Header())
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *allowingHead) Write(b []byte) (int, error) {
+	if !w.sent {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap gives http.ResponseController the connection's own writer.
+func (w *allowingHead) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // readTimeout bounds the read of a request, its body included.
 const readTimeout = 30 * time.Second
