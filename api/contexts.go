@@ -46,6 +46,7 @@ var firstDay = time.Date(0, time.January, 1, 0, 0, 0, 0, time.UTC)
 // to defaults to today, from to six days before to.
 func (s *Server) getRestaurantStats(c echo.Context) error {
 	to := s.now().UTC()
+	toGiven := c.QueryParam("to") != ""
 	if raw := c.QueryParam("to"); raw != "" {
 		d, err := time.Parse(analytics.DateLayout, raw)
 		if err != nil {
@@ -63,6 +64,9 @@ func (s *Server) getRestaurantStats(c echo.Context) error {
 			return orderflow.FieldErrorf("from", "%q is not a date (YYYY-MM-DD)", raw)
 		}
 		from = d
+		if !toGiven && from.After(to) {
+			return orderflow.FieldErrorf("from", "%s is after today (%s), the default of to", raw, to.Format(analytics.DateLayout))
+		}
 	}
 	id, err := pathID(c, "restaurant")
 	if err != nil {

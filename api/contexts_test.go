@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,7 +98,8 @@ func TestRestaurantStats(t *testing.T) {
 		field    string
 		from, to string
 		days     int
-		empty    bool // a range without the day counted above
+		empty    bool   // a range without the day counted above
+		detail   string // part of the problem's detail
 	}{
 		{name: "default: the last week", query: "", status: 200, from: "2026-03-08", to: "2026-03-14", days: 7},
 		{name: "a range", query: "?from=2026-03-13&to=2026-03-14", status: 200, from: "2026-03-13", to: "2026-03-14", days: 2},
@@ -107,12 +109,15 @@ func TestRestaurantStats(t *testing.T) {
 		{name: "from twice", query: "?from=2026-03-10&from=2026-03-11", status: 400, field: "from"},
 		{name: "backwards", query: "?from=2026-03-14&to=2026-03-13", status: 400, field: "from"},
 		{name: "over a year", query: "?from=2025-01-01&to=2026-03-14", status: 400, field: "from"},
+		{name: "from after the default to", query: "?from=2026-03-15", status: 400, field: "from", detail: "after today (2026-03-14), the default of to"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rec := f.do(t, http.MethodGet, "/v1/restaurants/"+pizzaID+"/stats"+tt.query, "", nil)
 			if tt.status != 200 {
-				wantProblem(t, rec, tt.status, tt.field)
+				if p := wantProblem(t, rec, tt.status, tt.field); !strings.Contains(p.Detail, tt.detail) {
+					t.Errorf("detail %q does not say %q", p.Detail, tt.detail)
+				}
 				return
 			}
 			var got analytics.RestaurantStats

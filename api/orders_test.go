@@ -630,7 +630,9 @@ func TestGetOrder(t *testing.T) {
 			"total_cents": int64(3900), "placed_at": testNow, "accept_by": testNow.Add(pizzaWindow),
 		}), nil)
 	tc.On("QueryWorkflow", mock.Anything, wf(recordedMeanwhile), "", workflows.QueryStatus).
-		Run(func(mock.Arguments) { insertOrderID(t, f.store, recordedMeanwhile, string(orderflow.StatusAwaitingAcceptance)) }).
+		Run(func(mock.Arguments) {
+			insertOrderID(t, f.store, recordedMeanwhile, string(orderflow.StatusAwaitingAcceptance))
+		}).
 		Return(statusValue{workflows.StatusView{OrderID: recordedMeanwhile.String(), Status: "awaiting_acceptance", PaymentStatus: "authorized"}}, nil).Once()
 	tc.On("DescribeWorkflowExecution", mock.Anything, wf(unknown), "").
 		Return(nil, serviceerror.NewNotFound("workflow not found"))
