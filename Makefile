@@ -5,7 +5,7 @@ WORKFLOWCHECK := $(GO) tool -modfile=$(CURDIR)/tools/go.mod workflowcheck
 BIN         := bin/orderflow
 TEST_FLAGS  ?= -count=1 -timeout 20m
 
-.PHONY: run build test unit race generate check-generated lint vet clean histories bench
+.PHONY: run build test unit race generate check-generated lint fmt-check vet clean histories bench
 
 ## run: start Temporal (+ Web UI), PostgreSQL, NATS, the worker, the outbox relay, the consumers and the API in one process
 run: build
@@ -45,9 +45,13 @@ generate:
 check-generated:
 	@cd db && $(SQLC) diff || { echo "db: generated code is stale: run 'make generate' and commit the result" >&2; exit 1; }
 
-## lint: go vet, and workflowcheck: workflow code must stay deterministic
-lint: vet
+## lint: gofmt, go vet, and workflowcheck: workflow code must stay deterministic
+lint: fmt-check vet
 	$(WORKFLOWCHECK) ./workflows/...
+
+fmt-check:
+	@unformatted=$$("$$($(GO) env GOROOT)/bin/gofmt" -l .); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-ed (run gofmt -w on them):" $$unformatted >&2; exit 1; fi
 
 vet:
 	$(GO) vet ./...
