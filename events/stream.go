@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,8 +35,9 @@ type StreamConfig struct {
 	// Duplicates is the de-duplication window; zero means
 	// DefaultDuplicateWindow. It must not exceed MaxAge.
 	Duplicates time.Duration
-	// Replicas is the number of copies a NATS cluster keeps; zero means 1
-	// (the embedded server is a single node).
+	// Replicas is the number of copies a NATS cluster keeps of a new
+	// stream; zero means 1 (the embedded server is a single node). An
+	// existing stream with more keeps its own (CreateOrUpdateStream).
 	Replicas int
 }
 
@@ -46,10 +48,20 @@ type StreamConfig struct {
 const StreamRequestTimeout = 30 * time.Second
 
 // CreateOrUpdateStream is js.CreateOrUpdateStream within
-// StreamRequestTimeout.
+// StreamRequestTimeout, except that it never lowers the replica count of a
+// stream that exists: every orderflow process runs it at start, and one
+// that asks for 1 copy (the default) must not scale a stream an operator
+// gave three (`nats stream edit --replicas 3`) back to one.
 func CreateOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, StreamRequestTimeout)
 	defer cancel()
+	st, err := js.Stream(ctx, cfg.Name)
+	switch {
+	case err == nil:
+		cfg.Replicas = max(cfg.Replicas, st.CachedInfo().Config.Replicas)
+	case !errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, err
+	}
 	return js.CreateOrUpdateStream(ctx, cfg)
 }
 
