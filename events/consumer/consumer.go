@@ -301,7 +301,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		})
 	}
+	// dispatching guards the queues' close: nats.go can report a stopped
+	// subscription closed (consume returns) while its callback is still
+	// running dispatch, whose send would then find its queue closed. A
+	// message dispatched after the close began is handed back instead.
+	var (
+		dispatching sync.RWMutex
+		closing     bool
+	)
 	defer func() {
+		dispatching.Lock()
+		closing = true
+		dispatching.Unlock()
 		for _, q := range queues {
 			close(q)
 		}
@@ -312,6 +323,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wg.Go(func() { c.pruneEvery(pctx, pruneFirst, pruneInterval) })
 	wg.Go(func() { c.keepInProgress(pctx, queued, c.ackWait/3) })
 	dispatch := func(m jetstream.Msg) {
+		dispatching.RLock()
+		defer dispatching.RUnlock()
+		if closing {
+			_ = m.NakWithDelay(time.Millisecond)
+			return
+		}
 		h := fnv.New32a()
 		h.Write([]byte(m.Headers().Get(events.HeaderSource)))
 		h.Write([]byte{0})
