@@ -79,7 +79,13 @@ func startNATS(tb testing.TB) jetstream.JetStream {
 		tb.Fatalf("start nats: %v", err)
 	}
 	tb.Cleanup(s.Stop)
-	nc, err := nats.Connect(s.URL())
+	return connect(tb, s.URL())
+}
+
+// connect is a JetStream client of the server at url, closed at the end.
+func connect(tb testing.TB, url string) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -160,15 +166,7 @@ func startCluster(tb testing.TB, n int) jetstream.JetStream {
 			tb.Fatalf("nats %s not ready", ns.Name())
 		}
 	}
-	nc, err := nats.Connect(servers[0].ClientURL())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	js := connect(tb, servers[0].ClientURL())
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		actx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
