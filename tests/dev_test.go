@@ -293,3 +293,68 @@ func processAlive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
+
+// TestDevWithItsWorkerOutside is the durability demo the README gives:
+// with ORDERFLOW_DEV_WORKER=off, orderflow dev runs no worker, and its
+// ready banner gives the command that runs one. An order placed before any
+// worker runs waits for one; a worker killed (kill -9) while the order
+// waits for the restaurant, and started again, carries it on: the accept
+// sent while no worker runs is taken, the payment captured once, every
+// step recorded once.
+func TestDevWithItsWorkerOutside(t *testing.T) {
+	dev := apptest.NewDev(t)
+	dev.Env = []string{"ORDERFLOW_DEV_WORKER=off"}
+	app := apptest.StartDev(t, dev)
+	command := bannerWorkerCommand(t, app)
+
+	p := place(t, app, orderRequest(pizzeria, margherita, 2, "tok_visa"))
+	// Nothing runs the workflow: it has not recorded the order (an
+	// in-process worker takes it within milliseconds).
+	time.Sleep(2 * time.Second)
+	if o := getOrder(t, app, p.ID); o.Status != "placed" || len(o.Timeline) != 0 {
+		t.Fatalf("with no worker, the order is %q with timeline %v; want placed and unrecorded", o.Status, timelineTypes(o))
+	}
+	worker := apptest.StartWorker(t, command)
+	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	worker.Kill()
+
+	// The restaurant accepts while no worker runs; the Update waits for
+	// the next one.
+	accepted := make(chan string, 1)
+	go func() {
+		resp, err := app.Request(http.MethodPost, "/v1/orders/"+p.ID+"/accept", nil)
+		switch {
+		case err != nil:
+			accepted <- err.Error()
+		default:
+			accepted <- fmt.Sprintf("%d %s", resp.Status, resp.Body)
+		}
+	}()
+	time.Sleep(time.Second)
+	apptest.StartWorker(t, command)
+	if got := <-accepted; !strings.HasPrefix(got, "200 ") || !strings.Contains(got, `"accepted"`) {
+		t.Fatalf("accept sent while no worker ran = %s; want 200 accepted", got)
+	}
+	mustDecide(t, app, p.ID, "delivered", nil, "completed")
+	o := getOrder(t, app, p.ID)
+	if o.Status != "completed" || o.Payment.Status != "captured" {
+		t.Errorf("order %q payment %q; want completed, captured", o.Status, o.Payment.Status)
+	}
+	wantList(t, "timeline", timelineTypes(o),
+		"order.placed", "order.payment_authorized", "order.restaurant_notified", "order.accepted",
+		"order.payment_captured", "order.user_notified", "order.completed")
+	wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted")
+}
+
+// bannerWorkerCommand is the worker command line in dev's ready banner.
+func bannerWorkerCommand(t *testing.T, app *apptest.App) string {
+	t.Helper()
+	lines := strings.Split(app.Logs(), "\n")
+	for i, line := range lines {
+		if strings.Contains(line, "Worker       none in this process") && i+1 < len(lines) {
+			return strings.TrimSpace(lines[i+1])
+		}
+	}
+	t.Fatalf("dev's ready banner has no worker command:\n%s", app.Logs())
+	return ""
+}

@@ -58,6 +58,8 @@ var envVars = []envVar{
 	{"ORDERFLOW_RELAY_POLL", "250ms", "how often the outbox relay looks for rows no in-process commit woke it for"},
 	{"ORDERFLOW_RELAY_BATCH", "1000", "outbox rows the relay claims and publishes at a time"},
 	{"ORDERFLOW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the relay deletes them"},
+	{"ORDERFLOW_DEV_WORKER", "on", "off: orderflow dev runs no Temporal worker of its own, and its ready banner gives the command that runs one beside it (orderflow worker), " +
+		"which can then be stopped, killed and started again while orders run: their workflows wait for it and go on"},
 	{"ORDERFLOW_COURIER_DELAY", "", "orderflow dev runs a simulated courier that delivers every accepted order this long after acceptance (a Go duration, e.g. 30s); unset: no courier"},
 	{"ORDERFLOW_STREAM_MAX_AGE", "720h", "how long the ORDER_EVENTS and DELIVERY_EVENTS streams keep events (the event archive)"},
 }
@@ -111,6 +113,9 @@ type Config struct {
 	DeliverySLA   time.Duration
 	// CourierDelay, when non-zero, runs the simulated courier with it.
 	CourierDelay time.Duration
+	// DevWorker is whether orderflow dev runs the worker itself
+	// (ORDERFLOW_DEV_WORKER).
+	DevWorker bool
 }
 
 // FromEnv reads the configuration from env, applying defaults.
@@ -159,6 +164,12 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		cfg.LogJSON = true
 	default:
 		return cfg, fmt.Errorf("ORDERFLOW_LOG_FORMAT: %q is neither text nor json", f)
+	}
+	switch w := strings.ToLower(or("ORDERFLOW_DEV_WORKER")); w {
+	case "on", "off":
+		cfg.DevWorker = w == "on"
+	default:
+		return cfg, fmt.Errorf("ORDERFLOW_DEV_WORKER: %q is neither on nor off", or("ORDERFLOW_DEV_WORKER"))
 	}
 	var err error
 	if cfg.AcceptTimeout, err = durationVar(env, "ORDERFLOW_ACCEPT_TIMEOUT"); err != nil {

@@ -152,6 +152,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		{"PGAddr", cfg.PGAddr, "127.0.0.1:15432"},
 		{"NATSURL", cfg.NATSURL, ""},
 		{"NATSAddr", cfg.NATSAddr, "127.0.0.1:4222"},
+		{"DevWorker", cfg.DevWorker, true},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
@@ -170,6 +171,7 @@ func TestFromEnvExternalComponents(t *testing.T) {
 		"ORDERFLOW_UI_ADDR":    "off",
 		"ORDERFLOW_LOG_LEVEL":  "debug",
 		"ORDERFLOW_LOG_FORMAT": "json",
+		"ORDERFLOW_DEV_WORKER": "off",
 	}))
 	if err != nil {
 		t.Fatalf("FromEnv: %v", err)
@@ -188,6 +190,7 @@ func TestFromEnvExternalComponents(t *testing.T) {
 		{"UIAddr", cfg.UIAddr, ""},
 		{"LogLevel", cfg.LogLevel, slog.LevelDebug},
 		{"LogJSON", cfg.LogJSON, true},
+		{"DevWorker", cfg.DevWorker, false},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s = %v; want %v", c.name, c.got, c.want)
@@ -201,6 +204,7 @@ func TestFromEnvRejectsInvalidValues(t *testing.T) {
 	}{
 		{"ORDERFLOW_LOG_LEVEL", "loud"},
 		{"ORDERFLOW_LOG_FORMAT", "xml"},
+		{"ORDERFLOW_DEV_WORKER", "no"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

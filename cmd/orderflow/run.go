@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,7 +171,7 @@ func runDevParts(ctx context.Context, cfg Config, logger *slog.Logger, apiListen
 		return err
 	}
 	return serve(ctx, cfg, logger, d, parts{
-		api: apiListener, worker: true, relay: true,
+		api: apiListener, worker: cfg.DevWorker, relay: true,
 		promotions: true, analytics: true, inbound: true, courier: cfg.CourierDelay > 0,
 	}, func() {
 		printReady(cfg, stack, apiListener.Addr().String(), time.Since(began))
@@ -307,6 +309,10 @@ func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Dur
 	}
 	fmt.Printf("  NATS         %s\n", stack.NATSURL)
 	fmt.Printf("  PostgreSQL   %s\n", stack.DatabaseURL)
+	if !cfg.DevWorker {
+		fmt.Printf("  Worker       none in this process (ORDERFLOW_DEV_WORKER=off): run one beside it, and stop or kill it at will, with\n")
+		fmt.Printf("               %s\n", workerCommand(cfg, stack))
+	}
 	if cfg.CourierDelay > 0 {
 		fmt.Printf("  Courier      simulated: delivers each accepted order %s after acceptance (ORDERFLOW_COURIER_DELAY)\n", cfg.CourierDelay)
 	}
@@ -314,6 +320,25 @@ func printReady(cfg Config, stack *devstack.Stack, apiAddr string, took time.Dur
 		fmt.Printf("  Accept timeout overridden to %s for every restaurant (ORDERFLOW_ACCEPT_TIMEOUT)\n", cfg.AcceptTimeout)
 	}
 	fmt.Printf("Press Ctrl-C to stop.\n\n")
+}
+
+// workerCommand is the command line that runs a worker for dev's stack,
+// from this directory.
+func workerCommand(cfg Config, stack *devstack.Stack) string {
+	env := []string{"TEMPORAL_ADDRESS=" + cfg.Temporal.HostPort, "DATABASE_URL='" + stack.DatabaseURL + "'"}
+	if cfg.Temporal.Namespace != client.DefaultNamespace {
+		env = append(env, "TEMPORAL_NAMESPACE="+cfg.Temporal.Namespace)
+	}
+	if cfg.TaskQueue != temporal.DefaultTaskQueue {
+		env = append(env, "ORDERFLOW_TASK_QUEUE="+cfg.TaskQueue)
+	}
+	bin := os.Args[0] // ./bin/orderflow under make run
+	if wd, err := os.Getwd(); err == nil && filepath.IsAbs(bin) {
+		if rel, err := filepath.Rel(wd, bin); err == nil && !strings.HasPrefix(rel, "..") {
+			bin = "./" + rel
+		}
+	}
+	return strings.Join(env, " ") + " " + bin + " worker"
 }
 
 func runAPI(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {

@@ -51,7 +51,7 @@ type App struct {
 	// own.
 	Env *stacktest.Env
 
-	command string // dev or api
+	command string // dev, api or worker
 	cmd     *exec.Cmd
 	logs    *syncBuffer
 	done    chan error
@@ -302,6 +302,19 @@ func StartDev(tb testing.TB, d Dev) *App {
 // launch starts `orderflow <command>` (dev or api) with environ and waits
 // until its /readyz, on httpAddr, says ready.
 func launch(command, httpAddr string, environ []string) (*App, error) {
+	return launchUntil(command, "http://"+httpAddr, environ, func(a *App) bool {
+		resp, err := http.Get(a.BaseURL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// launchUntil starts orderflow command and waits for ready to report it
+// ready.
+func launchUntil(command, baseURL string, environ []string, ready func(*App) bool) (*App, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
@@ -315,7 +328,7 @@ func launch(command, httpAddr string, environ []string) (*App, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start orderflow %s: %w", command, err)
 	}
-	a := &App{BaseURL: "http://" + httpAddr, command: command, cmd: cmd, logs: logs, done: make(chan error, 1)}
+	a := &App{BaseURL: baseURL, command: command, cmd: cmd, logs: logs, done: make(chan error, 1)}
 	go func() { a.done <- cmd.Wait() }()
 
 	deadline := time.Now().Add(2 * time.Minute)
@@ -325,12 +338,8 @@ func launch(command, httpAddr string, environ []string) (*App, error) {
 			return nil, fmt.Errorf("orderflow %s exited before it was ready (%v):\n%s", command, err, logs.Tail(16<<10))
 		default:
 		}
-		resp, err := http.Get(a.BaseURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return a, nil
-			}
+		if ready(a) {
+			return a, nil
 		}
 		if time.Now().After(deadline) {
 			a.kill()
@@ -338,6 +347,40 @@ func launch(command, httpAddr string, environ []string) (*App, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// StartWorker runs `orderflow worker` with the environment that
+// workerCommand gives, the command line a StartDev app with
+// ORDERFLOW_DEV_WORKER=off prints in its ready banner (its environment
+// assignments, then the binary and "worker"), and returns once the worker
+// polls. The worker is stopped (SIGTERM) at the end of the test unless
+// the test killed or stopped it (Kill, Stop).
+func StartWorker(tb testing.TB, workerCommand string) *App {
+	tb.Helper()
+	fields := strings.Fields(workerCommand)
+	if len(fields) < 2 || fields[len(fields)-1] != "worker" {
+		tb.Fatalf("apptest: %q is not a command line that runs orderflow worker", workerCommand)
+	}
+	environ := append(Environ(), "ORDERFLOW_LOG_LEVEL=info", "ORDERFLOW_LOG_FORMAT=text")
+	for _, f := range fields[:len(fields)-2] {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok {
+			tb.Fatalf("apptest: %q in %q is not an environment assignment", f, workerCommand)
+		}
+		environ = append(environ, name+"="+strings.Trim(value, "'"))
+	}
+	a, err := launchUntil("worker", "", environ, func(a *App) bool {
+		return strings.Contains(a.logs.Tail(math.MaxInt), "worker polling")
+	})
+	if err != nil {
+		tb.Fatalf("apptest: %v", err)
+	}
+	tb.Cleanup(func() {
+		if err := a.stop(syscall.SIGTERM); err != nil {
+			tb.Errorf("apptest: %v\nend of the worker's log:\n%s", err, a.Logs())
+		}
+	})
+	return a
 }
 
 // Stop stops a StartDev app as Ctrl-C would (SIGINT) and expects a clean
