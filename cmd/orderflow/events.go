@@ -39,7 +39,8 @@ Inspect and repair the event bus, at NATS_URL or else the dev default
       order, and remove them from the dead letters
   dlq skip ENTRY...
       hand entries back as skips: their consumer records them without
-      effect (for an event that can never go through)
+      effect, or drops a message that is not a CloudEvent (for an event
+      that can never go through)
 
 T is a time (2026-03-14T12:00:00Z, 2026-03-14) or a duration back from now (10m).
 `
@@ -49,13 +50,13 @@ func runEvents(ctx context.Context, cfg Config, logger *slog.Logger, args []stri
 	return eventsCommand(ctx, cfg, logger, args, os.Stdout)
 }
 
-// eventsCommand runs one events command, writing its output to out.
+// eventsCommand runs one events command, writing its output to out. A
+// mistake in the arguments is a *usageError.
 func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []string, out io.Writer) error {
 	// Usage asked for goes to out, as --help's does; usage after a
-	// mistake to stderr.
+	// mistake to stderr, by Main.
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, eventsUsage)
-		return errors.New("events: no command")
+		return &usageError{err: errors.New("orderflow events: no command"), usage: eventsUsage}
 	}
 	if isHelp(args[0]) {
 		fmt.Fprint(out, eventsUsage)
@@ -93,8 +94,7 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 		err = eventsReplay(ctx, connect, rest, out)
 	case "dlq":
 		if len(rest) == 0 {
-			fmt.Fprint(os.Stderr, eventsUsage)
-			return errors.New("events dlq: list, redrive or skip?")
+			return &usageError{err: errors.New("orderflow events dlq: list, redrive or skip?"), usage: eventsUsage}
 		}
 		if isHelp(rest[0]) {
 			fmt.Fprint(out, eventsUsage)
@@ -108,11 +108,10 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 		case "skip":
 			err = dlqSkip(ctx, connect, rest[1:], out)
 		default:
-			return fmt.Errorf("events dlq: unknown command %q (list, redrive or skip)", rest[0])
+			return &usageError{err: fmt.Errorf("orderflow events dlq: unknown command %q (list, redrive or skip)", rest[0]), usage: eventsUsage}
 		}
 	default:
-		fmt.Fprint(os.Stderr, eventsUsage)
-		return fmt.Errorf("events: unknown command %q", args[0])
+		return &usageError{err: fmt.Errorf("orderflow events: unknown command %q", cmd), usage: eventsUsage}
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // the flag set printed the command's usage
@@ -128,14 +127,14 @@ func eventsTail(ctx context.Context, connect connector, logger *slog.Logger, arg
 	subject := fs.String("subject", "orderflow.>", "only events on this subject (NATS wildcards * and >)")
 	all := fs.Bool("all", false, "start at the first event the streams hold")
 	since := fs.String("since", "", "start at this time or this long ago")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	opts := consumer.TailOptions{Subject: *subject, All: *all, Logger: logger}
 	if *since != "" {
 		t, err := parseSince(*since)
 		if err != nil {
-			return err
+			return usagef(fs, "%w", err)
 		}
 		opts.Since = t
 	}
@@ -152,14 +151,26 @@ func eventsReplay(ctx context.Context, connect connector, args []string, out io.
 	since := fs.String("since", "", "replay the events stored since this time or this long ago")
 	from := fs.Uint64("from-seq", 0, "replay from this stream sequence")
 	stream := fs.String("stream", "", "the consumer's stream (default: whichever of "+strings.Join(consumer.SourceStreams, ", ")+" has it)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
+	}
+	if *name == "" {
+		// Told which consumers there are, if the server answers.
+		if js, err := connect(); err == nil {
+			if known, err := consumer.Consumers(ctx, js); err == nil && len(known) > 0 {
+				return usagef(fs, "--consumer is required (consumers: %s)", strings.Join(known, ", "))
+			}
+		}
+		return usagef(fs, "--consumer is required")
+	}
+	if (*since == "") == (*from == 0) {
+		return usagef(fs, "give --since or --from-seq, one of them")
 	}
 	opts := consumer.ReplayOptions{Consumer: *name, Stream: *stream, FromSeq: *from}
 	if *since != "" {
 		t, err := parseSince(*since)
 		if err != nil {
-			return err
+			return usagef(fs, "%w", err)
 		}
 		opts.Since = t
 	}
@@ -168,6 +179,10 @@ func eventsReplay(ctx context.Context, connect connector, args []string, out io.
 		return err
 	}
 	res, err := consumer.Replay(ctx, js, opts)
+	var unknown *consumer.UnknownConsumerError
+	if errors.As(err, &unknown) {
+		return usagef(fs, "%w", unknown)
+	}
 	if err != nil {
 		return err
 	}
@@ -183,7 +198,7 @@ func dlqList(ctx context.Context, connect connector, args []string, out io.Write
 	fs := flagSet("dlq list")
 	name := fs.String("consumer", "", "only this consumer's dead letters")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	js, err := connect()
@@ -193,6 +208,11 @@ func dlqList(ctx context.Context, connect connector, args []string, out io.Write
 	dead, err := consumer.DeadLetters(ctx, js, *name)
 	if err != nil {
 		return err
+	}
+	if len(dead) == 0 {
+		if err := checkConsumer(ctx, js, fs, *name); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
 		return writeDeadLettersJSON(out, dead)
@@ -236,31 +256,57 @@ func writeDeadLettersJSON(w io.Writer, dead []consumer.DeadLetter) error {
 func dlqRedrive(ctx context.Context, connect connector, args []string, out io.Writer) error {
 	fs := flagSet("dlq redrive")
 	name := fs.String("consumer", "", "only this consumer's dead letters")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
 	}
 	js, err := connect()
 	if err != nil {
 		return err
 	}
-	return report(out)(consumer.Redrive(ctx, js, consumer.RedriveOptions{Consumer: *name}))
+	res, err := consumer.Redrive(ctx, js, consumer.RedriveOptions{Consumer: *name})
+	if err == nil && len(res.Redriven)+len(res.Left) == 0 {
+		if err := checkConsumer(ctx, js, fs, *name); err != nil {
+			return err
+		}
+	}
+	return report(out, false, res, err)
+}
+
+// checkConsumer refuses a --consumer that has no dead letters when it
+// names no kit consumer either: a mistyped name, which would otherwise
+// read as "no dead letters". A name with dead letters is never refused:
+// its consumer may be gone, or not of the kit, and its entries still
+// there.
+func checkConsumer(ctx context.Context, js jetstream.JetStream, fs *flag.FlagSet, name string) error {
+	if name == "" {
+		return nil
+	}
+	known, err := consumer.Consumers(ctx, js)
+	if err != nil || slices.Contains(known, name) {
+		return err
+	}
+	consumers := "no kit consumer has run on this server"
+	if len(known) > 0 {
+		consumers = "consumers: " + strings.Join(known, ", ")
+	}
+	return usagef(fs, "no consumer %q: none of that name has run, and none has dead letters (%s)", name, consumers)
 }
 
 func dlqSkip(ctx context.Context, connect connector, args []string, out io.Writer) error {
 	fs := flagSet("dlq skip")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var entries []uint64
 	for _, a := range fs.Args() {
 		n, err := strconv.ParseUint(a, 10, 64)
 		if err != nil {
-			return fmt.Errorf("dlq skip: %q is not an entry number (see orderflow events dlq list)", a)
+			return usagef(fs, "%q is not an entry number (see orderflow events dlq list)", a)
 		}
 		entries = append(entries, n)
 	}
 	if len(entries) == 0 {
-		return errors.New("dlq skip: name the entries to skip (see orderflow events dlq list)")
+		return usagef(fs, "name the entries to skip (see orderflow events dlq list)")
 	}
 	slices.Sort(entries)
 	entries = slices.Compact(entries)
@@ -270,7 +316,7 @@ func dlqSkip(ctx context.Context, connect connector, args []string, out io.Write
 	}
 	res, err := consumer.Redrive(ctx, js, consumer.RedriveOptions{Only: entries, Skip: true})
 	if err != nil || len(res.Redriven)+len(res.Left) > 0 {
-		if err := report(out)(res, err); err != nil {
+		if err := report(out, true, res, err); err != nil {
 			return err
 		}
 	}
@@ -282,31 +328,72 @@ func dlqSkip(ctx context.Context, connect connector, args []string, out io.Write
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("dlq skip: no dead letter entry %s (see orderflow events dlq list)", strings.Join(missing, ", "))
+		return usagef(fs, "no dead letter entry %s (see orderflow events dlq list)", strings.Join(missing, ", "))
 	}
 	return nil
 }
 
-// report returns a function that prints what a redrive did to out.
-func report(out io.Writer) func(consumer.RedriveResult, error) error {
-	return func(res consumer.RedriveResult, err error) error {
-		for _, d := range res.Redriven {
-			fmt.Fprintf(out, "handed back entry %d to %s: %s %s (%s #%d)\n", d.Seq, d.Consumer, d.EventType, d.EventID, d.OriginalStream, d.OriginalSeq)
+// report prints what a redrive, or with skip a dlq skip, did to out.
+func report(out io.Writer, skip bool, res consumer.RedriveResult, err error) error {
+	for _, d := range res.Redriven {
+		// A skip hands the entry back too, but the consumer records it
+		// without effect (or drops it, if it is not a CloudEvent).
+		if skip {
+			fmt.Fprintf(out, "skipped entry %d for %s: %s\n", d.Seq, d.Consumer, describe(d))
+		} else {
+			fmt.Fprintf(out, "handed back entry %d to %s: %s\n", d.Seq, d.Consumer, describe(d))
 		}
-		for _, d := range res.Left {
-			fmt.Fprintf(out, "left entry %d (%s, %s #%d): %s\n", d.Seq, d.Consumer, d.OriginalStream, d.OriginalSeq, d.LookupErr)
-		}
-		if err == nil && len(res.Redriven)+len(res.Left) == 0 {
-			fmt.Fprintln(out, "no dead letters")
-		}
-		return err
 	}
+	for _, d := range res.Left {
+		fmt.Fprintf(out, "left entry %d (%s, %s #%d): %s\n", d.Seq, d.Consumer, d.OriginalStream, d.OriginalSeq, d.LookupErr)
+	}
+	if err == nil && len(res.Redriven)+len(res.Left) == 0 {
+		fmt.Fprintln(out, "no dead letters")
+	}
+	return err
+}
+
+// describe names a dead letter's event, or says it is not a CloudEvent.
+func describe(d consumer.DeadLetter) string {
+	what := strings.TrimSpace(d.EventType + " " + d.EventID)
+	if what == "" {
+		what = "a message without CloudEvent headers on " + d.Subject
+	}
+	return fmt.Sprintf("%s (%s #%d)", what, d.OriginalStream, d.OriginalSeq)
 }
 
 func flagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("orderflow events "+name, flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	return fs
+}
+
+// parseFlags parses a command's flags; a mistake in them, which the flag
+// set has printed with the command's usage, is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return &usageError{err: fmt.Errorf("%s: %w", fs.Name(), err), printed: true}
+	}
+	return err
+}
+
+// parseFlagsOnly parses the flags of a command that takes no other
+// arguments.
+func parseFlagsOnly(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		// The flags after it went unread too.
+		return usagef(fs, "takes flags only, not %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// usagef is a usage error of the command whose flags fs reads.
+func usagef(fs *flag.FlagSet, format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(fs.Name()+": "+format, args...)}
 }
 
 // parseSince reads a time, a date, or a duration back from now.

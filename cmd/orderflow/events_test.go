@@ -6,12 +6,15 @@ import (
 	"database/sql"
 	"encoding/json"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/orderflow/orderflow/db/dbtest"
 	"github.com/orderflow/orderflow/events"
@@ -75,6 +78,48 @@ func TestParseSince(t *testing.T) {
 	}
 }
 
+// TestEventsUsageErrors: a mistake in the arguments of `orderflow events`
+// is a plain line on stderr (not a log line) and exit 2, the flag
+// package's convention, answered without a server.
+func TestEventsUsageErrors(t *testing.T) {
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
+	t.Setenv("TEMPORAL_CONFIG_FILE", filepath.Join(t.TempDir(), "absent.toml"))
+	tests := []struct {
+		name string
+		args []string
+		want []string // on stderr
+	}{
+		{name: "no command", args: nil, want: []string{"orderflow events: no command", "Usage: orderflow events"}},
+		{name: "unknown command", args: []string{"frob"}, want: []string{`orderflow events: unknown command "frob"`, "Usage: orderflow events"}},
+		{name: "unknown dlq command", args: []string{"dlq", "frob"}, want: []string{`orderflow events dlq: unknown command "frob"`}},
+		{name: "no dlq command", args: []string{"dlq"}, want: []string{"orderflow events dlq: list, redrive or skip?"}},
+		{name: "bad since", args: []string{"tail", "--since", "yesterday"}, want: []string{`orderflow events tail: --since "yesterday"`}},
+		{name: "unknown flag", args: []string{"dlq", "list", "--bogus"}},
+		{name: "stray argument", args: []string{"dlq", "list", "nope"}, want: []string{`orderflow events dlq list: takes flags only, not "nope"`}},
+		{name: "replay without a consumer", args: []string{"replay", "--since", "1h"}, want: []string{"orderflow events replay: --consumer is required"}},
+		{name: "replay from nowhere", args: []string{"replay", "--consumer", "cli"}, want: []string{"orderflow events replay: give --since or --from-seq"}},
+		{name: "skip nothing", args: []string{"dlq", "skip"}, want: []string{"orderflow events dlq skip: name the entries"}},
+		{name: "skip a word", args: []string{"dlq", "skip", "one"}, want: []string{`orderflow events dlq skip: "one" is not an entry number`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(append([]string{"events"}, tt.args...), &stdout, &stderr)
+			if code != 2 {
+				t.Errorf("exit code = %d; want 2", code)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr does not say %q:\n%s", want, stderr.String())
+				}
+			}
+			if strings.Contains(stderr.String(), "level=") || strings.Contains(stderr.String(), "connect") {
+				t.Errorf("stderr has a log line or tried the server:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
 // TestEventsCommands drives `orderflow events` against a real bus: a
 // consumer dead-letters an event, dlq list shows it, dlq redrive hands it
 // back once fixed, replay redelivers, tail prints CloudEvents JSON.
@@ -85,34 +130,40 @@ func TestEventsCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	start := func(name string, handler consumer.Handler, observe func(consumer.Outcome)) {
+		t.Helper()
+		k, err := consumer.New(consumer.Config{
+			Name: name, Stream: events.OrderStream, DB: store.DB, JetStream: bus.JS, Logger: eventtest.Logger(),
+			Handler: handler, Observe: observe,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- k.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	var fixed atomic.Bool
 	var applied, dups atomic.Int64
-	k, err := consumer.New(consumer.Config{
-		Name: "cli", Stream: events.OrderStream, DB: store.DB, JetStream: bus.JS, Logger: eventtest.Logger(),
-		Handler: func(context.Context, *sql.Tx, events.Envelope) error {
-			if !fixed.Load() {
-				return consumer.Permanentf("not today")
-			}
-			return nil
-		},
-		Observe: func(o consumer.Outcome) {
-			switch o.Result {
-			case consumer.Applied:
-				applied.Add(1)
-			case consumer.Duplicate:
-				dups.Add(1)
-			}
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- k.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
 	o := eventtest.Order{ID: uuid.NewString(), CustomerID: "c_ada", RestaurantID: "r_pizza"}
+	poisonOrder := uuid.NewString() // an order cli never takes
+	start("cli", func(_ context.Context, _ *sql.Tx, env events.Envelope) error {
+		if !fixed.Load() || env.Subject == poisonOrder {
+			return consumer.Permanentf("not today")
+		}
+		return nil
+	}, func(o consumer.Outcome) {
+		switch o.Result {
+		case consumer.Applied:
+			applied.Add(1)
+		case consumer.Duplicate:
+			dups.Add(1)
+		}
+	})
+	// audit takes every CloudEvent.
+	start("audit", func(context.Context, *sql.Tx, events.Envelope) error { return nil }, nil)
+
 	env := eventtest.OrderEvent(o, events.OrderPlaced, 1, time.Now())
 	bus.Publish(t, env)
 
@@ -182,4 +233,56 @@ func TestEventsCommands(t *testing.T) {
 	if data, ok := ce["data"].(map[string]any); !ok || data["order_id"] != o.ID {
 		t.Errorf("tail's data = %v", ce["data"])
 	}
+
+	// A consumer name that names no consumer is refused, with the ones
+	// there are, where replay needs one, or list or redrive are given one.
+	t.Setenv("NATS_URL", bus.URL)
+	t.Setenv("TEMPORAL_CONFIG_FILE", filepath.Join(t.TempDir(), "absent.toml"))
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "replay without a consumer", args: []string{"replay", "--since", "1h"}, want: "--consumer is required"},
+		{name: "replay to an unknown consumer", args: []string{"replay", "--consumer", "nope", "--since", "1h"}, want: `no consumer "nope"`},
+		{name: "dlq list of an unknown consumer", args: []string{"dlq", "list", "--consumer", "nope"}, want: `no consumer "nope"`},
+		{name: "dlq redrive of an unknown consumer", args: []string{"dlq", "redrive", "--consumer", "nope"}, want: `no consumer "nope"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(append([]string{"events"}, tt.args...), &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "consumers: audit, cli") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q, naming audit and cli", code, stdout.String(), stderr.String(), tt.want)
+			}
+		})
+	}
+
+	// dlq skip takes entries in ascending order, whichever consumer's
+	// they are, and says of each what it skipped, also of a message with
+	// no CloudEvent headers.
+	poisoned := eventtest.OrderEvent(eventtest.Order{ID: poisonOrder, CustomerID: "c_ada", RestaurantID: "r_pizza"}, events.OrderPlaced, 1, time.Now())
+	bus.Publish(t, poisoned)
+	eventtest.Eventually(t, "cli's dead letter", func() bool { return strings.Contains(run("dlq", "list"), poisoned.ID) })
+	garbage := nats.NewMsg(events.Subject(events.OrderPlaced, "not-an-order"))
+	garbage.Data = []byte("hello")
+	bus.PublishMsg(t, garbage)
+	var dead []consumer.DeadLetter
+	eventtest.Eventually(t, "three dead letters", func() bool {
+		dead, err = consumer.DeadLetters(context.Background(), bus.JS, "")
+		return err == nil && len(dead) == 3
+	})
+	var entries []string
+	for _, d := range dead {
+		entries = append(entries, strconv.FormatUint(d.Seq, 10))
+	}
+	lines := strings.Split(strings.TrimSpace(run(append([]string{"dlq", "skip"}, entries...)...)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("dlq skip %s said %q; want a line per entry", strings.Join(entries, " "), lines)
+	}
+	for i, line := range lines {
+		if !strings.HasPrefix(line, "skipped entry "+entries[i]+" ") || strings.Contains(line, "  ") || strings.Contains(line, "handed back") {
+			t.Errorf("line %d of dlq skip %s is %q; want entry %s skipped, every field said", i+1, strings.Join(entries, " "), line, entries[i])
+		}
+	}
+	eventtest.Eventually(t, "the dead letters gone", func() bool { return strings.Contains(run("dlq", "list"), "no dead letters") })
 }

@@ -88,7 +88,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
-	if err := cmd.run(ctx, cfg, logger, args[1:]); err != nil && !errors.Is(err, context.Canceled) {
+	err = cmd.run(ctx, cfg, logger, args[1:])
+	var uerr *usageError
+	switch {
+	case errors.As(err, &uerr):
+		if !uerr.printed {
+			fmt.Fprintln(stderr, uerr.err)
+		}
+		if uerr.usage != "" {
+			fmt.Fprint(stderr, "\n"+uerr.usage)
+		}
+		return 2
+	case err != nil && !errors.Is(err, context.Canceled):
 		logger.Error(cmd.name+" failed", "err", err)
 		return 1
 	}
@@ -97,6 +108,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// usageError is a mistake in a command's arguments, for whoever typed it
+// to fix: Main prints it as a plain line, not as a log line, followed by
+// usage if set, and exits 2, the flag package's convention.
+type usageError struct {
+	// err says what was wrong, the command named first
+	// ("orderflow events: ...").
+	err error
+	// printed is set when the flag set has printed err and its usage.
+	printed bool
+	usage   string
+}
+
+func (e *usageError) Error() string { return e.err.Error() }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}

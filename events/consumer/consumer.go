@@ -71,7 +71,8 @@ type Config struct {
 	// for an ordered consumer the rows of aggregates idle as long: past
 	// it, no copy of their event can come back. Zero derives it from the
 	// stream when the consumer prunes: the stream's MaxAge, plus the
-	// redrive stream's (a replay's copies wait there), plus a day: 38 days
+	// redrive stream's (a replay's or a redrive's copies, made while the
+	// stream holds the event, wait there), plus a day: 38 days
 	// with the defaults. A stream that keeps its events forever keeps the
 	// inbox forever too, and so does a negative value. Run prunes an
 	// hour apart, the first a minute after it starts; see Prune.
@@ -577,7 +578,7 @@ func (c *Consumer) process(ctx context.Context, m jetstream.Msg) {
 		// An operator skips a message no one can read: drop it.
 		out.Result = Skipped
 		c.n.skipped.Add(1)
-		c.log.Warn("unreadable message skipped by an operator's redrive", "stream", org.stream, "stream_seq", org.seq, "err", err)
+		c.log.Warn("unreadable message skipped by an operator (dlq skip)", "stream", org.stream, "stream_seq", org.seq, "err", err)
 		if aerr := m.Ack(); aerr != nil {
 			c.log.Warn("ack", "err", aerr)
 		}
@@ -628,7 +629,7 @@ func (c *Consumer) process(ctx context.Context, m jetstream.Msg) {
 			log.Warn("stale event: older than what this consumer has taken of its aggregate; acknowledged without effect")
 		case Skipped:
 			c.n.skipped.Add(1)
-			log.Warn("event skipped by an operator's redrive")
+			log.Warn("event skipped by an operator (dlq skip)")
 		}
 		if err := m.Ack(); err != nil {
 			// The commit stands; the redelivery will be a duplicate.
@@ -670,6 +671,13 @@ func (c *Consumer) terminate(m jetstream.Msg, out Outcome, reason string) {
 	}
 	c.log.Warn("event dead-lettered", "event_id", out.Env.ID, "type", out.Env.Type, "subject", m.Subject(),
 		"stream", out.Stream, "stream_seq", out.StreamSeq, "delivered", out.Delivered, "reason", reason)
+	if out.Redriven && out.Stream != "" {
+		// The advisory names the copy, which the redrive stream keeps a
+		// week, while DEAD_LETTERS keeps the entry 30 days: the reason
+		// says where the original is, to redrive it once the copy is gone.
+		from, _ := strconv.ParseUint(m.Headers().Get(HeaderReplayFrom), 10, 64)
+		reason = originalPrefix(out.Stream, out.StreamSeq, from) + reason
+	}
 	if err := m.TermWithReason(reason); err != nil {
 		c.log.Warn("term", "err", err)
 	}

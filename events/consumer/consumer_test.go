@@ -152,6 +152,8 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 		}
 		return nil
 	})
+	var log logs
+	cfg.Logger = log.logger()
 	bystander := run(t, f.config(t, "bystander", false, nil))
 	c := run(t, cfg)
 
@@ -239,6 +241,9 @@ func TestPoisonDeadLetterRedrive(t *testing.T) {
 		t.Fatalf("skip = %+v, %v", res, err)
 	}
 	eventtest.Eventually(t, "the garbage skipped", func() bool { return c.Stats().Skipped == 1 })
+	eventtest.Eventually(t, "the skip logged as one", func() bool {
+		return log.has(`msg="unreadable message skipped by an operator (dlq skip)"`)
+	})
 	if left, _ := consumer.DeadLetters(context.Background(), f.bus.JS, ""); len(left) != 1 || left[0].Consumer != "bystander" {
 		t.Fatalf("dead letters left = %+v, want only the bystander's", left)
 	}
@@ -248,6 +253,110 @@ func countEffects(f *fixture, name, eventID string) int {
 	var n int
 	_ = f.store.DB.QueryRow(`SELECT count(*) FROM kit_effects WHERE consumer = $1 AND event_id = $2`, name, eventID).Scan(&n)
 	return n
+}
+
+// TestRedriveAfterTheCopyAgedOut: a copy on EVENTS_REDRIVE, of a redrive
+// run before the fix was deployed or of a replay, fails and is
+// dead-lettered as a message of EVENTS_REDRIVE. DEAD_LETTERS keeps the
+// entry 30 days and ORDER_EVENTS the event 30 days, but EVENTS_REDRIVE
+// keeps the copy only 7: once the copy has aged out the entry still names
+// the original, and a redrive hands the original back, as the copy would
+// have been (a replay's with where the replay began). The 7 days are
+// compressed by lowering EVENTS_REDRIVE's MaxAge for a moment, which has
+// JetStream age the copy out as it would.
+func TestRedriveAfterTheCopyAgedOut(t *testing.T) {
+	tests := []struct {
+		name string
+		// copyOut sends the event through EVENTS_REDRIVE again.
+		copyOut func(ctx context.Context, js jetstream.JetStream, seq uint64) error
+		replay  bool
+	}{
+		{name: "a redrive's copy", copyOut: func(ctx context.Context, js jetstream.JetStream, _ uint64) error {
+			_, err := consumer.Redrive(ctx, js, consumer.RedriveOptions{Consumer: "aged"})
+			return err
+		}},
+		{name: "a replay's copy", replay: true, copyOut: func(ctx context.Context, js jetstream.JetStream, seq uint64) error {
+			_, err := consumer.Replay(ctx, js, consumer.ReplayOptions{Consumer: "aged", FromSeq: seq})
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t)
+			var fixed atomic.Bool
+			ev := orderEvent(newOrderID(), events.OrderPlaced, 1, "poison")
+			c := run(t, f.config(t, "aged", false, func(events.Envelope) error {
+				if !fixed.Load() {
+					return consumer.Permanentf("bug not fixed yet")
+				}
+				return nil
+			}))
+			seq := f.bus.Publish(t, ev)
+			f.deadLetters(t, "aged", 1)
+
+			// Too early: the copy is dead-lettered too.
+			if err := tt.copyOut(ctx, f.bus.JS, seq); err != nil {
+				t.Fatal(err)
+			}
+			copyDead := func() (consumer.DeadLetter, bool) {
+				dead, _ := consumer.DeadLetters(ctx, f.bus.JS, "aged")
+				i := slices.IndexFunc(dead, func(d consumer.DeadLetter) bool { return d.Stream == consumer.RedriveStream })
+				if i < 0 {
+					return consumer.DeadLetter{}, false
+				}
+				return dead[i], true
+			}
+			eventtest.Eventually(t, "the copy dead-lettered", func() bool { _, ok := copyDead(); return ok })
+
+			// A week passes: the copy ages out of EVENTS_REDRIVE.
+			st, err := f.bus.JS.Stream(ctx, consumer.RedriveStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := st.CachedInfo().Config
+			cfg.MaxAge, cfg.Duplicates = time.Second, time.Second
+			if _, err := f.bus.JS.UpdateStream(ctx, cfg); err != nil {
+				t.Fatal(err)
+			}
+			eventtest.Eventually(t, "the copy aged out", func() bool {
+				info, err := st.Info(ctx)
+				return err == nil && info.State.Msgs == 0
+			})
+			// Back to a week, so that the next copy waits for the consumer.
+			if err := consumer.EnsureStreams(ctx, f.bus.JS); err != nil {
+				t.Fatal(err)
+			}
+
+			dead, _ := copyDead()
+			if dead.OriginalStream != events.OrderStream || dead.OriginalSeq != seq || dead.EventID != ev.ID || dead.LookupErr != "" {
+				t.Errorf("dead letter of the aged-out copy = %+v; want %s #%d, event %s, looked up", dead, events.OrderStream, seq, ev.ID)
+			}
+			if why := dead.Why(); why != "permanent: bug not fixed yet" {
+				t.Errorf("why = %q; want the handler's reason alone", why)
+			}
+			fixed.Store(true)
+			res, err := consumer.Redrive(ctx, f.bus.JS, consumer.RedriveOptions{Only: []uint64{dead.Seq}})
+			if err != nil || len(res.Redriven) != 1 || len(res.Left) != 0 {
+				t.Fatalf("redrive = %+v, %v; want the event (still in %s #%d) handed back", res, err, events.OrderStream, seq)
+			}
+			eventtest.Eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 1 })
+			if n := countEffects(f, "aged", ev.ID); n != 1 {
+				t.Fatalf("the event took effect %d times, want 1", n)
+			}
+			last, err := st.GetLastMsgForSubject(ctx, consumer.RedriveSubject("aged", ">"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ""
+			if tt.replay {
+				want = fmt.Sprint(seq)
+			}
+			if got := last.Header.Get(consumer.HeaderReplayFrom); got != want {
+				t.Errorf("the new copy's %s = %q; want %q", consumer.HeaderReplayFrom, got, want)
+			}
+		})
+	}
 }
 
 // TestGiveUpAfterMaxDeliver: a handler that keeps failing is retried with
@@ -407,6 +516,8 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 	bad := orderEvent(order, events.OrderPlaced, 1, "invalid")
 	next := orderEvent(order, events.OrderPaymentAuthorized, 2, "")
 	cfg := f.config(t, "strict", true, nil)
+	var log logs
+	cfg.Logger = log.logger()
 	cfg.Validate = func(env events.Envelope) error {
 		if env.ID == bad.ID {
 			return errors.New("missing field total_cents")
@@ -425,6 +536,7 @@ func TestSkippedInvalidEventStaysSkipped(t *testing.T) {
 		t.Fatalf("skip: %v", err)
 	}
 	eventtest.Eventually(t, "the invalid event skipped", func() bool { return c.Stats().Skipped == 1 })
+	eventtest.Eventually(t, "the skip logged as one", func() bool { return log.has(`msg="event skipped by an operator (dlq skip)"`) })
 	eventtest.Eventually(t, "the next event applied", func() bool { return countEffects(f, "strict", next.ID) == 1 })
 	var outcome string
 	if err := f.store.DB.QueryRow(`SELECT outcome FROM inbox WHERE consumer = 'strict' AND event_id = $1`, bad.ID).Scan(&outcome); err != nil || outcome != "skipped" {

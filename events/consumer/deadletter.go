@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +38,13 @@ const (
 	RedriveSubjectPrefix = "orderflow.redrive."
 )
 
-// Headers a redriven copy carries besides the original's.
+// Headers a redriven copy carries besides the original's. A dead letter of
+// a copy names the copy, which the redrive stream keeps a week, not the
+// 30 days of DEAD_LETTERS; so the kit also writes where the original is
+// at the start of the reason it terminates a copy with ("original
+// ORDER_EVENTS #41: ..."), which DeadLetters reads back. (A copy never
+// acknowledged, dead-lettered by max deliveries, has no reason: its entry
+// can be redriven only while the copy is there.)
 const (
 	HeaderOriginalStream = "Orderflow-Original-Stream"
 	HeaderOriginalSeq    = "Orderflow-Original-Sequence"
@@ -64,6 +71,85 @@ const redriveMaxAge = 7 * 24 * time.Hour
 // consumer's whole redrive subject space.
 func RedriveSubject(consumer, original string) string {
 	return RedriveSubjectPrefix + consumer + "." + original
+}
+
+// Consumers lists the kit consumers by name, sorted: the durable consumers
+// of the redrive stream, where every consumer of this kit creates one
+// under its own name when it first runs, and keeps it (with no inactivity
+// threshold). They are the consumers Redrive and Replay hand events to.
+func Consumers(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	st, err := js.Stream(ctx, RedriveStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil // no kit consumer has run yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", RedriveStream, err)
+	}
+	var names []string
+	lister := st.ConsumerNames(ctx)
+	for name := range lister.Name() {
+		names = append(names, name)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, fmt.Errorf("consumers of %s: %w", RedriveStream, err)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// UnknownConsumerError is what Replay returns for a consumer name that no
+// durable consumer on the streams it looked at has.
+type UnknownConsumerError struct {
+	Name string
+	// Streams are where it was looked for.
+	Streams []string
+	// Known are the kit consumers there are (Consumers).
+	Known []string
+}
+
+// Error names the consumers there are.
+func (e *UnknownConsumerError) Error() string {
+	known := "no kit consumer has run on this server"
+	if len(e.Known) > 0 {
+		known = "consumers: " + strings.Join(e.Known, ", ")
+	}
+	return fmt.Sprintf("no consumer %q on %s (%s)", e.Name, strings.Join(e.Streams, ", "), known)
+}
+
+// originalPrefix starts the reason a kit consumer terminates a redriven or
+// replayed copy with: where the copy's event is in its original stream,
+// and for a replay's copy where the replay began, as in "original
+// ORDER_EVENTS #41: permanent: ..." or "original ORDER_EVENTS #41
+// replay-from #30: ...". DeadLetters reads it back, so that the entry can
+// be redriven from the original once the copy has aged out of the redrive
+// stream.
+func originalPrefix(stream string, seq, replayFrom uint64) string {
+	s := fmt.Sprintf("original %s #%d", stream, seq)
+	if replayFrom > 0 {
+		s += fmt.Sprintf(" replay-from #%d", replayFrom)
+	}
+	return s + ": "
+}
+
+var originalPrefixRE = regexp.MustCompile(`^original (\S+) #(\d+)(?: replay-from #(\d+))?: `)
+
+// parseOriginalPrefix undoes originalPrefix: the original's stream and
+// sequence, the replay's start (0 if none), and the rest of the reason.
+func parseOriginalPrefix(reason string) (stream string, seq, replayFrom uint64, rest string, ok bool) {
+	m := originalPrefixRE.FindStringSubmatch(reason)
+	if m == nil {
+		return "", 0, 0, reason, false
+	}
+	seq, err := strconv.ParseUint(m[2], 10, 64)
+	if err != nil {
+		return "", 0, 0, reason, false
+	}
+	if m[3] != "" {
+		if replayFrom, err = strconv.ParseUint(m[3], 10, 64); err != nil {
+			return "", 0, 0, reason, false
+		}
+	}
+	return m[1], seq, replayFrom, reason[len(m[0]):], true
 }
 
 // EnsureStreams creates or updates DEAD_LETTERS and EVENTS_REDRIVE. Every
@@ -105,11 +191,13 @@ type DeadLetter struct {
 	Consumer   string
 	StreamSeq  uint64
 	Deliveries uint64
-	// Reason is the consumer's reason to terminate it, if any.
+	// Reason is the consumer's reason to terminate it, if any (without
+	// the original's location a kit consumer starts a copy's reason with).
 	Reason string
 
 	// The event, looked up in Stream. For a copy on the redrive stream,
-	// Original* name the original one.
+	// Original* name the original one, and the event is looked up there
+	// once the copy has aged out.
 	OriginalStream string
 	OriginalSeq    uint64
 	Subject        string
@@ -120,6 +208,8 @@ type DeadLetter struct {
 	LookupErr string
 
 	msg *jetstream.RawStreamMsg
+	// replayFrom is where the replay that made the copy began, if one did.
+	replayFrom uint64
 }
 
 // Why is a one-line explanation of the entry.
@@ -181,24 +271,32 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, consumer string) (
 		if strings.HasPrefix(raw.Subject, AdvisoryMaxDeliveries+".") {
 			d.Kind = "max_deliveries"
 		}
+		if d.Stream == RedriveStream {
+			if stream, seq, from, rest, ok := parseOriginalPrefix(d.Reason); ok {
+				d.OriginalStream, d.OriginalSeq, d.replayFrom, d.Reason = stream, seq, from, rest
+			}
+		}
 		lookup(ctx, js, streams, &d)
 		out = append(out, d)
 	}
 	return out, nil
 }
 
-// lookup finds the event a dead letter names.
+// lookup finds the event a dead letter names: the message it names, or
+// for a copy gone from the redrive stream, the original its reason names.
 func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, d *DeadLetter) {
-	st, ok := streams[d.Stream]
-	if !ok {
-		var err error
-		if st, err = js.Stream(ctx, d.Stream); err != nil {
-			d.LookupErr = fmt.Sprintf("stream %s: %v", d.Stream, err)
+	raw, err := getMsg(ctx, js, streams, d.Stream, d.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) && d.OriginalStream != d.Stream {
+		if raw, err = getMsg(ctx, js, streams, d.OriginalStream, d.OriginalSeq); err == nil {
+			d.msg, d.Subject = raw, raw.Subject
+			d.EventID, d.EventType = raw.Header.Get(events.HeaderID), raw.Header.Get(events.HeaderType)
 			return
 		}
-		streams[d.Stream] = st
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			d.LookupErr = "gone from the stream (aged out or deleted), and so is the original"
+			return
+		}
 	}
-	raw, err := st.GetMsg(ctx, d.StreamSeq)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		d.LookupErr = "gone from the stream (aged out or deleted)"
@@ -216,6 +314,19 @@ func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jets
 		d.OriginalSeq, _ = strconv.ParseUint(raw.Header.Get(HeaderOriginalSeq), 10, 64)
 		d.Subject = strings.TrimPrefix(raw.Subject, RedriveSubject(d.Consumer, ""))
 	}
+}
+
+// getMsg reads message seq of a stream, keeping the streams it opened.
+func getMsg(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, name string, seq uint64) (*jetstream.RawStreamMsg, error) {
+	st, ok := streams[name]
+	if !ok {
+		var err error
+		if st, err = js.Stream(ctx, name); err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		streams[name] = st
+	}
+	return st.GetMsg(ctx, seq)
 }
 
 // RedriveOptions chooses what Redrive hands back.
@@ -240,11 +351,13 @@ type RedriveResult struct {
 }
 
 // Redrive hands dead-lettered events back to the consumer that gave up on
-// them, and to no other: for each consumer, in original stream order, it
-// publishes a copy on the consumer's redrive subject and, once the redrive
-// stream has acknowledged it, deletes the entry. The copy's message ID is
-// the entry's, so a redrive interrupted and run again does not publish
-// twice; the consumer's inbox makes an event it has since taken a no-op.
+// them, and to no other: entry by entry, each consumer's in original
+// stream order, it publishes a copy on the consumer's redrive subject and,
+// once the redrive stream has acknowledged it, deletes the entry. The
+// copy's message ID is the entry's, so a redrive interrupted and run again
+// does not publish twice; the consumer's inbox makes an event it has since
+// taken a no-op. An entry of a copy that has aged out of the redrive
+// stream is handed back from the original, while its stream keeps it.
 func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (RedriveResult, error) {
 	var res RedriveResult
 	all, err := DeadLetters(ctx, js, opts.Consumer)
@@ -257,16 +370,17 @@ func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (
 			todo = append(todo, d)
 		}
 	}
-	slices.SortStableFunc(todo, func(a, b DeadLetter) int {
-		return cmp.Or(cmp.Compare(a.Consumer, b.Consumer), cmp.Compare(a.OriginalStream, b.OriginalStream),
-			cmp.Compare(a.OriginalSeq, b.OriginalSeq), cmp.Compare(a.Seq, b.Seq))
-	})
+	inRedriveOrder(todo)
 	dlq, err := js.Stream(ctx, DeadLetterStream)
 	if err != nil {
 		return res, fmt.Errorf("stream %s: %w", DeadLetterStream, err)
 	}
 	kit := map[string]bool{} // consumer → has a redrive consumer
-	var prev *DeadLetter
+	type event struct {
+		consumer, stream string
+		seq              uint64
+	}
+	sent := map[event]bool{}
 	for _, d := range todo {
 		if d.msg == nil {
 			res.Left = append(res.Left, d)
@@ -287,8 +401,8 @@ func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (
 		}
 		// The same event dead-lettered twice (e.g. never acknowledged, then
 		// terminated) goes back once.
-		dup := prev != nil && prev.Consumer == d.Consumer && prev.OriginalStream == d.OriginalStream && prev.OriginalSeq == d.OriginalSeq
-		if !dup {
+		ev := event{d.Consumer, d.OriginalStream, d.OriginalSeq}
+		if !sent[ev] {
 			kind := "dead-letter"
 			// The message ID names the entry and whether it is a skip: a
 			// skip of an entry that a crashed redrive had already sent
@@ -299,6 +413,11 @@ func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (
 				msgID += ":skip"
 			}
 			m := redriveMsg(d.Consumer, d.Subject, d.msg, msgID, d.OriginalStream, d.OriginalSeq, kind)
+			if d.replayFrom > 0 {
+				// An original, looked up for a copy that aged out, does
+				// not say where the replay that made the copy began.
+				m.Header.Set(HeaderReplayFrom, strconv.FormatUint(d.replayFrom, 10))
+			}
 			if opts.Skip {
 				m.Header.Set(HeaderSkip, "true")
 			}
@@ -310,9 +429,32 @@ func Redrive(ctx context.Context, js jetstream.JetStream, opts RedriveOptions) (
 			return res, fmt.Errorf("delete dead letter %d: %w", d.Seq, err)
 		}
 		res.Redriven = append(res.Redriven, d)
-		prev = &d
+		sent[ev] = true
 	}
 	return res, nil
+}
+
+// inRedriveOrder orders dead letters, which DeadLetters lists by entry, as
+// Redrive hands them back: by entry still, but each consumer's own, on the
+// places they have in that order, in original stream order, the order an
+// ordered consumer takes an aggregate's events in.
+func inRedriveOrder(dead []DeadLetter) {
+	places := map[string][]int{} // consumer → the indexes of its entries
+	for i, d := range dead {
+		places[d.Consumer] = append(places[d.Consumer], i)
+	}
+	for _, idx := range places {
+		own := make([]DeadLetter, len(idx))
+		for j, i := range idx {
+			own[j] = dead[i]
+		}
+		slices.SortStableFunc(own, func(a, b DeadLetter) int {
+			return cmp.Or(cmp.Compare(a.OriginalStream, b.OriginalStream), cmp.Compare(a.OriginalSeq, b.OriginalSeq))
+		})
+		for j, i := range idx {
+			dead[i] = own[j]
+		}
+	}
 }
 
 // redriveMsg copies a stored message to a consumer's redrive subject, with

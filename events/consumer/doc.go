@@ -68,9 +68,15 @@
 // consumer has a subject of its own, orderflow.redrive.<consumer>.<original
 // subject>, which the kit consumes alongside its stream. DeadLetters lists
 // the dead letters with the original event each names; Redrive republishes
-// the events to their consumer's redrive subject, in original stream
-// order, and removes them from DEAD_LETTERS once the publish is
-// acknowledged. Replay republishes a range of the archive the same way, to
+// the events to their consumer's redrive subject, each consumer's in
+// original stream order, and removes them from DEAD_LETTERS once the
+// publish is acknowledged. A copy that fails again is dead-lettered as a
+// message of EVENTS_REDRIVE, which keeps it a week while DEAD_LETTERS
+// keeps the entry 30 days; the kit starts the reason it terminates a copy
+// with where the original is ("original ORDER_EVENTS #41: ", with
+// "replay-from #N" for a replay's copy), and once the copy has aged out
+// DeadLetters looks the event up there, and Redrive copies it from there.
+// Replay republishes a range of the archive the same way, to
 // one consumer only: the inbox turns events it already took into no-ops, so
 // a replay matters to a consumer that lost or reset its state, a consumer
 // that must see events from before it existed, or a handler fixed after it

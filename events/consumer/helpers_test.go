@@ -1,6 +1,7 @@
 package consumer_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -181,3 +182,26 @@ func wantSeqs(tb testing.TB, what string, got, want []int64) {
 }
 
 func testLogger(testing.TB) *slog.Logger { return eventtest.Logger() }
+
+// logs is what a consumer logged, for the lines an operator reads there.
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// logger logs into l.
+func (l *logs) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+
+// Write implements io.Writer.
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// has reports whether a line so far says s.
+func (l *logs) has(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Contains(l.buf.Bytes(), []byte(s))
+}

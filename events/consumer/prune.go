@@ -30,9 +30,11 @@ type Pruned struct {
 // Prune deletes the consumer's inbox rows taken longer ago than its inbox
 // retention (Config.InboxRetention), and the rows of aggregates it last
 // moved that long ago, a chunk at a time. No copy of those events can
-// come back: the stream, and the redrive stream that a replay's copies
-// wait in, have dropped them. Run calls it every hour; another process
-// may call it too.
+// come back: the stream has dropped them, so no replay or redrive can
+// copy them any more (a redrive of a dead letter whose copy has aged out
+// copies the original, from the stream), and the redrive stream, where
+// the copies made before wait, has dropped those. Run calls it every
+// hour; another process may call it too.
 func (c *Consumer) Prune(ctx context.Context) (Pruned, error) {
 	var p Pruned
 	keep, err := c.inboxRetention(ctx)

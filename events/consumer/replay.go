@@ -44,7 +44,7 @@ type ReplayResult struct {
 func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (ReplayResult, error) {
 	res := ReplayResult{Consumer: opts.Consumer}
 	if opts.Consumer == "" {
-		return res, errors.New("replay: no consumer named")
+		return res, errors.New("replay: no consumer given")
 	}
 	if opts.Since.IsZero() == (opts.FromSeq == 0) {
 		return res, errors.New("replay: give either a time to replay since or a sequence to replay from")
@@ -66,7 +66,11 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 		break
 	}
 	if info == nil {
-		return res, fmt.Errorf("replay: no consumer %q on %v", opts.Consumer, candidates)
+		known, err := Consumers(ctx, js)
+		if err != nil {
+			return res, err
+		}
+		return res, fmt.Errorf("replay: %w", &UnknownConsumerError{Name: opts.Consumer, Streams: candidates, Known: known})
 	}
 	if _, err := js.Consumer(ctx, RedriveStream, opts.Consumer); err != nil {
 		return res, fmt.Errorf("replay: consumer %s does not read %s (%w): it must be a consumer-kit consumer that has run at least once", opts.Consumer, RedriveStream, err)
