@@ -805,3 +805,44 @@ func TestTakenAfterAWaitIsReportedInProgress(t *testing.T) {
 		}
 	}
 }
+
+// TestDeadLetterOfARecreatedStream: a dead letter names its event by
+// stream sequence alone. Once ORDER_EVENTS has been deleted and created
+// again, that sequence holds another event: the entry says its event is
+// gone, and a redrive leaves it rather than hand the other event back.
+func TestDeadLetterOfARecreatedStream(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	poison := newOrderID()
+	run(t, f.config(t, "recreated", false, func(env events.Envelope) error {
+		if env.Subject == poison {
+			return consumer.Permanentf("cannot take it")
+		}
+		return nil
+	}))
+	f.bus.Publish(t, orderEvent(poison, events.OrderPlaced, 1, "poison"))
+	f.deadLetters(t, "recreated", 1)
+
+	if err := f.bus.JS.DeleteStream(ctx, events.OrderStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureStreams(ctx, f.bus.JS, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	other := orderEvent(newOrderID(), events.OrderPlaced, 1, "another")
+	if seq := f.bus.Publish(t, other); seq != 1 {
+		t.Fatalf("the new stream's first event is #%d", seq)
+	}
+
+	dead := f.deadLetters(t, "recreated", 1)
+	if d := dead[0]; d.EventID == other.ID || !strings.Contains(d.LookupErr, "created again") {
+		t.Errorf("entry names event %q (the new stream's is %q), lookup %q; want it gone, the stream created again", d.EventID, other.ID, d.LookupErr)
+	}
+	res, err := consumer.Redrive(ctx, f.bus.JS, consumer.RedriveOptions{Consumer: "recreated"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Redriven) != 0 || len(res.Left) != 1 {
+		t.Errorf("redrive handed back %d entries, left %d; want the entry left", len(res.Redriven), len(res.Left))
+	}
+}

@@ -284,10 +284,13 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, consumer string) (
 
 // lookup finds the event a dead letter names: the message it names, or
 // for a copy gone from the redrive stream, the original its reason names.
+// An entry names a message by its stream sequence alone, so a stream
+// deleted and created again since the entry was written holds another
+// event at that sequence, or none: such an entry's event is gone.
 func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, d *DeadLetter) {
-	raw, err := getMsg(ctx, js, streams, d.Stream, d.StreamSeq)
+	raw, err := getMsg(ctx, js, streams, d.Stream, d.StreamSeq, d.Time)
 	if errors.Is(err, jetstream.ErrMsgNotFound) && d.OriginalStream != d.Stream {
-		if raw, err = getMsg(ctx, js, streams, d.OriginalStream, d.OriginalSeq); err == nil {
+		if raw, err = getMsg(ctx, js, streams, d.OriginalStream, d.OriginalSeq, d.Time); err == nil {
 			d.msg, d.Subject = raw, raw.Subject
 			d.EventID, d.EventType = raw.Header.Get(events.HeaderID), raw.Header.Get(events.HeaderType)
 			return
@@ -297,9 +300,13 @@ func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jets
 			return
 		}
 	}
+	var recreated *recreatedError
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		d.LookupErr = "gone from the stream (aged out or deleted)"
+		return
+	case errors.As(err, &recreated):
+		d.LookupErr = recreated.Error()
 		return
 	case err != nil:
 		d.LookupErr = err.Error()
@@ -316,8 +323,10 @@ func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jets
 	}
 }
 
-// getMsg reads message seq of a stream, keeping the streams it opened.
-func getMsg(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, name string, seq uint64) (*jetstream.RawStreamMsg, error) {
+// getMsg reads message seq of a stream, keeping the streams it opened,
+// for an entry dead-lettered at entered: a stream created after that is
+// not the one the entry names (recreatedError).
+func getMsg(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, name string, seq uint64, entered time.Time) (*jetstream.RawStreamMsg, error) {
 	st, ok := streams[name]
 	if !ok {
 		var err error
@@ -326,7 +335,21 @@ func getMsg(ctx context.Context, js jetstream.JetStream, streams map[string]jets
 		}
 		streams[name] = st
 	}
+	if created := st.CachedInfo().Created; created.After(entered) {
+		return nil, &recreatedError{stream: name, created: created}
+	}
 	return st.GetMsg(ctx, seq)
+}
+
+// recreatedError is a stream created after the dead letter that names it.
+type recreatedError struct {
+	stream  string
+	created time.Time
+}
+
+func (e *recreatedError) Error() string {
+	return fmt.Sprintf("gone: %s was created again since (at %s), and its sequence numbers name other events now",
+		e.stream, e.created.UTC().Format(time.RFC3339))
 }
 
 // RedriveOptions chooses what Redrive hands back.
