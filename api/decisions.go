@@ -176,7 +176,14 @@ func (s *Server) decisionError(ctx context.Context, id uuid.UUID, update string,
 		// terminated (from the Web UI, say), or not in this Temporal's
 		// store at all (its persistence switched, or reset).
 		why := "its workflow is not in the Temporal server's store (was the store switched or reset?)"
-		if run, derr := s.describeOrder(ctx, id.String()); derr == nil && run != nil {
+		run, derr := s.describeOrder(ctx, id.String())
+		switch {
+		case derr == nil && run != nil && run.running():
+			// The workflow runs: the server lost the Update before the
+			// workflow took it ("update not found", a history host
+			// restarted, say). The same request again reaches it.
+			return orderflow.Errorf(orderflow.EUNAVAILABLE, "the workflow engine lost the %s before the order's workflow took it; retry", update)
+		case derr == nil && run != nil:
 			why = "its workflow has ended (" + strings.ToLower(strings.TrimPrefix(run.Status.String(), "WORKFLOW_EXECUTION_STATUS_")) + ") without ending the order"
 		}
 		return orderflow.Errorf(orderflow.ECONFLICT, "order is %s, but %s: nothing can take the %s", row.Status, why, update)

@@ -72,6 +72,10 @@ func TestDecisions(t *testing.T) {
 	// persistence switched) or was terminated from the Web UI.
 	lostWorkflow := insertOrder(t, f.store, string(orderflow.StatusAwaitingAcceptance)).String()
 	terminated := insertOrder(t, f.store, string(orderflow.StatusAwaitingAcceptance)).String()
+	// An order whose workflow runs, but whose Update the server lost
+	// before the workflow took it ("update not found": a history host
+	// restarted).
+	updateLost := insertOrder(t, f.store, string(orderflow.StatusAwaitingAcceptance)).String()
 	unknown := uuid.New().String()
 	notFound := serviceerror.NewNotFound("workflow execution already completed")
 	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(closedNoRow), "").
@@ -80,6 +84,8 @@ func TestDecisions(t *testing.T) {
 		Return(nil, serviceerror.NewNotFound("workflow not found"))
 	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(terminated), "").
 		Return(describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, nil), nil)
+	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(updateLost), "").
+		Return(describeResponse(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, nil), nil)
 	f.temporal.On("DescribeWorkflowExecution", mock.Anything, orderflow.OrderWorkflowID(unknown), "").
 		Return(nil, serviceerror.NewNotFound("workflow not found"))
 
@@ -134,6 +140,8 @@ func TestDecisions(t *testing.T) {
 			answer: updateAnswer{err: serviceerror.NewNotFound("workflow not found")}, status: 409, detail: "order is awaiting_acceptance, but its workflow is not in the Temporal server's store"},
 		{name: "live order whose workflow was terminated", id: terminated, action: "reject", update: workflows.UpdateReject,
 			args: []any{workflows.RejectInput{Reason: "rejected by restaurant"}}, answer: updateAnswer{err: notFound}, status: 409, detail: "its workflow has ended (terminated) without ending the order: nothing can take the reject"},
+		{name: "update lost by a running workflow's server", id: updateLost, action: "accept", update: workflows.UpdateAccept,
+			answer: updateAnswer{err: serviceerror.NewNotFound(`update "accept" not found`)}, status: 503, detail: "lost the accept", retryAfter: true},
 		{name: "unknown order", id: unknown, action: "accept", update: workflows.UpdateAccept,
 			answer: updateAnswer{err: serviceerror.NewNotFound("workflow not found")}, status: 404},
 		{name: "workflow cancelled while deciding", id: running, action: "accept", update: workflows.UpdateAccept,

@@ -296,7 +296,7 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart
 		select {
 		case <-exited:
 			tail := logTail(s.cfg.Dir+".log", logStart)
-			if strings.Contains(tail, "could not bind") {
+			if strings.Contains(tail, noSockets) {
 				tail += " (set ORDERFLOW_PG_ADDR to another address)"
 			}
 			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", tail, s.cfg.Dir)
@@ -366,12 +366,16 @@ func (s *Server) stopLocked() error {
 	return nil
 }
 
+// noSockets is PostgreSQL's FATAL when it could bind none of its
+// listen_addresses.
+const noSockets = "could not create any TCP/IP sockets"
+
 // logTail is the end of what this start wrote to the server's log (from
 // offset from on): from its last FATAL or PANIC line on, with the DETAIL
-// and HINT lines after it, else its last three lines, and before them the
-// last "could not bind" line, the cause of a FATAL "could not create any
-// TCP/IP sockets" (its port taken). That says why the server stopped, and
-// the log itself may be gone once the caller cleans up.
+// and HINT lines after it, else its last three lines; before a FATAL
+// noSockets, the last "could not bind" line, its cause (its port taken).
+// That says why the server stopped, and the log itself may be gone once
+// the caller cleans up.
 func logTail(path string, from int64) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -387,7 +391,9 @@ func logTail(path string, from int64) string {
 		}
 	}
 	tail := lines[first:min(len(lines), first+6)]
-	for i := first - 1; i >= 0; i-- {
+	// A "could not bind" alone is a LOG line: the server goes on with the
+	// addresses it could bind, and fails, if it does, for another reason.
+	for i := first - 1; i >= 0 && strings.Contains(lines[first], noSockets); i-- {
 		if strings.Contains(lines[i], "could not bind") {
 			tail = append([]string{lines[i]}, tail...)
 			break

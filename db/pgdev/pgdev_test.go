@@ -165,3 +165,38 @@ func TestDiedReportsAKilledServer(t *testing.T) {
 		}
 	}
 }
+
+// TestABindLogLineIsNotTheCause: a server with two listen addresses, one
+// of them taken (as localhost:PORT is, where localhost names both ::1 and
+// 127.0.0.1), logs "could not bind" for it and goes on with the other. A
+// start that then fails for another reason (here its WAL is gone) is not
+// blamed on the port.
+func TestABindLogLineIsNotTheCause(t *testing.T) {
+	// A second loopback address: Linux routes all of 127/8 to lo.
+	cfg := config(t, "listen_addresses=127.0.0.1,127.0.0.2")
+	_, port, _ := net.SplitHostPort(cfg.Addr)
+	srv, err := pgdev.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	wal, _ := filepath.Glob(filepath.Join(cfg.Dir, "pg_wal", "0*"))
+	for _, f := range wal {
+		_ = os.Remove(f)
+	}
+	l, err := net.Listen("tcp", "127.0.0.2:"+port)
+	if err != nil {
+		t.Fatalf("take 127.0.0.2:%s: %v (the test needs the loopback addresses of 127/8, as Linux has)", port, err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	srv, err = pgdev.Start(context.Background(), cfg)
+	if err == nil {
+		_ = srv.Stop()
+		t.Fatal("started without its WAL")
+	}
+	if strings.Contains(err.Error(), "ORDERFLOW_PG_ADDR") || !strings.Contains(err.Error(), "checkpoint") {
+		t.Errorf("error %q blames the port, or does not give the real cause (no checkpoint record)", err)
+	}
+}

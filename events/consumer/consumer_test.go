@@ -846,3 +846,57 @@ func TestDeadLetterOfARecreatedStream(t *testing.T) {
 		t.Errorf("redrive handed back %d entries, left %d; want the entry left", len(res.Redriven), len(res.Left))
 	}
 }
+
+// TestRedriveAfterTheRedriveStreamRecreated: as
+// TestRedriveAfterTheCopyAgedOut, but the copy is gone because
+// EVENTS_REDRIVE was deleted (an operator clearing it) and created again by
+// EnsureStreams, not because it aged out. The entry's reason still names
+// the original, which ORDER_EVENTS still holds.
+func TestRedriveAfterTheRedriveStreamRecreated(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	var fixed atomic.Bool
+	ev := orderEvent(newOrderID(), events.OrderPlaced, 1, "poison")
+	c := run(t, f.config(t, "recr", false, func(events.Envelope) error {
+		if !fixed.Load() {
+			return consumer.Permanentf("bug not fixed yet")
+		}
+		return nil
+	}))
+	seq := f.bus.Publish(t, ev)
+	f.deadLetters(t, "recr", 1)
+	if _, err := consumer.Redrive(ctx, f.bus.JS, consumer.RedriveOptions{Consumer: "recr"}); err != nil {
+		t.Fatal(err)
+	}
+	copyDead := func() (consumer.DeadLetter, bool) {
+		dead, _ := consumer.DeadLetters(ctx, f.bus.JS, "recr")
+		i := slices.IndexFunc(dead, func(d consumer.DeadLetter) bool { return d.Stream == consumer.RedriveStream })
+		if i < 0 {
+			return consumer.DeadLetter{}, false
+		}
+		return dead[i], true
+	}
+	eventtest.Eventually(t, "the copy dead-lettered", func() bool { _, ok := copyDead(); return ok })
+
+	if err := f.bus.JS.DeleteStream(ctx, consumer.RedriveStream); err != nil {
+		t.Fatal(err)
+	}
+	if err := consumer.EnsureStreams(ctx, f.bus.JS); err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := copyDead()
+	t.Logf("entry: original %s #%d, lookup %q", dead.OriginalStream, dead.OriginalSeq, dead.LookupErr)
+	if dead.OriginalStream != events.OrderStream || dead.OriginalSeq != seq || dead.EventID != ev.ID || dead.LookupErr != "" {
+		t.Errorf("dead letter of the copy whose stream was recreated = lookup %q; want the original (%s #%d, still there) looked up, as for an aged-out copy", dead.LookupErr, events.OrderStream, seq)
+	}
+	fixed.Store(true)
+	eventtest.Eventually(t, "the consumer's redrive durable created again", func() bool {
+		_, err := f.bus.JS.Consumer(ctx, consumer.RedriveStream, "recr")
+		return err == nil
+	})
+	res, err := consumer.Redrive(ctx, f.bus.JS, consumer.RedriveOptions{Only: []uint64{dead.Seq}})
+	if err != nil || len(res.Redriven) != 1 {
+		t.Fatalf("redrive = %d redriven, %d left, %v; want the original handed back", len(res.Redriven), len(res.Left), err)
+	}
+	eventtest.Eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 1 })
+}

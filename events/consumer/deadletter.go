@@ -289,7 +289,10 @@ func DeadLetters(ctx context.Context, js jetstream.JetStream, consumer string) (
 // event at that sequence, or none: such an entry's event is gone.
 func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jetstream.Stream, d *DeadLetter) {
 	raw, err := getMsg(ctx, js, streams, d.Stream, d.StreamSeq, d.Time)
-	if errors.Is(err, jetstream.ErrMsgNotFound) && d.OriginalStream != d.Stream {
+	var recreated *recreatedError
+	if (errors.Is(err, jetstream.ErrMsgNotFound) || errors.As(err, &recreated)) && d.OriginalStream != d.Stream {
+		// The copy aged out, or its stream was created again since:
+		// the original is where the reason says.
 		if raw, err = getMsg(ctx, js, streams, d.OriginalStream, d.OriginalSeq, d.Time); err == nil {
 			d.msg, d.Subject = raw, raw.Subject
 			d.EventID, d.EventType = raw.Header.Get(events.HeaderID), raw.Header.Get(events.HeaderType)
@@ -300,7 +303,6 @@ func lookup(ctx context.Context, js jetstream.JetStream, streams map[string]jets
 			return
 		}
 	}
-	var recreated *recreatedError
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		d.LookupErr = "gone from the stream (aged out or deleted)"
