@@ -315,7 +315,19 @@ func TestDevWithItsWorkerOutside(t *testing.T) {
 		t.Fatalf("with no worker, the order is %q with timeline %v; want placed and unrecorded", o.Status, timelineTypes(o))
 	}
 	worker := apptest.StartWorker(t, command)
+	// Killed once the workflow itself says it awaits the restaurant: its
+	// first task (record, authorize, notify) completed. The row says so a
+	// moment earlier, and a kill in that moment would leave the accept
+	// below to a task that has not notified the restaurant yet (not_yet).
 	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	for deadline := time.Now().Add(statusTimeout); ; time.Sleep(50 * time.Millisecond) {
+		if o := getOrder(t, app, p.ID); o.Source == "workflow" && o.Status == "awaiting_acceptance" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the workflow never answered its status query as awaiting_acceptance\n%s", worker.Logs())
+		}
+	}
 	worker.Kill()
 
 	// The restaurant accepts while no worker runs; the Update waits for
