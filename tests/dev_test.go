@@ -348,14 +348,7 @@ func TestDevWithItsWorkerOutside(t *testing.T) {
 		t.Fatalf("accept sent while no worker ran = %s; want 200 accepted", got)
 	}
 	mustDecide(t, app, p.ID, "delivered", nil, "completed")
-	o := getOrder(t, app, p.ID)
-	if o.Status != "completed" || o.Payment.Status != "captured" {
-		t.Errorf("order %q payment %q; want completed, captured", o.Status, o.Payment.Status)
-	}
-	wantList(t, "timeline", timelineTypes(o),
-		"order.placed", "order.payment_authorized", "order.restaurant_notified", "order.accepted",
-		"order.payment_captured", "order.user_notified", "order.completed")
-	wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted")
+	wantDelivered(t, getOrder(t, app, p.ID))
 }
 
 // bannerWorkerCommand is the worker command line in dev's ready banner.

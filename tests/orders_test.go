@@ -206,6 +206,20 @@ func netCharged(t *testing.T, app *apptest.App, id string) int64 {
 	return n
 }
 
+// wantDelivered checks an order accepted and delivered: completed, its
+// payment captured, each step of the happy path once, the restaurant and
+// the customer told once each.
+func wantDelivered(t *testing.T, o order) {
+	t.Helper()
+	if o.Status != "completed" || o.Payment.Status != "captured" {
+		t.Errorf("order %q payment %q; want completed, captured", o.Status, o.Payment.Status)
+	}
+	wantList(t, "timeline", timelineTypes(o),
+		"order.placed", "order.payment_authorized", "order.restaurant_notified", "order.accepted",
+		"order.payment_captured", "order.user_notified", "order.completed")
+	wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted")
+}
+
 func timelineTypes(o order) []string {
 	var types []string
 	for i, e := range o.Timeline {
@@ -442,14 +456,7 @@ func TestOrderPaths(t *testing.T) {
 			t.Errorf("cancel after accept = %d; want 409", code)
 		}
 		mustDecide(t, app, p.ID, "delivered", nil, "completed")
-		o := finish(t, app, p.ID, "accepted_delivered")
-		if o.Status != "completed" || o.Payment.Status != "captured" {
-			t.Errorf("order %q payment %q; want completed, captured", o.Status, o.Payment.Status)
-		}
-		wantList(t, "timeline", timelineTypes(o),
-			"order.placed", "order.payment_authorized", "order.restaurant_notified", "order.accepted",
-			"order.payment_captured", "order.user_notified", "order.completed")
-		wantList(t, "notifications", notified(o), "restaurant:new_order", "customer:accepted")
+		wantDelivered(t, finish(t, app, p.ID, "accepted_delivered"))
 		if got := netCharged(t, app, p.ID); got != 2300 {
 			t.Errorf("customer paid %d; want 2300", got)
 		}

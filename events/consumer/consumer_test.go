@@ -284,16 +284,7 @@ func TestRedriveAfterTheCopyAgedOut(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			f := newFixture(t)
-			var fixed atomic.Bool
-			ev := orderEvent(newOrderID(), events.OrderPlaced, 1, "poison")
-			c := run(t, f.config(t, "aged", false, func(events.Envelope) error {
-				if !fixed.Load() {
-					return consumer.Permanentf("bug not fixed yet")
-				}
-				return nil
-			}))
-			seq := f.bus.Publish(t, ev)
-			f.deadLetters(t, "aged", 1)
+			c, fixed, ev, seq := f.deadUntilFixed(t, "aged")
 
 			// Too early: the copy is dead-lettered too.
 			if err := tt.copyOut(ctx, f.bus.JS, seq); err != nil {
@@ -855,16 +846,7 @@ func TestDeadLetterOfARecreatedStream(t *testing.T) {
 func TestRedriveAfterTheRedriveStreamRecreated(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	var fixed atomic.Bool
-	ev := orderEvent(newOrderID(), events.OrderPlaced, 1, "poison")
-	c := run(t, f.config(t, "recr", false, func(events.Envelope) error {
-		if !fixed.Load() {
-			return consumer.Permanentf("bug not fixed yet")
-		}
-		return nil
-	}))
-	seq := f.bus.Publish(t, ev)
-	f.deadLetters(t, "recr", 1)
+	c, fixed, ev, seq := f.deadUntilFixed(t, "recr")
 	if _, err := consumer.Redrive(ctx, f.bus.JS, consumer.RedriveOptions{Consumer: "recr"}); err != nil {
 		t.Fatal(err)
 	}
@@ -899,4 +881,22 @@ func TestRedriveAfterTheRedriveStreamRecreated(t *testing.T) {
 		t.Fatalf("redrive = %d redriven, %d left, %v; want the original handed back", len(res.Redriven), len(res.Left), err)
 	}
 	eventtest.Eventually(t, "the fixed event applied", func() bool { return c.Stats().Applied == 1 })
+}
+
+// deadUntilFixed runs consumer name with a handler that refuses every event
+// as permanent until fixed is set, publishes one event (at seq), and
+// returns once it is dead-lettered.
+func (f *fixture) deadUntilFixed(t *testing.T, name string) (c *consumer.Consumer, fixed *atomic.Bool, ev events.Envelope, seq uint64) {
+	t.Helper()
+	fixed = new(atomic.Bool)
+	ev = orderEvent(newOrderID(), events.OrderPlaced, 1, "poison")
+	c = run(t, f.config(t, name, false, func(events.Envelope) error {
+		if !fixed.Load() {
+			return consumer.Permanentf("bug not fixed yet")
+		}
+		return nil
+	}))
+	seq = f.bus.Publish(t, ev)
+	f.deadLetters(t, name, 1)
+	return c, fixed, ev, seq
 }
