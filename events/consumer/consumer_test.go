@@ -900,3 +900,32 @@ func (f *fixture) deadUntilFixed(t *testing.T, name string) (c *consumer.Consume
 	f.deadLetters(t, name, 1)
 	return c, fixed, ev, seq
 }
+
+// TestReplayGoesOnAfterAnEmptyFetch: a fetch that comes back empty while
+// events remain (a busy server) does not end a replay short; a reader that
+// delivers nothing at all ends it with an error, not with a short count.
+func TestReplayGoesOnAfterAnEmptyFetch(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "patient", false, nil))
+	const n = 300 // more than one fetch of 256
+	for i := range n {
+		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
+	}
+	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == n })
+
+	consumer.EmptyReplayFetches(t, 5, func(call int) bool { return call == 1 || call == 3 })
+	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "patient", FromSeq: 1})
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if res.Count != n || res.First != 1 || res.Last != n {
+		t.Fatalf("replay = %+v, want all %d events, #1 to #%d", res, n, n)
+	}
+	eventtest.Eventually(t, "the replayed copies seen", func() bool { return c.Stats().Duplicates == n })
+
+	consumer.EmptyReplayFetches(t, 3, func(int) bool { return true })
+	res, err = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "patient", FromSeq: 1})
+	if err == nil || !strings.Contains(err.Error(), "nothing delivered in 3 fetches") {
+		t.Fatalf("replay of a reader that delivers nothing = %+v, %v; want the error that says so", res, err)
+	}
+}

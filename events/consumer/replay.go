@@ -104,8 +104,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 	}
 	run := nats.NewInbox()[len(nats.InboxPrefix):] // unique per replay run
 	var acks []jetstream.PubAckFuture
+	empty := 0 // fetches in a row that brought nothing while events remained
 	for done := false; !done; {
-		batch, err := reader.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		batch, err := replayFetch(reader)
 		if err != nil {
 			return res, fmt.Errorf("read %s: %w", res.Stream, err)
 		}
@@ -140,8 +141,19 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return res, fmt.Errorf("read %s: %w", res.Stream, err)
 		}
-		if got == 0 {
-			done = true
+		if got > 0 {
+			empty = 0
+			continue
+		}
+		// An empty fetch ends the replay only when the reader has nothing
+		// left: on a busy server a fetch can come back empty with events
+		// still to read.
+		if done, err = readerDrained(ctx, reader); err != nil {
+			return res, fmt.Errorf("read %s after #%d: %w", res.Stream, res.Last, err)
+		}
+		if empty++; !done && empty == replayStallFetches {
+			return res, fmt.Errorf("read %s: nothing delivered in %d fetches of %s although events remain after #%d; run the replay again from there",
+				res.Stream, empty, replayFetchWait, res.Last)
 		}
 	}
 	select {
@@ -157,4 +169,30 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 		}
 	}
 	return res, nil
+}
+
+// How long one fetch of a replay waits for events, and how many empty
+// fetches in a row, with events still pending, end it with an error.
+const replayFetchWait = time.Second
+
+var replayStallFetches = 30
+
+// replayFetch takes the next events of a replay (a variable for the tests,
+// which make it come back empty).
+var replayFetch = func(reader jetstream.Consumer) (jetstream.MessageBatch, error) {
+	return reader.Fetch(256, jetstream.FetchMaxWait(replayFetchWait))
+}
+
+// readerDrained reports whether an ordered consumer has no event left to
+// deliver. One that was never created (its first fetch failed to reach the
+// server) has not drained.
+func readerDrained(ctx context.Context, reader jetstream.Consumer) (bool, error) {
+	info, err := reader.Info(ctx)
+	if errors.Is(err, jetstream.ErrOrderedConsumerNotCreated) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0, nil
 }
