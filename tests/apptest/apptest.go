@@ -142,11 +142,8 @@ func build() (string, error) {
 	bin := filepath.Join(dir, "orderflow")
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", bin, "./cmd/orderflow")
+	// go test puts its own Go first on the PATH of what the tests run.
+	build := exec.Command("go", "build", "-o", bin, "./cmd/orderflow")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/orderflow: %w\n%s", err, out)
