@@ -68,7 +68,12 @@ type order struct {
 	// changeCompensationRecordsFirst, whose decisions answer only once
 	// endRecorded, the final status's write, has been done.
 	answerOnRecord, endRecorded bool
-	logger                      log.Logger
+	// customerCancel: the compensation running is the customer's cancel
+	// (not the workflow's own cancellation, whatever its reason says).
+	customerCancel bool
+	// ran: run has returned, so nothing will change the order any more.
+	ran    bool
+	logger log.Logger
 }
 
 // Order runs one order from placement to completion, or to compensation
@@ -85,6 +90,7 @@ func Order(ctx workflow.Context, in OrderInput) (OrderResult, error) {
 		return OrderResult{}, err
 	}
 	err := o.run(ctx)
+	o.ran = true
 	// Let update handlers return their answers before the workflow closes;
 	// on a disconnected context so this also holds after cancellation.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
@@ -115,13 +121,9 @@ func (o *order) setup(ctx workflow.Context) error {
 	// reject or a cancel as soon as it began.)
 	decide := func(ctx workflow.Context, update string, reason string) (DecisionResult, error) {
 		o.decision = &decision{update: update, reason: reason}
-		err := workflow.Await(ctx, func() bool {
+		if err := o.awaitOutcome(ctx, func() bool {
 			return o.status != orderflow.StatusPlaced && o.status != orderflow.StatusAwaitingAcceptance
-		})
-		if err == nil {
-			err = o.awaitOutcomeRecorded(ctx)
-		}
-		if err != nil {
+		}); err != nil {
 			return DecisionResult{}, err
 		}
 		// The decision was taken, but the order may still have ended
@@ -165,11 +167,7 @@ func (o *order) setup(ctx workflow.Context) error {
 		{UpdateDelivered,
 			func(ctx workflow.Context) (DecisionResult, error) {
 				o.delivered = true
-				err := workflow.Await(ctx, func() bool { return o.status != orderflow.StatusAccepted })
-				if err == nil {
-					err = o.awaitOutcomeRecorded(ctx)
-				}
-				if err != nil {
+				if err := o.awaitOutcome(ctx, func() bool { return o.status != orderflow.StatusAccepted }); err != nil {
 					return DecisionResult{}, err
 				}
 				// A step before the delivery (the capture, say) may have
@@ -197,17 +195,19 @@ func (o *order) setup(ctx workflow.Context) error {
 	return nil
 }
 
-// awaitOutcomeRecorded waits, once the order's status has changed, until
-// the status is in the database: a forward status is set once written, a
-// compensation's final status (under changeCompensationRecordsFirst) once
-// endRecorded. It waits on a disconnected context: the compensation goes on
-// when the workflow is cancelled meanwhile, and its outcome is the answer.
-func (o *order) awaitOutcomeRecorded(ctx workflow.Context) error {
-	if !o.answerOnRecord {
-		return nil
-	}
+// awaitOutcome waits until the order's status has changed (changed says
+// when), then until that status is in the database: a forward status is
+// set once written, a compensation's final status (under
+// changeCompensationRecordsFirst) once endRecorded. It waits on a
+// disconnected context: when the workflow is cancelled meanwhile, the
+// compensation it runs ends the order, and that outcome is the answer. It
+// stops waiting when run has returned, whatever the status then.
+func (o *order) awaitOutcome(ctx workflow.Context, changed func() bool) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	return workflow.Await(dctx, func() bool { return o.endRecorded })
+	if err := workflow.Await(dctx, func() bool { return changed() || o.ran }); err != nil || !o.answerOnRecord {
+		return err
+	}
+	return workflow.Await(dctx, func() bool { return o.endRecorded || o.ran })
 }
 
 // canDecide tells whether a decision may be taken now: the order must be in
@@ -372,6 +372,7 @@ func (o *order) decide(ctx workflow.Context) error {
 	case UpdateReject:
 		return o.compensate(ctx, orderflow.StatusRejected, events.OrderRejected, o.decision.reason)
 	case UpdateCancel:
+		o.customerCancel = true
 		return o.compensate(ctx, orderflow.StatusCancelled, events.OrderCancelled, o.decision.reason)
 	}
 	return o.fulfil(ctx)
@@ -454,7 +455,9 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	// The order is ending from here on: the validators refuse every
 	// decision now, and the decisions waiting for an answer get it once
 	// the final status is recorded (endRecorded, below).
-	o.status, o.reason, o.answerOnRecord = status, reason, recordsFirst
+	// A second compensation (after an acceptance carried through, below)
+	// has its own end to record.
+	o.status, o.reason, o.answerOnRecord, o.endRecorded = status, reason, recordsFirst, false
 
 	run := func(summary string, activity, arg, result any) error {
 		opts := compensationOptions
@@ -484,7 +487,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	// and the decision that came next would undo one the customer and the
 	// kitchen have already been told of.
 	beforeAcceptance := status == orderflow.StatusRejected || status == orderflow.StatusTimedOut ||
-		(status == orderflow.StatusCancelled && o.decision != nil && o.decision.update == UpdateCancel && reason == o.decision.reason)
+		(status == orderflow.StatusCancelled && o.customerCancel)
 	err := run("record "+eventType, a.Transition, activities.TransitionInput{
 		OrderID: id, Status: string(status), EventType: eventType, Reason: reason, UnlessAccepted: beforeAcceptance,
 	}, nil)
