@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -86,6 +87,16 @@ func checkContentType(r *http.Request) error {
 	values := r.Header.Values(echo.HeaderContentType)
 	unsupported := func(format string, args ...any) error {
 		return &orderflow.Error{Code: codeUnsupportedMediaType, Field: echo.HeaderContentType, Message: fmt.Sprintf(format, args...)}
+	}
+	// RFC 9110 15.5.16: a coding the server does not decode is a 415. A
+	// body compressed or labelled so is not read as if it were plain.
+	for _, coding := range r.Header.Values(echo.HeaderContentEncoding) {
+		for c := range strings.SplitSeq(coding, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return &orderflow.Error{Code: codeUnsupportedMediaType, Field: echo.HeaderContentEncoding,
+					Message: fmt.Sprintf("%q is not decoded here: send the body unencoded", c)}
+			}
+		}
 	}
 	if len(values) == 0 {
 		return unsupported("header is required with a body: send %s", echo.MIMEApplicationJSON)
@@ -340,19 +351,37 @@ func badRune(r rune) bool {
 // in UTF-8 names nothing that can exist: 404, without asking the database
 // (which would refuse the value with an error, not an empty answer).
 func pathID(c echo.Context, what string) (string, error) {
-	id := c.Param("id")
-	if !utf8.ValidString(id) || strings.IndexFunc(id, badRune) >= 0 {
+	id, ok := pathParam(c, "id")
+	if !ok || !utf8.ValidString(id) || strings.IndexFunc(id, badRune) >= 0 {
 		return "", orderflow.Errorf(orderflow.ENOTFOUND, "no %s %q", what, id)
 	}
 	return id, nil
 }
 
-// singleQueryValues refuses, on every route, a query parameter given more
-// than once (?status=a&status=b): none the API reads takes several values,
-// and which of them counts would be the client's guess. Of several such
-// parameters it names the first in name order.
+// pathParam is a path parameter, percent-decoded. echo decodes it only
+// when the request's escaping is Go's own; otherwise (r%5Fpizza, %ff) it
+// routes on the raw path and hands over the raw segment. ok is false for
+// a segment that is not validly escaped.
+func pathParam(c echo.Context, name string) (string, bool) {
+	v := c.Param(name)
+	if c.Request().URL.RawPath == "" {
+		return v, true
+	}
+	dec, err := url.PathUnescape(v)
+	return dec, err == nil
+}
+
+// singleQueryValues refuses, on every route, a query string that does not
+// parse (a bad percent-escape, a semicolon: net/url would drop the pair,
+// and with it the filter the client asked for) and a query parameter
+// given more than once (?status=a&status=b): none the API reads takes
+// several values, and which of them counts would be the client's guess.
+// Of several repeated parameters it names the first in name order.
 func singleQueryValues(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := checkQuery(c.Request().URL.RawQuery); err != nil {
+			return err
+		}
 		var repeated string
 		for name, values := range c.QueryParams() {
 			if len(values) > 1 && (repeated == "" || name < repeated) {
@@ -364,6 +393,26 @@ func singleQueryValues(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// checkQuery refuses a raw query string that url.ParseQuery would not take
+// whole, naming the parameter at fault ("query" when its name itself is
+// malformed).
+func checkQuery(raw string) error {
+	for pair := range strings.SplitSeq(raw, "&") {
+		key, value, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(strings.SplitN(key, ";", 2)[0])
+		if err != nil || name == "" && key != "" {
+			return orderflow.FieldErrorf("query", "parameter name %q is not validly percent-escaped", key)
+		}
+		if strings.Contains(pair, ";") {
+			return orderflow.FieldErrorf(name, "contains a semicolon: separate parameters with &, or escape it as %%3B")
+		}
+		if _, err := url.QueryUnescape(value); err != nil {
+			return orderflow.FieldErrorf(name, "value %q is not validly percent-escaped", value)
+		}
+	}
+	return nil
 }
 
 // jsonError turns an encoding/json error into an EINVALID *orderflow.Error.

@@ -110,6 +110,9 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args
 		if update == workflows.UpdateAccept && s.acceptanceRecorded(c.Request().Context(), id, err) {
 			return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: string(orderflow.StatusAccepted)})
 		}
+		if update == workflows.UpdateDelivered && s.deliveryRecorded(c.Request().Context(), id, err) {
+			return c.JSON(http.StatusOK, decisionView{ID: id.String(), Status: string(orderflow.StatusCompleted)})
+		}
 		return s.decisionError(c.Request().Context(), id, update, err)
 	}
 	if given != "" && res.Reason != "" && res.Reason != given {
@@ -132,18 +135,39 @@ func (s *Server) decide(c echo.Context, id uuid.UUID, update, given string, args
 // restaurant must hear so, as it does when it retries an accept the
 // history holds. A failed look-up leaves the refusal as it is.
 func (s *Server) acceptanceRecorded(ctx context.Context, id uuid.UUID, err error) bool {
-	var (
-		appErr *temporal.ApplicationError
-		nf     *serviceerror.NotFound
-	)
-	if !errors.As(err, &appErr) && !errors.As(err, &nf) {
-		return false
-	}
-	if appErr != nil && appErr.Type() == workflows.ErrTypeNotYetNotified {
+	if !refusedOrClosed(err) {
 		return false
 	}
 	recorded, lerr := s.store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderAccepted, ""))
 	return lerr == nil && recorded
+}
+
+// deliveryRecorded tells whether a delivery report the workflow refused
+// (or could not take: its workflow closed) finds the order completed: the
+// delivery was reported already, by the delivery context's event (whose
+// Update has an ID of its own) or by an earlier request. The same fact
+// reported again gets the same answer, whoever reported it first. A
+// failed look-up leaves the refusal as it is.
+func (s *Server) deliveryRecorded(ctx context.Context, id uuid.UUID, err error) bool {
+	if !refusedOrClosed(err) {
+		return false
+	}
+	row, gerr := s.store.GetOrder(ctx, id)
+	return gerr == nil && orderflow.OrderStatus(row.Status) == orderflow.StatusCompleted
+}
+
+// refusedOrClosed tells whether an update failed because the workflow
+// refused it for good or had closed (not because it is too early, nor for
+// want of an answer).
+func refusedOrClosed(err error) bool {
+	var (
+		appErr *temporal.ApplicationError
+		nf     *serviceerror.NotFound
+	)
+	if errors.As(err, &appErr) {
+		return appErr.Type() != workflows.ErrTypeNotYetNotified
+	}
+	return errors.As(err, &nf)
 }
 
 // decisionError explains a failed update. The workflow's refusal carries

@@ -435,9 +435,9 @@ func formatCents(cents int64) string {
 // orderIDParam reads the :id path parameter. Anything but a UUID in its
 // canonical form cannot name an order, so it is a 404, not a 400.
 func orderIDParam(c echo.Context) (uuid.UUID, error) {
-	raw := c.Param("id")
+	raw, ok := pathParam(c, "id")
 	id, err := uuid.Parse(raw)
-	if err != nil || len(raw) != 36 {
+	if !ok || err != nil || len(raw) != 36 {
 		return uuid.UUID{}, orderflow.Errorf(orderflow.ENOTFOUND, "no order %q", raw)
 	}
 	return id, nil

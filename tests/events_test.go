@@ -519,3 +519,29 @@ func pgArray(ids []string) string {
 	s := string(b)
 	return "{" + s[1:len(s)-1] + "}"
 }
+
+// TestDeliveredAfterTheDeliveryContext: an order the delivery context
+// completed (delivery.completed through the inbound consumer, whose Update
+// has an ID of its own) answers the courier app's own POST /delivered 200
+// completed, as the reverse order is fine for inbound and as an accept
+// retried after the delivery answers accepted: the same fact reported
+// twice gets one outcome. It was a 409 "order is completed".
+func TestDeliveredAfterTheDeliveryContext(t *testing.T) {
+	app := apptest.Start(t)
+	js := jetStream(t, app)
+	p := place(t, app, orderRequest(pizzeria, diavola, 1, "tok_visa"))
+	waitStatus(t, app, p.ID, "awaiting_acceptance")
+	mustDecide(t, app, p.ID, "accept", nil, "accepted")
+	if err := publishDelivered(js, p.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if o := finish(t, app, p.ID, ""); o.Status != "completed" {
+		t.Fatalf("order is %q after delivery.completed; want completed", o.Status)
+	}
+	code, got := decide(t, app, p.ID, "delivered", nil)
+	if code != http.StatusOK || got != "completed" {
+		t.Fatalf("POST /delivered after the courier's delivery = %d %q; want 200 \"completed\"", code, got)
+	}
+	// For comparison: the accept retried now is 200 accepted.
+	mustDecide(t, app, p.ID, "accept", nil, "accepted")
+}
