@@ -138,6 +138,13 @@ func (s *Server) acceptanceRecorded(ctx context.Context, id uuid.UUID, err error
 	if !refusedOrClosed(err) {
 		return false
 	}
+	// The acceptance must also be what the order came to: an order
+	// accepted, then failed or cancelled (its capture refused, its
+	// workflow cancelled while the accept waited), did not take it.
+	row, gerr := s.store.GetOrder(ctx, id)
+	if gerr != nil || row.Status != string(orderflow.StatusAccepted) && row.Status != string(orderflow.StatusCompleted) {
+		return false
+	}
 	recorded, lerr := s.store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderAccepted, ""))
 	return lerr == nil && recorded
 }

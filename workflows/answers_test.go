@@ -2,6 +2,7 @@ package workflows_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,65 @@ func TestWorkflowCancellationIsNotTheCustomersWhateverTheReason(t *testing.T) {
 	h.run()
 	if !slices.Equal(unless, []bool{false}) {
 		t.Fatalf("the cancellation was recorded with UnlessAccepted %v; want [false], the workflow's own", unless)
+	}
+}
+
+// TestWorkflowCancelledAfterACustomerCancelCarriedThrough: a customer's
+// cancel finds the order accepted already (acceptance lost in a crash), so
+// the workflow carries the acceptance through. While it waits for delivery
+// an operator cancels the workflow: that is the workflow's own
+// cancellation, after an acceptance, and must be recorded without
+// UnlessAccepted (as the "workflow cancelled" case of
+// TestAcceptanceLostInACrashIsCarriedThrough is), releasing the captured
+// payment and ending the order cancelled.
+func TestWorkflowCancelledAfterACustomerCancelCarriedThrough(t *testing.T) {
+	h := newHarness(t)
+	var unless []bool
+	h.transition = func(in activities.TransitionInput) error {
+		if in.EventType != events.OrderCancelled {
+			return nil
+		}
+		unless = append(unless, in.UnlessAccepted)
+		if in.UnlessAccepted {
+			return temporal.NewNonRetryableApplicationError("record "+in.EventType+": order is accepted already", activities.ErrTypeOrderAccepted, nil)
+		}
+		return nil
+	}
+	h.update(time.Minute, workflows.UpdateCancel, workflows.CancelInput{Reason: "changed my mind"})
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 20*time.Minute)
+	h.run()
+	var q workflows.StatusView
+	if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil {
+		t.Fatalf("query: %v", err)
+	}
+	t.Logf("calls %v; final status %q payment %q; workflow error %v", h.calls, q.Status, q.PaymentStatus, h.env.GetWorkflowError())
+	if !slices.Equal(unless, []bool{true, false}) {
+		t.Errorf("the cancellations were recorded with UnlessAccepted %v; want [true false] (the customer's, then the workflow's own)", unless)
+	}
+	if q.Status != "cancelled" || !h.has("ReleasePayment") {
+		t.Errorf("order ended %q (payment %q, ReleasePayment called: %v); want cancelled with the captured payment released", q.Status, q.PaymentStatus, h.has("ReleasePayment"))
+	}
+}
+
+// TestReviewReplayCancelWaitingWhenWorkflowCancelled replays a history the
+// code before this change (faf87c0) recorded on the embedded Temporal
+// server: a customer's cancel admitted while the payment authorization
+// runs, then the workflow cancelled. The old handler answered the Update
+// with a CanceledError in the cancellation's task; the new one waits on a
+// disconnected context, so the same task no longer completes the Update.
+// TestAcceptWaitingWhenTheWorkflowIsCancelled: the acceptance's record is
+// slow and the workflow is cancelled meanwhile. The order ends cancelled
+// (the cancellation's compensation), and the accept is answered that it
+// did not take effect, naming that status: not a bare cancellation error,
+// and never success.
+func TestAcceptWaitingWhenTheWorkflowIsCancelled(t *testing.T) {
+	h := newHarness(t)
+	h.after["Transition"] = 5 * time.Minute
+	acc := h.update(time.Minute, workflows.UpdateAccept)
+	h.env.RegisterDelayedCallback(h.env.CancelWorkflow, 2*time.Minute)
+	h.run()
+	if !acc.done || acc.err == nil || temporal.IsCanceledError(acc.err) || !strings.Contains(acc.err.Error(), "order is cancelled") {
+		t.Errorf("accept answered %+v (err %v); want an error saying the order is cancelled", acc, acc.err)
 	}
 }
 

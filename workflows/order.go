@@ -38,6 +38,15 @@ const (
 	// changeRestaurantToldOfEnd: a restaurant that was sent an order is
 	// told when it ends cancelled, timed out or failed.
 	changeRestaurantToldOfEnd = "restaurant-told-of-end"
+	// changeAnswerOutlastsCancellation: a decision waiting when the
+	// workflow is cancelled answers the outcome the cancellation's
+	// compensation comes to, instead of a cancellation error. Asked only
+	// on that path, so its marker is only in those histories.
+	changeAnswerOutlastsCancellation = "answer-outlasts-cancellation"
+	// changeSecondCompensationAnswers: a second compensation (after an
+	// acceptance carried through) answers the waiting decisions once its
+	// own end is recorded, not at once. Asked only on that path.
+	changeSecondCompensationAnswers = "second-compensation-answers"
 )
 
 // decision is the restaurant's or the customer's answer while the order
@@ -132,7 +141,9 @@ func (o *order) setup(ctx workflow.Context) error {
 		if want := decisionOutcome(update); o.status != want {
 			return DecisionResult{Status: string(o.status)}, fmt.Errorf("order is %s: the %s did not take effect", o.status, update)
 		}
-		return DecisionResult{Status: string(o.status), Reason: reason}, nil
+		// The reason recorded: the decision's own, unless the workflow's
+		// cancellation ended the order while the decision waited.
+		return DecisionResult{Status: string(o.status), Reason: o.reason}, nil
 	}
 	handlers := []struct {
 		name      string
@@ -198,15 +209,26 @@ func (o *order) setup(ctx workflow.Context) error {
 // awaitOutcome waits until the order's status has changed (changed says
 // when), then until that status is in the database: a forward status is
 // set once written, a compensation's final status (under
-// changeCompensationRecordsFirst) once endRecorded. It waits on a
-// disconnected context: when the workflow is cancelled meanwhile, the
-// compensation it runs ends the order, and that outcome is the answer. It
-// stops waiting when run has returned, whatever the status then.
+// changeCompensationRecordsFirst) once endRecorded. When the workflow is
+// cancelled meanwhile, the compensation the cancellation runs ends the
+// order, and (under changeAnswerOutlastsCancellation) that outcome is the
+// answer: the wait goes on, on a disconnected context, until run has
+// returned at the latest.
 func (o *order) awaitOutcome(ctx workflow.Context, changed func() bool) error {
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	if err := workflow.Await(dctx, func() bool { return changed() || o.ran }); err != nil || !o.answerOnRecord {
+	err := workflow.Await(ctx, changed)
+	if temporal.IsCanceledError(err) {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if workflow.GetVersion(dctx, changeAnswerOutlastsCancellation, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return err
+		}
+		ctx, err = dctx, workflow.Await(dctx, func() bool { return changed() || o.ran })
+	}
+	if err != nil || !o.answerOnRecord {
 		return err
 	}
+	// The compensation goes on when the workflow is cancelled meanwhile,
+	// and its outcome is the answer.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	return workflow.Await(dctx, func() bool { return o.endRecorded || o.ran })
 }
 
@@ -455,9 +477,12 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	// The order is ending from here on: the validators refuse every
 	// decision now, and the decisions waiting for an answer get it once
 	// the final status is recorded (endRecorded, below).
-	// A second compensation (after an acceptance carried through, below)
-	// has its own end to record.
-	o.status, o.reason, o.answerOnRecord, o.endRecorded = status, reason, recordsFirst, false
+	o.status, o.reason, o.answerOnRecord = status, reason, recordsFirst
+	if o.endRecorded && workflow.GetVersion(dctx, changeSecondCompensationAnswers, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		// A second compensation (after an acceptance carried through,
+		// below) has its own end to record.
+		o.endRecorded = false
+	}
 
 	run := func(summary string, activity, arg, result any) error {
 		opts := compensationOptions
@@ -488,6 +513,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	// kitchen have already been told of.
 	beforeAcceptance := status == orderflow.StatusRejected || status == orderflow.StatusTimedOut ||
 		(status == orderflow.StatusCancelled && o.customerCancel)
+	o.customerCancel = false // a later compensation is not the customer's
 	err := run("record "+eventType, a.Transition, activities.TransitionInput{
 		OrderID: id, Status: string(status), EventType: eventType, Reason: reason, UnlessAccepted: beforeAcceptance,
 	}, nil)

@@ -924,8 +924,8 @@ func TestReplayGoesOnAfterAnEmptyFetch(t *testing.T) {
 	eventtest.Eventually(t, "the replayed copies seen", func() bool { return c.Stats().Duplicates == n })
 
 	consumer.EmptyReplayFetches(t, 3, func(int) bool { return true })
-	res, err = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "patient", FromSeq: 1})
-	if err == nil || !strings.Contains(err.Error(), "nothing delivered in 3 fetches") {
-		t.Fatalf("replay of a reader that delivers nothing = %+v, %v; want the error that says so", res, err)
+	res, err = consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "patient", FromSeq: 200})
+	if err == nil || !strings.Contains(err.Error(), "nothing delivered in 3 fetches") || !strings.Contains(err.Error(), "again from #200") {
+		t.Fatalf("replay from #200 of a reader that delivers nothing = %+v, %v; want the error that says so, naming #200 to resume from", res, err)
 	}
 }

@@ -152,8 +152,12 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 			return res, fmt.Errorf("read %s after #%d: %w", res.Stream, res.Last, err)
 		}
 		if empty++; !done && empty == replayStallFetches {
-			return res, fmt.Errorf("read %s: nothing delivered in %d fetches of %s although events remain after #%d; run the replay again from there",
-				res.Stream, empty, replayFetchWait, res.Last)
+			again := "run it again with the same start time"
+			if next := max(res.Last+1, opts.FromSeq); res.Last > 0 || opts.FromSeq > 0 {
+				again = fmt.Sprintf("run it again from #%d", next)
+			}
+			return res, fmt.Errorf("read %s: nothing delivered in %d fetches of %s although events remain; %d replayed; %s",
+				res.Stream, empty, replayFetchWait, res.Count, again)
 		}
 	}
 	select {
