@@ -10,6 +10,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -25,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 )
 
@@ -159,21 +161,41 @@ func (s *Server) initdb(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(s.cfg.Dir, "PG_VERSION")); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
+	// initdb writes into a directory of its own, moved into place once it
+	// has succeeded: a first start stopped during initdb (a Ctrl-C) leaves
+	// no half-made cluster that every later start would try to run.
+	tmp := s.cfg.Dir + ".initdb"
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove an earlier unfinished initdb: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return fmt.Errorf("create postgres dir: %w", err)
 	}
 	if s.cred != nil {
-		if err := os.Chown(s.cfg.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+		if err := os.Chown(tmp, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 			return fmt.Errorf("hand postgres dir to uid %d: %w", s.cred.Uid, err)
 		}
-		if err := reachable(s.cfg.Dir); err != nil {
+		if err := reachable(tmp); err != nil {
 			return err
 		}
 	}
 	s.cfg.Logger.Info("creating private postgres cluster", "dir", s.cfg.Dir)
-	out, err := s.command(ctx, "initdb", "-D", s.cfg.Dir, "-U", User, "-A", "trust", "-E", "UTF8", "--no-instructions").CombinedOutput()
+	out, err := s.command(ctx, "initdb", "-D", tmp, "-U", User, "-A", "trust", "-E", "UTF8", "--no-instructions").CombinedOutput()
 	if err != nil {
+		os.RemoveAll(tmp)
+		if ctx.Err() != nil {
+			return fmt.Errorf("initdb: %w", ctx.Err())
+		}
 		return fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	// An empty directory where the cluster goes (made by hand, say) is
+	// replaced; one holding anything else is not ours to remove.
+	if err := os.Remove(s.cfg.Dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("%s holds files but no PostgreSQL cluster: remove it, or choose another ORDERFLOW_DATA_DIR (%w)", s.cfg.Dir, err)
+	}
+	if err := os.Rename(tmp, s.cfg.Dir); err != nil {
+		return fmt.Errorf("move the new cluster into place: %w", err)
 	}
 	return nil
 }
@@ -303,6 +325,12 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
+		}
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "3D000" {
+			// The server answers, but its cluster has no postgres database:
+			// a cluster whose creation was cut short (by a version before
+			// initdb ran aside) or one emptied by hand. Waiting cannot help.
+			return fmt.Errorf("the PostgreSQL cluster in %s is incomplete (%s): remove %s and start again to create a new one", s.cfg.Dir, pgErr.Message, s.cfg.Dir)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("postgres not ready after 60s: %w; see %s.log", err, s.cfg.Dir)

@@ -200,3 +200,44 @@ func TestABindLogLineIsNotTheCause(t *testing.T) {
 		t.Errorf("error %q blames the port, or does not give the real cause (no checkpoint record)", err)
 	}
 }
+
+// TestAnInterruptedFirstStartLeavesNoBrokenCluster: a first start stopped
+// while initdb runs (a Ctrl-C) leaves nothing that the next start takes
+// for a cluster. It left initdb's half-made one, in which the server then
+// started without a postgres database: every later start waited 60 s and
+// failed until the data dir was removed by hand.
+func TestAnInterruptedFirstStartLeavesNoBrokenCluster(t *testing.T) {
+	cfg := config(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once initdb has begun writing the cluster, wherever it does.
+		for ctx.Err() == nil {
+			for _, dir := range []string{cfg.Dir, cfg.Dir + ".initdb"} {
+				if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
+					cancel()
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	if srv, err := pgdev.Start(ctx, cfg); err == nil {
+		_ = srv.Stop()
+		t.Fatal("the start cancelled during initdb succeeded; the test did not interrupt it")
+	}
+	cancel()
+
+	start := time.Now()
+	srv, err := pgdev.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("the start after an interrupted first one failed after %s: %v", time.Since(start).Round(time.Second), err)
+	}
+	defer func() { _ = srv.Stop() }()
+	db, err := sql.Open("pgx", srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ping(); err != nil {
+		t.Fatalf("the new cluster does not answer: %v", err)
+	}
+}
