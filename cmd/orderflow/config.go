@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 
+	"github.com/orderflow/orderflow/events"
 	"github.com/orderflow/orderflow/events/natsdev"
 	"github.com/orderflow/orderflow/events/relay"
 	"github.com/orderflow/orderflow/temporal"
@@ -187,13 +188,19 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
+		// min is the least value that makes sense; why says why.
+		min time.Duration
+		why string
 	}{
-		{"ORDERFLOW_RELAY_POLL", &cfg.RelayPoll},
-		{"ORDERFLOW_OUTBOX_RETENTION", &cfg.OutboxRetention},
-		{"ORDERFLOW_STREAM_MAX_AGE", &cfg.StreamMaxAge},
+		{"ORDERFLOW_RELAY_POLL", &cfg.RelayPoll, minRelayPoll, "polling more often only burns CPU: commits wake the relay anyway"},
+		{"ORDERFLOW_OUTBOX_RETENTION", &cfg.OutboxRetention, time.Nanosecond, ""},
+		{"ORDERFLOW_STREAM_MAX_AGE", &cfg.StreamMaxAge, events.DefaultDuplicateWindow, "the streams' duplicate window, which must fit in it"},
 	} {
 		if *d.dst, err = time.ParseDuration(or(d.name)); err != nil || *d.dst <= 0 {
 			return cfg, fmt.Errorf("%s: %q is not a positive Go duration (e.g. 250ms, 168h)", d.name, or(d.name))
+		}
+		if *d.dst < d.min {
+			return cfg, fmt.Errorf("%s: %s is less than %s, %s", d.name, *d.dst, d.min, d.why)
 		}
 	}
 	if cfg.RelayBatch, err = strconv.Atoi(or("ORDERFLOW_RELAY_BATCH")); err != nil || cfg.RelayBatch <= 0 {
@@ -260,6 +267,13 @@ func temporalStoreVars(cfg *Config, get, or func(string) string) error {
 // for a server named by NATS_URL when ORDERFLOW_NATS_SYNC is unset.
 const externalNATSSyncInterval = 2 * time.Minute
 
+// The least ORDERFLOW_RELAY_POLL and ORDERFLOW_NATS_SYNC taken (NATS
+// panics on a sync interval of a nanosecond).
+const (
+	minRelayPoll = 10 * time.Millisecond
+	minNATSSync  = 10 * time.Millisecond
+)
+
 // natsSyncVar reads ORDERFLOW_NATS_SYNC: "always" or a positive duration.
 func natsSyncVar(cfg *Config, get func(string) string) error {
 	v := get("ORDERFLOW_NATS_SYNC")
@@ -274,6 +288,9 @@ func natsSyncVar(cfg *Config, get func(string) string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("ORDERFLOW_NATS_SYNC: %q is neither always nor a positive Go duration (e.g. 1s)", v)
+		}
+		if d < minNATSSync {
+			return fmt.Errorf("ORDERFLOW_NATS_SYNC: %s is less than %s; for a sync on every write, say always", d, minNATSSync)
 		}
 		cfg.NATSSyncInterval = d
 	}

@@ -34,6 +34,9 @@ func TestFromEnvRelaySettings(t *testing.T) {
 		{name: "bad poll", vars: map[string]string{"ORDERFLOW_RELAY_POLL": "often"}, wantErr: "ORDERFLOW_RELAY_POLL"},
 		{name: "zero retention", vars: map[string]string{"ORDERFLOW_OUTBOX_RETENTION": "0s"}, wantErr: "ORDERFLOW_OUTBOX_RETENTION"},
 		{name: "days are not a Go duration", vars: map[string]string{"ORDERFLOW_STREAM_MAX_AGE": "30d"}, wantErr: "ORDERFLOW_STREAM_MAX_AGE"},
+		{name: "poll too often", vars: map[string]string{"ORDERFLOW_RELAY_POLL": "1ns"}, wantErr: "ORDERFLOW_RELAY_POLL: 1ns is less than 10ms"},
+		{name: "max age below the duplicate window", vars: map[string]string{"ORDERFLOW_STREAM_MAX_AGE": "30m"}, wantErr: "ORDERFLOW_STREAM_MAX_AGE: 30m0s is less than 1h0m0s"},
+		{name: "NATS sync too often", vars: map[string]string{"ORDERFLOW_NATS_SYNC": "1ns"}, wantErr: "ORDERFLOW_NATS_SYNC: 1ns is less than 10ms"},
 		{name: "negative batch", vars: map[string]string{"ORDERFLOW_RELAY_BATCH": "-5"}, wantErr: "ORDERFLOW_RELAY_BATCH"},
 	}
 	for _, tt := range tests {
