@@ -48,11 +48,20 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return nil // the flag set printed the usage
 	} else if err != nil {
-		return err
+		return &usageError{err: fmt.Errorf("bench: %w", err), printed: true}
 	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("bench takes flags only, not %q", fs.Arg(0))
+	switch {
+	case fs.NArg() > 0:
+		return usagef(fs, "takes flags only, not %q", fs.Arg(0))
+	case *n < 1 || *c < 1 || *rounds < 1:
+		return usagef(fs, "-n, -c and -rounds must be at least 1")
+	case *warmup < 0 || *drain < 0:
+		return usagef(fs, "-warmup and -drain must not be negative")
+	}
+	// Where the results go is checked before minutes of measuring, not
+	// after.
+	if err := writableDir(*out); err != nil {
+		return fmt.Errorf("-out %s: %w", *out, err)
 	}
 	// The parts log every order at info (a notification each step sends,
 	// for one): thousands of lines a round would bury the progress bar.
@@ -365,4 +374,18 @@ GROUP BY d.datname, s.queryid, s.toplevel`)
 		counts.Statements = append(counts.Statements, st)
 	}
 	return counts, rows.Err()
+}
+
+// writableDir makes dir if need be and checks that a file can be written
+// in it.
+func writableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".bench-write-check-")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBenchChecksItsArgumentsFirst: a usage mistake is a usage error
+// (exit 2), and an -out the results cannot be written to fails, before
+// the bench starts a stack and measures for minutes: it used to find both
+// out only at the end (-out) or after the stack was up (-n).
+func TestBenchChecksItsArgumentsFirst(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{DataDir: filepath.Join(t.TempDir(), "data")}
+	for _, args := range [][]string{{"-n", "-5"}, {"-c", "0"}, {"-rounds", "0"}, {"-drain", "-1"}, {"--bogus"}, {"extra"}} {
+		err := runBench(context.Background(), cfg, logger, args)
+		var usage *usageError
+		if !errors.As(err, &usage) {
+			t.Errorf("bench %v = %v; want a usage error", args, err)
+		}
+	}
+	err := runBench(context.Background(), cfg, logger, []string{"-out", "/proc/orderflow-bench-nowhere"})
+	if err == nil || !strings.Contains(err.Error(), "-out /proc/orderflow-bench-nowhere") {
+		t.Errorf("bench with an unwritable -out = %v; want an error naming it", err)
+	}
+}
