@@ -7,10 +7,13 @@ package temporal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	sdklog "go.temporal.io/sdk/log"
@@ -46,6 +49,15 @@ func Dial(ctx context.Context, opts client.Options, logger *slog.Logger) (client
 	if _, err := c.CheckHealth(hctx, &client.CheckHealthRequest{}); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("temporal at %s does not answer: %w", opts.HostPort, err)
+	}
+	// A namespace that does not exist fails every call later (the API's
+	// with a 500, the worker's at its start): say so now. Other errors of
+	// the look-up (a key not allowed to describe namespaces) are left to
+	// the calls themselves.
+	_, err = c.WorkflowService().DescribeNamespace(hctx, &workflowservice.DescribeNamespaceRequest{Namespace: opts.Namespace})
+	if nf := (*serviceerror.NamespaceNotFound)(nil); errors.As(err, &nf) {
+		c.Close()
+		return nil, fmt.Errorf("temporal at %s has no namespace %q: create it (temporal operator namespace create --namespace %s) or set TEMPORAL_NAMESPACE", opts.HostPort, opts.Namespace, opts.Namespace)
 	}
 	return c, nil
 }

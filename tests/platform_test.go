@@ -407,3 +407,21 @@ func get(t *testing.T, url string) (int, http.Header, string) {
 	}
 	return resp.StatusCode, resp.Header, string(body)
 }
+
+// TestDialRefusesAMissingNamespace: a client for a namespace the server
+// does not have fails at connect, naming it and how to create it. It
+// connected, and `orderflow api` then reported ready and answered every
+// order with a 500 (NamespaceNotFound).
+func TestDialRefusesAMissingNamespace(t *testing.T) {
+	env := stacktest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := temporal.Dial(ctx, client.Options{HostPort: env.Stack.TemporalAddr, Namespace: "no-such-namespace"}, slog.New(slog.DiscardHandler))
+	if err == nil {
+		c.Close()
+		t.Fatal("dialled a namespace that does not exist")
+	}
+	if !strings.Contains(err.Error(), `has no namespace "no-such-namespace"`) || !strings.Contains(err.Error(), "TEMPORAL_NAMESPACE") {
+		t.Errorf("error %q does not name the namespace and how to fix it", err)
+	}
+}
