@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -211,7 +212,13 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		return cfg, err
 	}
 	cfg.Temporal = opts
-	cfg.TemporalExternal = get("TEMPORAL_ADDRESS") != ""
+	// An address from TEMPORAL_ADDRESS or from a profile's address names
+	// an external server.
+	cfg.TemporalExternal = opts.HostPort != ""
+	if !cfg.TemporalExternal && (opts.Credentials != nil || opts.ConnectionOptions.TLS != nil) {
+		return cfg, errors.New("TEMPORAL_API_KEY or TEMPORAL_TLS* (or a profile's api_key or tls) is set but no Temporal address: " +
+			"the embedded Temporal server takes plaintext only; set TEMPORAL_ADDRESS to the server they are for, or unset them")
+	}
 	if !cfg.TemporalExternal {
 		cfg.Temporal.HostPort = cfg.TemporalAddr
 		// The embedded server is this process, on loopback: gzip (the SDK's

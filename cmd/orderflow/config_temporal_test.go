@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -72,5 +74,32 @@ func TestFromEnvRejectsInvalidTemporalStore(t *testing.T) {
 				t.Errorf("error %q does not name %s", err, tt.name)
 			}
 		})
+	}
+}
+
+// TestFromEnvTemporalProfile: a profile's address names an external
+// server, as TEMPORAL_ADDRESS does (it was replaced by the embedded
+// server's, keeping the profile's namespace); TLS or an API key without
+// any address is refused, since the embedded server takes plaintext only
+// (it failed at connect with a TLS handshake error naming nothing).
+func TestFromEnvTemporalProfile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "temporal.toml")
+	if err := os.WriteFile(file, []byte("[profile.prod]\naddress = \"temporal.example:7233\"\nnamespace = \"prodns\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := FromEnv(newEnv(t, map[string]string{"TEMPORAL_CONFIG_FILE": file, "TEMPORAL_PROFILE": "prod"}))
+	if err != nil {
+		t.Fatalf("FromEnv: %v", err)
+	}
+	if !cfg.TemporalExternal || cfg.Temporal.HostPort != "temporal.example:7233" || cfg.Temporal.Namespace != "prodns" {
+		t.Errorf("profile prod = external %v, %s namespace %s; want external temporal.example:7233, prodns", cfg.TemporalExternal, cfg.Temporal.HostPort, cfg.Temporal.Namespace)
+	}
+	if cfg, err := FromEnv(newEnv(t, nil)); err != nil || cfg.TemporalExternal || cfg.Temporal.HostPort != cfg.TemporalAddr {
+		t.Errorf("no Temporal variables = %v, external %v, %s; want the embedded server at %s", err, cfg.TemporalExternal, cfg.Temporal.HostPort, cfg.TemporalAddr)
+	}
+	for _, vars := range []map[string]string{{"TEMPORAL_API_KEY": "abc"}, {"TEMPORAL_TLS": "true"}} {
+		if _, err := FromEnv(newEnv(t, vars)); err == nil || !strings.Contains(err.Error(), "embedded Temporal server takes plaintext only") {
+			t.Errorf("FromEnv(%v) = %v; want the error that says TLS needs TEMPORAL_ADDRESS", vars, err)
+		}
 	}
 }
