@@ -148,7 +148,7 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		NATSURL:      get("NATS_URL"),
 		NATSAddr:     or("ORDERFLOW_NATS_ADDR"),
 	}
-	if cfg.UIAddr == "off" {
+	if strings.EqualFold(cfg.UIAddr, "off") {
 		cfg.UIAddr = ""
 	}
 	if err := temporalStoreVars(&cfg, get, or); err != nil {
@@ -158,14 +158,14 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 		return cfg, err
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(or("ORDERFLOW_LOG_LEVEL"))); err != nil {
-		return cfg, fmt.Errorf("ORDERFLOW_LOG_LEVEL: %w", err)
+		return cfg, fmt.Errorf("ORDERFLOW_LOG_LEVEL: %q is not debug, info, warn or error", or("ORDERFLOW_LOG_LEVEL"))
 	}
-	switch f := or("ORDERFLOW_LOG_FORMAT"); f {
+	switch f := strings.ToLower(or("ORDERFLOW_LOG_FORMAT")); f {
 	case "text":
 	case "json":
 		cfg.LogJSON = true
 	default:
-		return cfg, fmt.Errorf("ORDERFLOW_LOG_FORMAT: %q is neither text nor json", f)
+		return cfg, fmt.Errorf("ORDERFLOW_LOG_FORMAT: %q is neither text nor json", or("ORDERFLOW_LOG_FORMAT"))
 	}
 	switch w := strings.ToLower(or("ORDERFLOW_DEV_WORKER")); w {
 	case "on", "off":

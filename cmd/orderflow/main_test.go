@@ -218,3 +218,16 @@ func TestFromEnvRejectsInvalidValues(t *testing.T) {
 		})
 	}
 }
+
+// TestFromEnvEnumsIgnoreCase: off and json are taken in any case, as the
+// other enumerated settings are, and a log level not known says which
+// ones are.
+func TestFromEnvEnumsIgnoreCase(t *testing.T) {
+	cfg, err := FromEnv(newEnv(t, map[string]string{"ORDERFLOW_UI_ADDR": "OFF", "ORDERFLOW_LOG_FORMAT": "JSON"}))
+	if err != nil || cfg.UIAddr != "" || !cfg.LogJSON {
+		t.Errorf("OFF and JSON = %v, UI address %q, JSON logs %v; want no UI, JSON logs", err, cfg.UIAddr, cfg.LogJSON)
+	}
+	if _, err := FromEnv(newEnv(t, map[string]string{"ORDERFLOW_LOG_LEVEL": "loud"})); err == nil || !strings.Contains(err.Error(), "debug, info, warn or error") {
+		t.Errorf("ORDERFLOW_LOG_LEVEL=loud: %v; want the accepted values named", err)
+	}
+}
