@@ -141,9 +141,11 @@ func (o *order) setup(ctx workflow.Context) error {
 		if want := decisionOutcome(update); o.status != want {
 			return DecisionResult{Status: string(o.status)}, fmt.Errorf("order is %s: the %s did not take effect", o.status, update)
 		}
-		// The reason recorded: the decision's own, unless the workflow's
-		// cancellation ended the order while the decision waited.
-		return DecisionResult{Status: string(o.status), Reason: o.reason}, nil
+		// The decision's own reason, also when the workflow's cancellation
+		// ended the order while it waited (and recorded its own): the
+		// caller asked for this outcome, and the API takes another reason
+		// for another request's decision.
+		return DecisionResult{Status: string(o.status), Reason: reason}, nil
 	}
 	handlers := []struct {
 		name      string
