@@ -96,11 +96,16 @@ func Start(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("nats address %q: %w", cfg.Addr, err)
 	}
 	port, err := strconv.Atoi(p)
-	if err != nil {
-		return nil, fmt.Errorf("nats address %q: port must be a number", cfg.Addr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("nats address %q: port must be a number from 0 to 65535", cfg.Addr)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else if l, err := net.Listen("tcp", cfg.Addr); err != nil {
+		// The server would log this and then be waited for in vain.
+		return nil, fmt.Errorf("nats address %s is not free (%w): set ORDERFLOW_NATS_ADDR to another address", cfg.Addr, err)
+	} else {
+		l.Close()
 	}
 	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create nats store dir: %w", err)
