@@ -217,20 +217,19 @@ func (o *order) setup(ctx workflow.Context) error {
 // answer: the wait goes on, on a disconnected context, until run has
 // returned at the latest.
 func (o *order) awaitOutcome(ctx workflow.Context, changed func() bool) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	err := workflow.Await(ctx, changed)
 	if temporal.IsCanceledError(err) {
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		if workflow.GetVersion(dctx, changeAnswerOutlastsCancellation, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 			return err
 		}
-		ctx, err = dctx, workflow.Await(dctx, func() bool { return changed() || o.ran })
+		err = workflow.Await(dctx, func() bool { return changed() || o.ran })
 	}
 	if err != nil || !o.answerOnRecord {
 		return err
 	}
 	// The compensation goes on when the workflow is cancelled meanwhile,
 	// and its outcome is the answer.
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	return workflow.Await(dctx, func() bool { return o.endRecorded || o.ran })
 }
 

@@ -189,12 +189,12 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 	for _, d := range []struct {
 		name string
 		dst  *time.Duration
-		// min is the least value that makes sense; why says why.
+		// min, if any, is the least value that makes sense; why says why.
 		min time.Duration
 		why string
 	}{
 		{"ORDERFLOW_RELAY_POLL", &cfg.RelayPoll, minRelayPoll, "polling more often only burns CPU: commits wake the relay anyway"},
-		{"ORDERFLOW_OUTBOX_RETENTION", &cfg.OutboxRetention, time.Nanosecond, ""},
+		{"ORDERFLOW_OUTBOX_RETENTION", &cfg.OutboxRetention, 0, ""},
 		{"ORDERFLOW_STREAM_MAX_AGE", &cfg.StreamMaxAge, events.DefaultDuplicateWindow, "the streams' duplicate window, which must fit in it"},
 	} {
 		if *d.dst, err = time.ParseDuration(or(d.name)); err != nil || *d.dst <= 0 {

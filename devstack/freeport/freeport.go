@@ -50,6 +50,17 @@ func Addr() (string, error) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
 }
 
+// Check reports whether addr (host:port) can be listened on now, with an
+// error naming it when it cannot: a server started on a taken port would
+// log that and leave its caller waiting.
+func Check(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s is not free: %w", addr, err)
+	}
+	return l.Close()
+}
+
 // holdInTimeWait connects to l and closes the connection from l's side
 // first: the side that closes first keeps the connection in TIME_WAIT, and
 // that side's port is the one we picked.

@@ -52,6 +52,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/orderflow/orderflow/devstack/freeport"
 )
 
 // Config describes one embedded server.
@@ -101,11 +103,9 @@ func Start(cfg Config) (*Server, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
-	} else if l, err := net.Listen("tcp", cfg.Addr); err != nil {
+	} else if err := freeport.Check(cfg.Addr); err != nil {
 		// The server would log this and then be waited for in vain.
-		return nil, fmt.Errorf("nats address %s is not free (%w): set ORDERFLOW_NATS_ADDR to another address", cfg.Addr, err)
-	} else {
-		l.Close()
+		return nil, fmt.Errorf("nats address %w: set ORDERFLOW_NATS_ADDR to another address", err)
 	}
 	if err := os.MkdirAll(cfg.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create nats store dir: %w", err)

@@ -115,11 +115,11 @@ func start(ctx context.Context, cfg Config, pick func(host string) (int, error))
 	}
 	// Fail with a clear message instead of deep inside the server (or, for
 	// the UI, with os.Exit) when a port is taken.
-	if err := checkFree(cfg.FrontendAddr); err != nil {
+	if err := freeport.Check(cfg.FrontendAddr); err != nil {
 		return nil, fmt.Errorf("temporal frontend: %w (set ORDERFLOW_TEMPORAL_ADDR to another address)", err)
 	}
 	if cfg.UIAddr != "" {
-		if err := checkFree(cfg.UIAddr); err != nil {
+		if err := freeport.Check(cfg.UIAddr); err != nil {
 			return nil, fmt.Errorf("temporal web ui: %w (set ORDERFLOW_UI_ADDR to another address)", err)
 		}
 	}
@@ -332,14 +332,6 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("port must be a number above 0")
 	}
 	return host, port, nil
-}
-
-func checkFree(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%s is not free: %w", addr, err)
-	}
-	return l.Close()
 }
 
 func waitForDial(ctx context.Context, addr string) error {
