@@ -51,13 +51,35 @@ func Dial(ctx context.Context, opts client.Options, logger *slog.Logger) (client
 		return nil, fmt.Errorf("temporal at %s does not answer: %w", opts.HostPort, err)
 	}
 	// A namespace that does not exist fails every call later (the API's
-	// with a 500, the worker's at its start): say so now. Other errors of
-	// the look-up (a key not allowed to describe namespaces) are left to
+	// with a 500, the worker's at its start): say so now. A server whose
+	// store is a moment away (its database restarting: the frontend
+	// answers health checks, the look-up says Unavailable) is asked again
+	// until the check's deadline. Other errors of the look-up (a key not
+	// allowed to describe namespaces, a store down for longer) are left to
 	// the calls themselves.
-	_, err = c.WorkflowService().DescribeNamespace(hctx, &workflowservice.DescribeNamespaceRequest{Namespace: opts.Namespace})
+	err = describeNamespace(hctx, c, opts.Namespace)
 	if nf := (*serviceerror.NamespaceNotFound)(nil); errors.As(err, &nf) {
 		c.Close()
 		return nil, fmt.Errorf("temporal at %s has no namespace %q: create it (temporal operator namespace create --namespace %s) or set TEMPORAL_NAMESPACE", opts.HostPort, opts.Namespace, opts.Namespace)
 	}
+	if err != nil {
+		logger.Warn("could not check the temporal namespace; going on", "addr", opts.HostPort, "namespace", opts.Namespace, "error", err)
+	}
 	return c, nil
+}
+
+// describeNamespace looks namespace up, again while the server answers
+// Unavailable, until ctx ends.
+func describeNamespace(ctx context.Context, c client.Client, namespace string) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		_, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace})
+		if u := (*serviceerror.Unavailable)(nil); !errors.As(err, &u) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }

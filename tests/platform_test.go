@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -35,10 +37,12 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(apptest.Main(m)) }
 
-// No test here uses t.Parallel: TestReadyzFollowsPostgres stops the shared
-// stack's PostgreSQL for a moment. It is declared last, and its Cleanup
-// restarts PostgreSQL and drops the pool's dead connections, so tests in
-// files that sort after this one find the stack as they would otherwise.
+// No test here uses t.Parallel: TestReadyzFollowsPostgres and
+// TestDialWaitsOutAStoreRestart stop the shared stack's PostgreSQL for a
+// moment. Their Cleanup (restorePostgres) restarts it, drops the pool's
+// dead connections and waits until the embedded Temporal server, which
+// persists to the same PostgreSQL, answers from its store again, so the
+// tests after them find the stack as they would otherwise.
 
 // greetWorkflow is the smallest workflow that still leaves every kind of
 // history event a real one does: it schedules one activity and completes
@@ -247,8 +251,8 @@ func checkWebUI(t *testing.T, base string) {
 
 // TestReadyzFollowsPostgres stops the shared PostgreSQL under a running API
 // and starts it again: /readyz must say 503 naming postgres, then 200 once
-// the pool reconnects; /healthz stays 200 throughout. It runs last and
-// restarts PostgreSQL even when it fails, so other tests are not affected.
+// the pool reconnects; /healthz stays 200 throughout. It restarts
+// PostgreSQL even when it fails, so other tests are not affected.
 func TestReadyzFollowsPostgres(t *testing.T) {
 	env := stacktest.Start(t)
 	srv := api.New(api.Config{Logger: env.Logger, Readiness: []api.Check{
@@ -259,19 +263,7 @@ func TestReadyzFollowsPostgres(t *testing.T) {
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 	pg := env.Stack.Postgres
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		// Restart is a no-op when PostgreSQL runs.
-		if err := pg.Restart(ctx); err != nil {
-			t.Errorf("restart postgres for the next tests: %v", err)
-			return
-		}
-		dropDeadConns(ctx, env.Store.DB)
-		if _, err := env.Store.ListCustomers(ctx); err != nil {
-			t.Errorf("query after postgres restarted: %v", err)
-		}
-	})
+	restorePostgres(t, env)
 
 	expectReady(t, ts.URL, http.StatusOK, "")
 	expectHealthy(t, ts.URL)
@@ -313,6 +305,35 @@ func TestReadyzFollowsPostgres(t *testing.T) {
 	t.Logf("/readyz 200 again %s after postgres restarted", time.Since(restarted).Round(time.Millisecond))
 	expectReady(t, ts.URL, http.StatusOK, "")
 	expectHealthy(t, ts.URL)
+}
+
+// restorePostgres registers a Cleanup that leaves the shared stack as the
+// next test expects it after t stopped its PostgreSQL: running, the pool
+// rid of the connections the stop killed, and the Temporal server (which
+// persists to it and reconnects at most once a second, answering
+// Unavailable meanwhile) answering from its store again.
+func restorePostgres(t *testing.T, env *stacktest.Env) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		// Restart is a no-op when PostgreSQL runs.
+		if err := env.Stack.Postgres.Restart(ctx); err != nil {
+			t.Errorf("restart postgres for the next tests: %v", err)
+			return
+		}
+		dropDeadConns(ctx, env.Store.DB)
+		if _, err := env.Store.ListCustomers(ctx); err != nil {
+			t.Errorf("query after postgres restarted: %v", err)
+		}
+		var err error
+		for ctx.Err() == nil {
+			if _, err = env.Temporal.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("temporal's store a minute after postgres restarted: %v", err)
+	})
 }
 
 // dropDeadConns closes the pool's idle connections that a PostgreSQL
@@ -423,5 +444,41 @@ func TestDialRefusesAMissingNamespace(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), `has no namespace "no-such-namespace"`) || !strings.Contains(err.Error(), "TEMPORAL_NAMESPACE") {
 		t.Errorf("error %q does not name the namespace and how to fix it", err)
+	}
+}
+
+// TestDialWaitsOutAStoreRestart dials while the Temporal server's store
+// (the stack's PostgreSQL) restarts: the frontend answers health checks but
+// the namespace look-up says Unavailable. Dial must ask again and still
+// refuse the missing namespace. It let the client through, and a CI run
+// whose previous test had just restarted PostgreSQL failed on exactly that.
+func TestDialWaitsOutAStoreRestart(t *testing.T) {
+	env := stacktest.Start(t)
+	restorePostgres(t, env)
+	if err := env.Stack.Postgres.Stop(); err != nil {
+		t.Fatalf("stop postgres: %v", err)
+	}
+	// The server finds the store gone on its next look-up.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := env.Temporal.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "no-such-namespace"})
+	if u := (*serviceerror.Unavailable)(nil); !errors.As(err, &u) {
+		t.Fatalf("namespace look-up with postgres stopped: %v; want Unavailable (the case this test is about)", err)
+	}
+	restarted := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * time.Second)
+		restarted <- env.Stack.Postgres.Restart(ctx)
+	}()
+	c, err := temporal.Dial(ctx, client.Options{HostPort: env.Stack.TemporalAddr, Namespace: "no-such-namespace"}, slog.New(slog.DiscardHandler))
+	if rerr := <-restarted; rerr != nil {
+		t.Fatalf("restart postgres: %v", rerr)
+	}
+	if err == nil {
+		c.Close()
+		t.Fatal("dialled a namespace that does not exist while the store restarted")
+	}
+	if !strings.Contains(err.Error(), `has no namespace "no-such-namespace"`) {
+		t.Errorf("error %q does not name the missing namespace", err)
 	}
 }
