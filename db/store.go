@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"path"
+	"strings"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -65,6 +67,61 @@ func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) error {
 	logger.Info("database schema up to date", "version", version, "applied", len(results))
 	return nil
 }
+
+// CheckSchema reports an error naming what is missing when the database
+// lacks any of the embedded migrations, so that a command started on an
+// unmigrated database (a deploy that skipped `orderflow migrate`) refuses
+// at once instead of reporting ready and failing every request. It only
+// reads: unlike goose's own status calls it does not create the version
+// table. A database with migrations this binary does not know (a newer
+// release migrated it first, as in a rolling deploy) passes.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	provider, err := goose.NewProvider(goose.DialectPostgres, s.DB, mustSub(migrations, "migrations"))
+	if err != nil {
+		return fmt.Errorf("load migrations: %w", err)
+	}
+	applied := map[int64]bool{}
+	var table sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT to_regclass('goose_db_version')::text").Scan(&table); err != nil {
+		return fmt.Errorf("read the schema version: %w", err)
+	}
+	if table.Valid {
+		rows, err := s.DB.QueryContext(ctx, "SELECT version_id FROM goose_db_version WHERE is_applied")
+		if err != nil {
+			return fmt.Errorf("read the schema version: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int64
+			if err := rows.Scan(&v); err != nil {
+				return fmt.Errorf("read the schema version: %w", err)
+			}
+			applied[v] = true
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read the schema version: %w", err)
+		}
+	}
+	var missing []string
+	sources := provider.ListSources()
+	for _, src := range sources {
+		if !applied[src.Version] {
+			missing = append(missing, path.Base(src.Path))
+		}
+	}
+	switch {
+	case len(missing) == 0:
+		return nil
+	case len(missing) == len(sources):
+		return fmt.Errorf("%w: the database has none of orderflow's %d migrations: run `orderflow migrate` with the same DATABASE_URL first", ErrSchemaBehind, len(missing))
+	default:
+		return fmt.Errorf("%w: the database lacks %d of orderflow's migrations (%s): run `orderflow migrate` with the same DATABASE_URL first", ErrSchemaBehind, len(missing), strings.Join(missing, ", "))
+	}
+}
+
+// ErrSchemaBehind is what CheckSchema's error wraps when migrations are
+// missing.
+var ErrSchemaBehind = errors.New("database schema out of date")
 
 // InTx runs fn in one transaction and commits it when fn returns nil. A
 // change of several statements that emits an event writes its outbox row

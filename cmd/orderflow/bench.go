@@ -127,7 +127,7 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 		cfg.Temporal.HostPort = stack.TemporalAddr
 	}
 
-	d, err := connect(ctx, cfg, partsLogger, true, true, true)
+	d, err := connect(ctx, cfg, partsLogger, dbMigrates, true, true)
 	if err != nil {
 		return err
 	}

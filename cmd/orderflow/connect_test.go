@@ -26,12 +26,12 @@ func TestConnectInProcessNATS(t *testing.T) {
 	defer cancel()
 	const unreachable = "nats://127.0.0.1:1"
 
-	if d, err := connect(ctx, Config{NATSURL: unreachable}, slog.Default(), false, true, false); err == nil {
+	if d, err := connect(ctx, Config{NATSURL: unreachable}, slog.Default(), noDB, true, false); err == nil {
 		d.Close()
 		t.Fatalf("connect over TCP to %s succeeded; the test needs a URL nothing listens on", unreachable)
 	}
 
-	d, err := connect(ctx, Config{NATSURL: unreachable, EmbeddedNATS: srv}, slog.Default(), false, true, false)
+	d, err := connect(ctx, Config{NATSURL: unreachable, EmbeddedNATS: srv}, slog.Default(), noDB, true, false)
 	if err != nil {
 		t.Fatalf("connect in-process: %v", err)
 	}

@@ -40,7 +40,7 @@ func runCourier(ctx context.Context, cfg Config, logger *slog.Logger, _ []string
 // Temporal when needTemporal). The database must be migrated (orderflow
 // migrate); the consumers wait for their streams to be created.
 func runConsumers(ctx context.Context, cfg Config, logger *slog.Logger, needTemporal bool, p parts) error {
-	d, err := connect(ctx, cfg, logger, true, true, needTemporal)
+	d, err := connect(ctx, cfg, logger, dbMigrated, true, needTemporal)
 	if err != nil {
 		return err
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/orderflow/orderflow/db/dbtest"
 	"github.com/orderflow/orderflow/temporal"
 )
 
@@ -229,5 +232,43 @@ func TestFromEnvEnumsIgnoreCase(t *testing.T) {
 	}
 	if _, err := FromEnv(newEnv(t, map[string]string{"ORDERFLOW_LOG_LEVEL": "loud"})); err == nil || !strings.Contains(err.Error(), "debug, info, warn or error") {
 		t.Errorf("ORDERFLOW_LOG_LEVEL=loud: %v; want the accepted values named", err)
+	}
+}
+
+// TestCommandsRefuseAnUnmigratedDatabase: the commands that run against a
+// DATABASE_URL someone else migrates refuse to start on a database that
+// lacks migrations, saying to run `orderflow migrate`. They started, and
+// `orderflow api` reported ready and answered every read with a 500. NATS
+// and Temporal are left unset: the check comes first. After `orderflow
+// migrate` the same command gets past it (and stops at NATS_URL).
+func TestCommandsRefuseAnUnmigratedDatabase(t *testing.T) {
+	// A new, empty database next to the one dbtest gives, as a production
+	// database is before its first migrate.
+	store := dbtest.New(t)
+	empty := fmt.Sprintf("empty_%d", os.Getpid())
+	if _, err := store.DB.Exec("CREATE DATABASE " + empty); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = store.DB.Exec("DROP DATABASE IF EXISTS " + empty + " WITH (FORCE)") })
+	u, err := url.Parse(dbtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + empty
+	t.Setenv("DATABASE_URL", u.String())
+	t.Setenv("ORDERFLOW_COURIER_DELAY", "30s")
+	for _, command := range []string{"api", "worker", "relay", "promotions", "analytics", "inbound", "courier"} {
+		var stdout, stderr bytes.Buffer
+		if code := Main([]string{command}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "run `orderflow migrate`") {
+			t.Errorf("orderflow %s on an unmigrated database = exit %d, stderr %q; want 1 and to run orderflow migrate", command, code, stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"migrate"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("orderflow migrate = exit %d, stderr %q", code, stderr.String())
+	}
+	stderr.Reset()
+	if code := Main([]string{"api"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "NATS_URL is not set") {
+		t.Errorf("orderflow api after migrate = exit %d, stderr %q; want it past the schema check, at NATS_URL", code, stderr.String())
 	}
 }

@@ -15,7 +15,7 @@ import (
 // runRelay runs the outbox relay alone: active when it wins the lock, a
 // standby otherwise.
 func runRelay(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
-	d, err := connect(ctx, cfg, logger, true, true, false)
+	d, err := connect(ctx, cfg, logger, dbMigrated, true, false)
 	if err != nil {
 		return err
 	}

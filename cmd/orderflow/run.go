@@ -46,16 +46,35 @@ func (d *deps) Close() {
 	}
 }
 
+// dbUse is what a command needs of PostgreSQL.
+type dbUse int
+
+const (
+	noDB dbUse = iota
+	// dbMigrates: the command migrates the database itself (migrate, and
+	// dev and bench on their private PostgreSQL).
+	dbMigrates
+	// dbMigrated: the command needs every migration applied already and
+	// refuses to start otherwise (db.Store.CheckSchema).
+	dbMigrated
+)
+
 // connect dials whichever of PostgreSQL, NATS and Temporal the caller needs.
-func connect(ctx context.Context, cfg Config, logger *slog.Logger, needDB, needNATS, needTemporal bool) (*deps, error) {
+func connect(ctx context.Context, cfg Config, logger *slog.Logger, useDB dbUse, needNATS, needTemporal bool) (*deps, error) {
 	d := &deps{}
 	var err error
-	if needDB {
+	if useDB != noDB {
 		if cfg.DatabaseURL == "" {
 			return nil, errors.New("DATABASE_URL is not set (orderflow dev starts a private PostgreSQL; the other commands need one)")
 		}
 		if d.store, err = db.Open(ctx, cfg.DatabaseURL); err != nil {
 			return nil, err
+		}
+		if useDB == dbMigrated {
+			if err := d.store.CheckSchema(ctx); err != nil {
+				d.Close()
+				return nil, err
+			}
 		}
 	}
 	if needNATS {
@@ -156,7 +175,7 @@ func runDev(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 
 // runDevParts runs dev's service parts on the started stack.
 func runDevParts(ctx context.Context, cfg Config, logger *slog.Logger, apiListener net.Listener, stack *devstack.Stack, began time.Time) error {
-	d, err := connect(ctx, cfg, logger, true, true, true)
+	d, err := connect(ctx, cfg, logger, dbMigrates, true, true)
 	if err != nil {
 		return err
 	}
@@ -342,7 +361,7 @@ func workerCommand(cfg Config, stack *devstack.Stack) string {
 }
 
 func runAPI(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
-	d, err := connect(ctx, cfg, logger, true, true, true)
+	d, err := connect(ctx, cfg, logger, dbMigrated, true, true)
 	if err != nil {
 		return err
 	}
@@ -356,7 +375,7 @@ func runAPI(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) er
 }
 
 func runWorker(ctx context.Context, cfg Config, logger *slog.Logger, _ []string) error {
-	d, err := connect(ctx, cfg, logger, true, false, true)
+	d, err := connect(ctx, cfg, logger, dbMigrated, false, true)
 	if err != nil {
 		return err
 	}
@@ -368,7 +387,7 @@ func runMigrate(ctx context.Context, cfg Config, logger *slog.Logger, _ []string
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set (orderflow dev migrates its private PostgreSQL on start)")
 	}
-	d, err := connect(ctx, cfg, logger, true, false, false)
+	d, err := connect(ctx, cfg, logger, dbMigrates, false, false)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,58 @@
+package db_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orderflow/db"
+	"github.com/orderflow/orderflow/db/dbtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+// TestCheckSchema: a database with every migration passes, and so does one
+// a newer release migrated further; one that lacks a migration, or all of
+// them, fails naming what is missing and how to apply it, and the check
+// writes nothing (goose's own status calls create the version table).
+func TestCheckSchema(t *testing.T) {
+	ctx := context.Background()
+	store := dbtest.New(t)
+	if err := store.CheckSchema(ctx); err != nil {
+		t.Fatalf("CheckSchema on a migrated database: %v", err)
+	}
+
+	var latest int64
+	if err := store.DB.QueryRowContext(ctx, "SELECT max(version_id) FROM goose_db_version").Scan(&latest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.DB.ExecContext(ctx, "INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, true)", latest+1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckSchema(ctx); err != nil {
+		t.Errorf("CheckSchema on a database a newer release migrated: %v", err)
+	}
+
+	if _, err := store.DB.ExecContext(ctx, "DELETE FROM goose_db_version WHERE version_id = $1", latest); err != nil {
+		t.Fatal(err)
+	}
+	err := store.CheckSchema(ctx)
+	if !errors.Is(err, db.ErrSchemaBehind) || !strings.Contains(err.Error(), "lacks 1 of") || !strings.Contains(err.Error(), fmt.Sprintf("(%04d_", latest)) || !strings.Contains(err.Error(), "orderflow migrate") {
+		t.Errorf("CheckSchema without migration %d = %v; want ErrSchemaBehind naming it and `orderflow migrate`", latest, err)
+	}
+
+	if _, err := store.DB.ExecContext(ctx, "DROP TABLE goose_db_version"); err != nil {
+		t.Fatal(err)
+	}
+	err = store.CheckSchema(ctx)
+	if !errors.Is(err, db.ErrSchemaBehind) || !strings.Contains(err.Error(), "none of orderflow's") {
+		t.Errorf("CheckSchema without a version table = %v; want ErrSchemaBehind saying none is applied", err)
+	}
+	var table *string
+	if err := store.DB.QueryRowContext(ctx, "SELECT to_regclass('goose_db_version')::text").Scan(&table); err != nil || table != nil {
+		t.Errorf("after CheckSchema the version table is %v (%v); want it still absent", table, err)
+	}
+}
