@@ -45,12 +45,25 @@ func main() {
 
 // Main runs one subcommand and returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || isHelp(args[0]) {
-		usage(stdout)
-		if len(args) == 0 {
-			return 2
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	if isHelp(args[0]) {
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
 		}
-		return 0
+		// `orderflow help api` is `orderflow api -h`; a command that reads
+		// arguments of its own answers its -h itself.
+		for _, c := range commands {
+			if c.name == args[1] {
+				return Main([]string{c.name, "-h"}, stdout, stderr)
+			}
+		}
+		fmt.Fprintf(stderr, "orderflow help: unknown command %q\n\n", args[1])
+		usage(stderr)
+		return 2
 	}
 	var cmd *command
 	for i := range commands {

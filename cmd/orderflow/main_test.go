@@ -74,6 +74,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}{
 		{name: "no command", args: nil},
 		{name: "unknown command", args: []string{"frobnicate"}, wantStderr: `unknown command "frobnicate"`},
+		{name: "help for an unknown command", args: []string{"help", "frobnicate"}, wantStderr: `orderflow help: unknown command "frobnicate"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,8 +85,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 			if !strings.Contains(stderr.String(), tt.wantStderr) {
 				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.wantStderr)
 			}
-			if !strings.Contains(stdout.String()+stderr.String(), "Usage: orderflow <command>") {
-				t.Errorf("no usage printed; stdout %q, stderr %q", stdout.String(), stderr.String())
+			if !strings.Contains(stderr.String(), "Usage: orderflow <command>") || stdout.Len() > 0 {
+				t.Errorf("want the usage on stderr and nothing on stdout; stdout %q, stderr %q", stdout.String(), stderr.String())
 			}
 		})
 	}
@@ -118,6 +119,28 @@ func TestCommandHelpRunsNothing(t *testing.T) {
 	}
 	if entries, err := os.ReadDir("."); err != nil || len(entries) > 0 {
 		t.Errorf("the commands left %v (%v) in the working directory; want nothing", entries, err)
+	}
+}
+
+// TestHelpCommand: `orderflow help X` answers what `orderflow X -h` does,
+// for the commands without arguments and for those that parse their own
+// (it printed the general usage). Nothing runs: DATABASE_URL is
+// unreachable, as in TestCommandHelpRunsNothing.
+func TestHelpCommand(t *testing.T) {
+	t.Setenv("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	for _, c := range commands {
+		t.Run(c.name, func(t *testing.T) {
+			var helpOut, helpErr, flagOut, flagErr bytes.Buffer
+			helpCode := Main([]string{"help", c.name}, &helpOut, &helpErr)
+			flagCode := Main([]string{c.name, "-h"}, &flagOut, &flagErr)
+			if helpCode != flagCode || helpOut.String() != flagOut.String() || helpErr.String() != flagErr.String() {
+				t.Errorf("orderflow help %s = exit %d, stdout %q, stderr %q; want what orderflow %s -h gives: exit %d, stdout %q, stderr %q",
+					c.name, helpCode, helpOut.String(), helpErr.String(), c.name, flagCode, flagOut.String(), flagErr.String())
+			}
+			if strings.Contains(helpOut.String()+helpErr.String(), "Usage: orderflow <command>") {
+				t.Errorf("orderflow help %s printed the general usage", c.name)
+			}
+		})
 	}
 }
 
