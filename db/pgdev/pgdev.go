@@ -157,10 +157,83 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 	return cmd
 }
 
+// lock takes the cluster's lock, an flock(2) on the file beside it, which
+// the processes of a run (initdb or the server) hold: the caller hands the
+// returned file to the process it starts (exec.Cmd.ExtraFiles), and the
+// children that process forks inherit it. The lock so lasts, whatever
+// becomes of us, until the last of them has exited.
+//
+// A start after one whose process was killed (kill -9) waits here for that
+// run's processes. Killing us does not end them at once: the server has
+// only just been sent its parent-death signal and takes a moment to shut
+// down, and while it does, its postmaster.pid names a live process, which a
+// server started meanwhile takes for another postmaster and refuses to run
+// beside; an initdb would write into the directory a new initdb writes in.
+// A pid file is not removed here: only the server knows when it may be.
+func (s *Server) lock(ctx context.Context) (*os.File, error) {
+	path := s.cfg.Dir + ".lock"
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres lock: %w", err)
+	}
+	const patience = 60 * time.Second
+	deadline := time.Now().Add(patience)
+	for logged := false; ; logged = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !logged {
+			s.cfg.Logger.Info("waiting for the postgres processes of an earlier run to exit", "dir", s.cfg.Dir)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			named := ""
+			if pid := postmasterPID(s.cfg.Dir); pid != "" {
+				named = ", the postmaster pid " + pid
+			}
+			return nil, fmt.Errorf("postgres processes of an earlier run on %s have not exited after %s (they hold %s open: fuser -v %[3]s lists them%s): stop them and start again", s.cfg.Dir, patience, path, named)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("wait for the postgres processes of an earlier run on %s: %w", s.cfg.Dir, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// postmasterPID is the pid named by the cluster's postmaster.pid, "" when
+// there is none.
+func postmasterPID(dir string) string {
+	data, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		return ""
+	}
+	pid, _, _ := strings.Cut(string(data), "\n")
+	return strings.TrimSpace(pid)
+}
+
 func (s *Server) initdb(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(s.cfg.Dir, "PG_VERSION")); err == nil {
 		return nil
 	}
+	// The lock lives beside the cluster. 0755: the server may run as
+	// another user, who must be able to enter the directories above it.
+	if err := os.MkdirAll(filepath.Dir(s.cfg.Dir), 0o755); err != nil {
+		return fmt.Errorf("create postgres dir: %w", err)
+	}
+	// An initdb left running by a killed first start is ended by its
+	// parent-death signal; its directory is removed once it has gone.
+	lock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	// initdb writes into a directory of its own, moved into place once it
 	// has succeeded: a first start stopped during initdb (a Ctrl-C) leaves
 	// no half-made cluster that every later start would try to run.
@@ -180,7 +253,12 @@ func (s *Server) initdb(ctx context.Context) error {
 		}
 	}
 	s.cfg.Logger.Info("creating private postgres cluster", "dir", s.cfg.Dir)
-	out, err := s.command(ctx, "initdb", "-D", tmp, "-U", User, "-A", "trust", "-E", "UTF8", "--no-instructions").CombinedOutput()
+	cmd := s.command(ctx, "initdb", "-D", tmp, "-U", User, "-A", "trust", "-E", "UTF8", "--no-instructions")
+	// Killed with us: what it leaves is in tmp, which the next start
+	// removes. It and the backends it runs hold the lock until they exit.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	cmd.ExtraFiles = []*os.File{lock}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		os.RemoveAll(tmp)
 		if ctx.Err() != nil {
@@ -258,12 +336,22 @@ func (s *Server) Restart(ctx context.Context) error {
 	if !s.cfg.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
+	lock, err := s.lock(ctx)
+	if err != nil {
+		logFile.Close()
+		return err
+	}
 	// postgres runs as our child, not daemonised by pg_ctl: with a
 	// parent-death signal it stops (fast shutdown) even when we are killed.
 	cmd := s.command(context.Background(), "postgres", args...)
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGINT
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
+	// The server and every process it forks hold the lock until they exit;
+	// our copy goes at once, so that the lock is free once they have.
+	cmd.ExtraFiles = []*os.File{lock}
+	err = cmd.Start()
+	lock.Close()
+	if err != nil {
 		logFile.Close()
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -320,6 +408,10 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart
 			tail := logTail(s.cfg.Dir+".log", logStart)
 			if strings.Contains(tail, noSockets) {
 				tail += " (set ORDERFLOW_PG_ADDR to another address)"
+			}
+			if strings.Contains(tail, lockFileExists) {
+				// No server started here holds the cluster's lock.
+				tail += fmt.Sprintf(" (a postgres not started by this version of orderflow runs on %s: stop it and start again; if that pid is no postgres, the file is stale: remove %s)", s.cfg.Dir, filepath.Join(s.cfg.Dir, "postmaster.pid"))
 			}
 			return fmt.Errorf("postgres exited during start-up: %s (its log: %s.log)", tail, s.cfg.Dir)
 		case <-ctx.Done():
@@ -397,6 +489,10 @@ func (s *Server) stopLocked() error {
 // noSockets is PostgreSQL's FATAL when it could bind none of its
 // listen_addresses.
 const noSockets = "could not create any TCP/IP sockets"
+
+// lockFileExists is PostgreSQL's FATAL when postmaster.pid names a live
+// process.
+const lockFileExists = `lock file "postmaster.pid" already exists`
 
 // logTail is the end of what this start wrote to the server's log (from
 // offset from on): from its last FATAL or PANIC line on, with the DETAIL

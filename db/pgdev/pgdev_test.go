@@ -1,12 +1,15 @@
 package pgdev_test
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,6 +19,27 @@ import (
 	"github.com/orderflow/orderflow/db/pgdev"
 	"github.com/orderflow/orderflow/devstack/freeport"
 )
+
+// childArg, first on the command line, makes the test binary a process
+// that starts a server (in the directory and on the address after it),
+// says "ready" and waits to be killed: see startChild.
+const childArg = "pgdev-test-child"
+
+func TestMain(m *testing.M) {
+	if len(os.Args) == 4 && os.Args[1] == childArg {
+		srv, err := pgdev.Start(context.Background(), pgdev.Config{
+			Dir: os.Args[2], Addr: os.Args[3], Durable: true, // as orderflow dev runs it
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			fmt.Println("start:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready", srv.PID())
+		select {}
+	}
+	os.Exit(m.Run())
+}
 
 func config(tb testing.TB, settings ...string) pgdev.Config {
 	tb.Helper()
@@ -239,5 +263,111 @@ func TestAnInterruptedFirstStartLeavesNoBrokenCluster(t *testing.T) {
 	defer db.Close()
 	if err := db.Ping(); err != nil {
 		t.Fatalf("the new cluster does not answer: %v", err)
+	}
+}
+
+// TestAStartRightAfterAKilledOneSucceeds: orderflow killed (kill -9) while
+// its first start runs initdb, while the server starts, or once it is up,
+// and started again at once on the same directory, starts. Killing it does
+// not end its children at once: initdb went on in the directory the next
+// initdb cleared and wrote in ("directory not empty", or initdb's own
+// errors), and the server, which its parent-death signal has just asked to
+// stop, was still shutting down, its postmaster.pid making the new server
+// refuse to start ("lock file "postmaster.pid" already exists").
+func TestAStartRightAfterAKilledOneSucceeds(t *testing.T) {
+	exists := func(path string) func() bool {
+		return func() bool { _, err := os.Stat(path); return err == nil }
+	}
+	for _, tc := range []struct {
+		name string
+		// made starts and stops the cluster first: not a first start.
+		made bool
+		// when says when to kill, given the cluster's directory; nil: once
+		// the server is ready.
+		when func(dir string) func() bool
+	}{
+		{name: "during initdb", when: func(dir string) func() bool { return exists(filepath.Join(dir+".initdb", "PG_VERSION")) }},
+		{name: "while the server starts", when: func(dir string) func() bool { return exists(filepath.Join(dir, "postmaster.pid")) }},
+		{name: "once ready"},
+		{name: "once ready, not the first start", made: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := config(t)
+			if tc.made {
+				srv, err := pgdev.Start(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := srv.Stop(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var when func() bool
+			if tc.when != nil {
+				when = tc.when(cfg.Dir)
+			}
+			startChild(t, cfg, when)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+			defer cancel()
+			began := time.Now()
+			srv, err := pgdev.Start(ctx, cfg)
+			if err != nil {
+				t.Fatalf("the start right after the killed one failed after %s: %v", time.Since(began).Round(time.Millisecond), err)
+			}
+			defer func() { _ = srv.Stop() }()
+			db, err := sql.Open("pgx", srv.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.PingContext(ctx); err != nil {
+				t.Fatalf("the server does not answer: %v", err)
+			}
+		})
+	}
+}
+
+// startChild starts a server in a child process, as orderflow dev does, and
+// kills the child (SIGKILL) once when reports true, or, when is nil, once
+// the server is ready.
+func startChild(tb testing.TB, cfg pgdev.Config, when func() bool) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], childArg, cfg.Dir, cfg.Addr)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	lines := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		lines <- strings.TrimSpace(line)
+	}()
+	kill := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		if when != nil && when() {
+			kill()
+			return
+		}
+		select {
+		case line := <-lines:
+			if when != nil || !strings.HasPrefix(line, "ready") {
+				kill()
+				tb.Fatalf("the child said %q before it was to be killed", line)
+			}
+			kill()
+			return
+		case <-deadline:
+			kill()
+			tb.Fatal("the moment to kill the child did not come in 30s")
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
