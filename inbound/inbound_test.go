@@ -67,7 +67,7 @@ func start(tb testing.TB) *harness {
 		// The worker and the consumer live as long as the stack: Main
 		// closes the stack after the last test.
 		go func() {
-			stopped("the worker", worker.Run(context.Background(), env.Temporal, taskQueue, acts, env.Logger))
+			stopped("the worker", worker.Run(context.Background(), env.Temporal, taskQueue, acts, env.Logger, nil))
 		}()
 		cfg := inbound.NewDeliveries(env.Store, env.Temporal, env.Logger).ConsumerConfig(js)
 		cfg.Backoff, cfg.MaxDeliver = []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond}, 40

@@ -755,7 +755,7 @@ func TestAcceptAfterTheDeadlineIsLate(t *testing.T) {
 	startWorker := func() (stop func()) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- worker.Run(ctx, api.Env.Temporal, queue, acts, logger) }()
+		go func() { done <- worker.Run(ctx, api.Env.Temporal, queue, acts, logger, nil) }()
 		var once sync.Once
 		stop = func() {
 			once.Do(func() {

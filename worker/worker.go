@@ -49,8 +49,10 @@ var ErrStoppedBySDK = errors.New("worker stopped by the SDK")
 // deleted, the client's version no longer supported), Run returns
 // ErrStoppedBySDK and the reason at once, while the SDK stops the worker,
 // so that the process exits for its supervisor to see, instead of running
-// on with nothing polling.
-func Run(ctx context.Context, c client.Client, taskQueue string, acts *activities.Activities, logger *slog.Logger) error {
+// on with nothing polling. started, unless nil, is called once the worker
+// polls (the SDK's Start returned), and must return at once; a worker that
+// cannot start returns the error without calling it.
+func Run(ctx context.Context, c client.Client, taskQueue string, acts *activities.Activities, logger *slog.Logger, started func()) error {
 	opts := Options()
 	fatal := make(chan error, 1)
 	opts.OnFatalError = func(err error) { fatal <- err } // called once; the SDK stops the worker after it
@@ -60,6 +62,9 @@ func Run(ctx context.Context, c client.Client, taskQueue string, acts *activitie
 		return fmt.Errorf("start worker: %w", err)
 	}
 	logger.Info("worker polling", "task_queue", taskQueue)
+	if started != nil {
+		started()
+	}
 	stopped := func(err error) error {
 		return fmt.Errorf("%w (task queue %s): %w", ErrStoppedBySDK, taskQueue, err)
 	}

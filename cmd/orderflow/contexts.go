@@ -80,7 +80,7 @@ func newConsumers(cfg Config, logger *slog.Logger, d *deps, p parts) ([]part, er
 		if err != nil {
 			return nil, err
 		}
-		consumers = append(consumers, c.Run)
+		consumers = append(consumers, part{run: c.Run, started: c.Started()})
 	}
 	return consumers, nil
 }

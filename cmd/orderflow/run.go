@@ -223,9 +223,9 @@ type parts struct {
 }
 
 // serve runs the service parts p asks for until ctx is done or one of them
-// fails, then stops them in order; ready is called once they all run. Every
-// part is built before any starts, so a part that cannot be built leaves
-// nothing running.
+// fails, then stops them in order; ready is called once they all started,
+// and never when one fails first. Every part is built before any starts, so
+// a part that cannot be built leaves nothing running.
 func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p parts, ready func()) error {
 	var rl *relay.Relay
 	var relayParts, workerParts, apiParts []part
@@ -234,7 +234,7 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 		if rl, err = newRelay(cfg, logger, d); err != nil {
 			return err
 		}
-		relayParts = []part{rl.Run}
+		relayParts = []part{{run: rl.Run, started: rl.Started()}}
 	}
 	if p.worker {
 		acts := &activities.Activities{
@@ -247,8 +247,12 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 			// The relay in this process publishes right after each commit.
 			acts.Committed = rl.Kick
 		}
-		workerParts = []part{func(ctx context.Context) error {
-			return worker.Run(ctx, d.temporal, cfg.TaskQueue, acts, logger)
+		polling := make(chan struct{})
+		workerParts = []part{{
+			run: func(ctx context.Context) error {
+				return worker.Run(ctx, d.temporal, cfg.TaskQueue, acts, logger, func() { close(polling) })
+			},
+			started: polling,
 		}}
 	}
 	consumerParts, err := newConsumers(cfg, logger, d, p)
@@ -262,7 +266,11 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 			AcceptTimeout: cfg.AcceptTimeout, DeliverySLA: cfg.DeliverySLA,
 			Promotions: promotions.New(d.store, logger), Analytics: analytics.New(d.store, logger),
 		})
-		apiParts = []part{func(ctx context.Context) error { return srv.Serve(ctx, p.api) }}
+		// Started already: the listener is bound, so a client's connection
+		// waits in its backlog for Serve, which accepts at once.
+		bound := make(chan struct{})
+		close(bound)
+		apiParts = []part{{run: func(ctx context.Context) error { return srv.Serve(ctx, p.api) }, started: bound}}
 	}
 	// Each stage needs the ones before it until its own work is done, so
 	// they stop last first:
@@ -276,14 +284,20 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 	return runStages(ctx, logger, ready, relayParts, workerParts, consumerParts, apiParts)
 }
 
-// part is one service part: it runs until its context is done, finishes
-// the work it has in hand, and returns an error only when it fails.
-type part func(ctx context.Context) error
+// part is one service part: run runs until its context is done, finishes
+// the work it has in hand, and returns an error only when it fails; started
+// is closed once the part has started (the worker polls, the consumer is
+// subscribed...), and never when run fails first.
+type part struct {
+	run     func(ctx context.Context) error
+	started <-chan struct{}
+}
 
 // runStages runs every part of every stage under one errgroup until ctx is
-// done or a part fails, calling ready once they all started. Then it stops
-// the stages one at a time, last first, each only once the stage after it
-// has returned, and returns the first part's error. A part's context is not
+// done or a part fails, calling ready once they all started: never when a
+// part fails at its start, nor when ctx is done first. Then it stops the
+// stages one at a time, last first, each only once the stage after it has
+// returned, and returns the first part's error. A part's context is not
 // ctx but its stage's: it is cancelled only when the shutdown reaches it.
 func runStages(ctx context.Context, logger *slog.Logger, ready func(), stages ...[]part) error {
 	g, stopping := errgroup.WithContext(ctx)
@@ -292,11 +306,11 @@ func runStages(ctx context.Context, logger *slog.Logger, ready func(), stages ..
 	for i, stage := range stages {
 		sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 		stops[i] = stop
-		for _, run := range stage {
+		for _, p := range stage {
 			running[i].Add(1)
 			g.Go(func() error {
 				defer running[i].Done()
-				return run(sctx)
+				return p.run(sctx)
 			})
 		}
 	}
@@ -310,7 +324,16 @@ func runStages(ctx context.Context, logger *slog.Logger, ready func(), stages ..
 		logger.Info("service parts stopped")
 		return nil
 	})
-	if ready != nil {
+	for _, stage := range stages {
+		for _, p := range stage {
+			select {
+			case <-p.started:
+			case <-stopping.Done(): // a part failed (at its start, say), or ctx is done
+				return g.Wait()
+			}
+		}
+	}
+	if ready != nil && stopping.Err() == nil { // not if a part failed right after the last one started
 		ready()
 	}
 	return g.Wait()

@@ -193,6 +193,9 @@ type Consumer struct {
 	// for how the server combines it with NakWithDelay.
 	serverBackoff []time.Duration
 	streams       sync.Map // stream name → jetstream.Stream, for lookups
+	// started is closed once Run first subscribed.
+	started   chan struct{}
+	startOnce sync.Once
 }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -236,7 +239,7 @@ func New(cfg Config) (*Consumer, error) {
 		cfg.AdoptAfter = DefaultAdoptAfter
 	}
 	cfg.AdoptAfter = min(cfg.AdoptAfter, cfg.MaxDeliver)
-	c := &Consumer{cfg: cfg, log: cfg.Logger.With("consumer", cfg.Name), ackWait: cfg.AckWait}
+	c := &Consumer{cfg: cfg, log: cfg.Logger.With("consumer", cfg.Name), ackWait: cfg.AckWait, started: make(chan struct{})}
 	// JetStream redelivers an unacknowledged message after BackOff[n-1]
 	// (AckWait is BackOff[0]): the retry schedule, but never below AckWait,
 	// which is how long a handler may run. JetStream wants no more
@@ -250,6 +253,12 @@ func New(cfg Config) (*Consumer, error) {
 
 // Name is the consumer's durable name.
 func (c *Consumer) Name() string { return c.cfg.Name }
+
+// Started is closed once Run has started: its durable consumers are
+// created and it is subscribed to them. Until then Run is waiting for the
+// stream to exist or the server to answer; a configuration the server
+// refuses makes it return its error instead.
+func (c *Consumer) Started() <-chan struct{} { return c.started }
 
 // Stats returns the counters.
 func (c *Consumer) Stats() Stats {
@@ -269,7 +278,8 @@ func (c *Consumer) Stats() Stats {
 // its stream deleted and created again), Run logs it and creates the
 // durable again, which then starts from the stream's first event: the
 // inbox makes the copies duplicates. On return, events being handled have
-// finished and queued ones were handed back to JetStream.
+// finished and queued ones were handed back to JetStream. Started tells
+// when it has first subscribed.
 func (c *Consumer) Run(ctx context.Context) error {
 	queues := make([]chan jetstream.Msg, c.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -367,7 +377,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // dispatch until ctx is done (ended false) or one of the subscriptions
 // ends (ended true): the server ended it, or its durable is gone (see
 // watchDurable); either way both are stopped on return. It sets
-// *subscribed once it has subscribed.
+// *subscribed, and closes Started, once it has subscribed.
 func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg), subscribed *bool) (ended bool, err error) {
 	if err := EnsureStreams(ctx, c.cfg.JetStream); err != nil {
 		return false, err
@@ -398,6 +408,7 @@ func (c *Consumer) consume(ctx context.Context, dispatch func(jetstream.Msg), su
 		stops = append(stops, cc)
 	}
 	*subscribed = true
+	c.startOnce.Do(func() { close(c.started) })
 	c.log.Info("consuming", "stream", c.cfg.Stream, "subjects", c.cfg.Subjects, "ordered", c.cfg.Ordered,
 		"concurrency", c.cfg.Concurrency, "max_deliver", c.cfg.MaxDeliver)
 	select {

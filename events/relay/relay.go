@@ -147,6 +147,9 @@ type Relay struct {
 	js      jetstream.JetStream
 	kick    chan struct{}
 	leading atomic.Bool
+	// started is closed once Run first became active or stood by.
+	started   chan struct{}
+	startOnce sync.Once
 	// epoch is the NATS connection's reconnect count when the relay last
 	// completed a re-publish; only the goroutine running Run uses it.
 	epoch uint64
@@ -195,10 +198,11 @@ func New(cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("relay: jetstream: %w", err)
 	}
 	r := &Relay{
-		cfg:  cfg,
-		log:  cfg.Logger.With("component", "relay"),
-		js:   js,
-		kick: make(chan struct{}, 1),
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "relay"),
+		js:      js,
+		kick:    make(chan struct{}, 1),
+		started: make(chan struct{}),
 	}
 	if cfg.RepublishWindow > 0 && cfg.NATS.Opts.ReconnectBufSize >= 0 {
 		// See "A NATS server that restarts under a running relay" in the
@@ -222,6 +226,14 @@ func (r *Relay) Kick() {
 // Leading reports whether this relay is the active one.
 func (r *Relay) Leading() bool { return r.leading.Load() }
 
+// Started is closed once Run has started: it took the lock and is the
+// active relay, or found another relay holding it and stands by. Until
+// then Run is waiting for its NATS connection or its database.
+func (r *Relay) Started() <-chan struct{} { return r.started }
+
+// markStarted closes Started, once.
+func (r *Relay) markStarted() { r.startOnce.Do(func() { close(r.started) }) }
+
 // errCrash marks the error of an AfterPublish hook: Run returns it.
 type errCrash struct{ err error }
 
@@ -238,7 +250,7 @@ func (e errCutOff) Error() string {
 // Run stands by until this relay holds the lock, then publishes until ctx
 // is done, it loses its database session, or its NATS connection has been
 // down for HandoverAfter, in which case it stands by again. It returns nil when ctx is done, and the hook's error when
-// AfterPublish fails.
+// AfterPublish fails. Started tells when it is active or standing by.
 func (r *Relay) Run(ctx context.Context) error {
 	for {
 		conn, err := r.acquire(ctx)
@@ -246,6 +258,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil // ctx is done
 		}
 		r.leading.Store(true)
+		r.markStarted()
 		r.log.Info("relay active: publishing the outbox")
 		err = r.lead(ctx, conn)
 		r.leading.Store(false)
@@ -308,6 +321,7 @@ func (r *Relay) acquire(ctx context.Context) (*sql.Conn, error) {
 				conn = nil
 			}
 		case !standing:
+			r.markStarted()
 			r.log.Info("relay standing by: another relay is active", "retry_every", r.cfg.LockRetryInterval)
 			standing, waiting = true, false
 		}

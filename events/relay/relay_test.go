@@ -533,6 +533,15 @@ func TestOneActiveRelayAndStandbyTakeover(t *testing.T) {
 	if standby.Leading() {
 		t.Fatal("two relays lead at once")
 	}
+	// Both started: one active, one standing by (orderflow dev says it
+	// is ready once its relay is either).
+	for name, r := range map[string]*relayRun{"active": active, "standby": standby} {
+		select {
+		case <-r.Started():
+		default:
+			t.Errorf("the %s relay has not reported it started", name)
+		}
+	}
 
 	want := map[string]int64{}
 	write := func(from int64) {

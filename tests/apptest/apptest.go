@@ -296,10 +296,18 @@ func StartDev(tb testing.TB, d Dev) *App {
 	return a
 }
 
+// readyBanner opens what dev prints once every part has started.
+const readyBanner = "orderflow is ready"
+
 // launch starts `orderflow <command>` (dev or api) with environ and waits
-// until its /readyz, on httpAddr, says ready.
+// until its /readyz, on httpAddr, says ready, and dev has printed its ready
+// banner: /readyz answers as soon as the API serves, a moment before the
+// worker polls and the consumers are subscribed.
 func launch(command, httpAddr string, environ []string) (*App, error) {
 	return launchUntil(command, "http://"+httpAddr, environ, func(a *App) bool {
+		if command == "dev" && !a.logs.Contains(readyBanner) {
+			return false
+		}
 		resp, err := http.Get(a.BaseURL + "/readyz")
 		if err != nil {
 			return false
@@ -531,6 +539,13 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
+}
+
+// Contains reports whether s was written.
+func (b *syncBuffer) Contains(s string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Contains(b.buf.Bytes(), []byte(s))
 }
 
 // Tail returns the last n bytes written.

@@ -54,7 +54,7 @@ func TestRunReturnsWhenTheSDKStopsTheWorker(t *testing.T) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	run := func() {
-		go func() { done <- worker.Run(runCtx, c, queue, &activities.Activities{Logger: logger}, logger) }()
+		go func() { done <- worker.Run(runCtx, c, queue, &activities.Activities{Logger: logger}, logger, nil) }()
 	}
 	// The frontend knows a new namespace once its cache is refreshed, and
 	// the worker's start checks it: start again until the server sees the
