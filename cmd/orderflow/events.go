@@ -119,6 +119,29 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 	return err
 }
 
+// checkSubject tells what is wrong with a subject filter, as NATS reads
+// one: dot-separated tokens, none empty or holding white space, * a whole
+// token, > a whole token and the last one.
+func checkSubject(subject string) error {
+	if subject == "" {
+		return errors.New("empty")
+	}
+	tokens := strings.Split(subject, ".")
+	for i, tok := range tokens {
+		switch {
+		case tok == "":
+			return errors.New("an empty token (two dots, or one at an end)")
+		case strings.ContainsAny(tok, " \t\r\n"):
+			return errors.New("white space")
+		case tok == ">" && i != len(tokens)-1:
+			return errors.New("> must be the last token")
+		case tok != "*" && tok != ">" && strings.ContainsAny(tok, "*>"):
+			return errors.New("* and > stand only as whole tokens (orderflow.order.*)")
+		}
+	}
+	return nil
+}
+
 // connector opens the connection an events command works on.
 type connector func() (jetstream.JetStream, error)
 
@@ -129,6 +152,12 @@ func eventsTail(ctx context.Context, connect connector, logger *slog.Logger, arg
 	since := fs.String("since", "", "start at this time or this long ago")
 	if err := parseFlagsOnly(fs, args); err != nil {
 		return err
+	}
+	if *all && *since != "" {
+		return usagef(fs, "give --all or --since, not both")
+	}
+	if err := checkSubject(*subject); err != nil {
+		return usagef(fs, "--subject %q: %w", *subject, err)
 	}
 	opts := consumer.TailOptions{Subject: *subject, All: *all, Logger: logger}
 	if *since != "" {
