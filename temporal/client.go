@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -25,7 +26,16 @@ const DefaultTaskQueue = "orderflow-orders"
 // LoadClientOptions reads the client options the way the Temporal SDKs and
 // CLI do (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
 // TEMPORAL_TLS_*, TEMPORAL_PROFILE, TEMPORAL_CONFIG_FILE), through env.
+// A TEMPORAL_TLS that is no boolean is refused: the SDK would ignore it
+// and connect as if it were unset.
 func LoadClientOptions(env envconfig.EnvLookup) (client.Options, error) {
+	if v, ok := env.LookupEnv("TEMPORAL_TLS"); ok && v != "" {
+		switch strings.ToLower(v) {
+		case "true", "false", "1", "0":
+		default:
+			return client.Options{}, fmt.Errorf("TEMPORAL_TLS: %q is not true or false (or 1 or 0)", v)
+		}
+	}
 	opts, err := envconfig.LoadClientOptions(envconfig.LoadClientOptionsRequest{EnvLookup: env})
 	if err != nil {
 		return client.Options{}, fmt.Errorf("temporal client options: %w", err)

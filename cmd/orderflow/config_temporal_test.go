@@ -63,6 +63,8 @@ func TestFromEnvRejectsInvalidTemporalStore(t *testing.T) {
 		{"ORDERFLOW_TEMPORAL_SQLITE_SYNC", "off"},
 		{"ORDERFLOW_TEMPORAL_SHARDS", "0"},
 		{"ORDERFLOW_TEMPORAL_SHARDS", "four"},
+		// The SDK ignores a TEMPORAL_TLS it cannot read.
+		{"TEMPORAL_TLS", "maybe"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
