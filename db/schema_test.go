@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -36,6 +37,14 @@ func TestCheckSchema(t *testing.T) {
 		t.Errorf("CheckSchema on a database a newer release migrated: %v", err)
 	}
 
+	// A version whose latest row says it was rolled back (as older goose
+	// releases recorded a down migration) is not applied.
+	if _, err := store.DB.ExecContext(ctx, "INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, false)", latest); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckSchema(ctx); !errors.Is(err, db.ErrSchemaBehind) {
+		t.Errorf("CheckSchema with migration %d rolled back = %v; want ErrSchemaBehind", latest, err)
+	}
 	if _, err := store.DB.ExecContext(ctx, "DELETE FROM goose_db_version WHERE version_id = $1", latest); err != nil {
 		t.Fatal(err)
 	}
@@ -54,5 +63,35 @@ func TestCheckSchema(t *testing.T) {
 	var table *string
 	if err := store.DB.QueryRowContext(ctx, "SELECT to_regclass('goose_db_version')::text").Scan(&table); err != nil || table != nil {
 		t.Errorf("after CheckSchema the version table is %v (%v); want it still absent", table, err)
+	}
+}
+
+// TestCheckSchemaWithoutTheGrant: a role that may not read goose's table
+// gets ErrSchemaUnchecked, saying which grant it lacks, not a verdict.
+func TestCheckSchemaWithoutTheGrant(t *testing.T) {
+	ctx := context.Background()
+	u, err := url.Parse(dbtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := db.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	role := fmt.Sprintf("app_%d", os.Getpid())
+	if _, err := admin.DB.ExecContext(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.DB.ExecContext(ctx, "DROP ROLE IF EXISTS "+role) })
+	u.User = url.User(role)
+	limited, err := db.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = limited.CheckSchema(ctx)
+	limited.Close() // before the role is dropped
+	if !errors.Is(err, db.ErrSchemaUnchecked) || errors.Is(err, db.ErrSchemaBehind) || !strings.Contains(err.Error(), "grant SELECT on goose_db_version") {
+		t.Errorf("CheckSchema as a role without SELECT on goose_db_version = %v; want ErrSchemaUnchecked naming the grant", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 )
@@ -49,9 +50,9 @@ func (s *Store) Close() error { return s.DB.Close() }
 
 // Migrate applies every embedded migration not yet applied.
 func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) error {
-	provider, err := goose.NewProvider(goose.DialectPostgres, s.DB, mustSub(migrations, "migrations"))
+	provider, err := s.migrations()
 	if err != nil {
-		return fmt.Errorf("load migrations: %w", err)
+		return err
 	}
 	results, err := provider.Up(ctx)
 	if err != nil {
@@ -75,32 +76,18 @@ func (s *Store) Migrate(ctx context.Context, logger *slog.Logger) error {
 // reads: unlike goose's own status calls it does not create the version
 // table. A database with migrations this binary does not know (a newer
 // release migrated it first, as in a rolling deploy) passes.
+//
+// Reading goose's table needs SELECT on it: a role without it gets an
+// error wrapping ErrSchemaUnchecked, which the caller may choose to go on
+// after.
 func (s *Store) CheckSchema(ctx context.Context) error {
-	provider, err := goose.NewProvider(goose.DialectPostgres, s.DB, mustSub(migrations, "migrations"))
+	provider, err := s.migrations()
 	if err != nil {
-		return fmt.Errorf("load migrations: %w", err)
+		return err
 	}
-	applied := map[int64]bool{}
-	var table sql.NullString
-	if err := s.DB.QueryRowContext(ctx, "SELECT to_regclass('goose_db_version')::text").Scan(&table); err != nil {
-		return fmt.Errorf("read the schema version: %w", err)
-	}
-	if table.Valid {
-		rows, err := s.DB.QueryContext(ctx, "SELECT version_id FROM goose_db_version WHERE is_applied")
-		if err != nil {
-			return fmt.Errorf("read the schema version: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var v int64
-			if err := rows.Scan(&v); err != nil {
-				return fmt.Errorf("read the schema version: %w", err)
-			}
-			applied[v] = true
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read the schema version: %w", err)
-		}
+	applied, err := s.appliedMigrations(ctx)
+	if err != nil {
+		return err
 	}
 	var missing []string
 	sources := provider.ListSources()
@@ -119,9 +106,55 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 	}
 }
 
-// ErrSchemaBehind is what CheckSchema's error wraps when migrations are
-// missing.
-var ErrSchemaBehind = errors.New("database schema out of date")
+// Errors CheckSchema's errors wrap.
+var (
+	// ErrSchemaBehind: migrations are missing.
+	ErrSchemaBehind = errors.New("database schema out of date")
+	// ErrSchemaUnchecked: the role may not read goose's version table.
+	ErrSchemaUnchecked = errors.New("database schema not checked")
+)
+
+// appliedMigrations reads which versions goose's table holds as applied:
+// as goose reads it, the latest row of each version says.
+func (s *Store) appliedMigrations(ctx context.Context) (map[int64]bool, error) {
+	applied := map[int64]bool{}
+	var table sql.NullString
+	if err := s.DB.QueryRowContext(ctx, "SELECT to_regclass('goose_db_version')::text").Scan(&table); err != nil {
+		return nil, fmt.Errorf("read the schema version: %w", err)
+	}
+	if !table.Valid {
+		return applied, nil
+	}
+	rows, err := s.DB.QueryContext(ctx, "SELECT DISTINCT ON (version_id) version_id, is_applied FROM goose_db_version ORDER BY version_id, id DESC")
+	if err != nil {
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
+			return nil, fmt.Errorf("%w: %w (grant SELECT on goose_db_version to this role)", ErrSchemaUnchecked, err)
+		}
+		return nil, fmt.Errorf("read the schema version: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v int64
+		var ok bool
+		if err := rows.Scan(&v, &ok); err != nil {
+			return nil, fmt.Errorf("read the schema version: %w", err)
+		}
+		applied[v] = ok
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the schema version: %w", err)
+	}
+	return applied, nil
+}
+
+// migrations is the goose provider of the embedded migrations on s.
+func (s *Store) migrations() (*goose.Provider, error) {
+	provider, err := goose.NewProvider(goose.DialectPostgres, s.DB, mustSub(migrations, "migrations"))
+	if err != nil {
+		return nil, fmt.Errorf("load migrations: %w", err)
+	}
+	return provider, nil
+}
 
 // InTx runs fn in one transaction and commits it when fn returns nil. A
 // change of several statements that emits an event writes its outbox row

@@ -67,16 +67,23 @@ func Dial(ctx context.Context, opts client.Options, logger *slog.Logger) (client
 	// until the check's deadline. Other errors of the look-up (a key not
 	// allowed to describe namespaces, a store down for longer) are left to
 	// the calls themselves.
-	err = describeNamespace(hctx, c, opts.Namespace)
+	nctx, ncancel := context.WithTimeout(ctx, namespaceCheckTimeout)
+	defer ncancel()
+	err = describeNamespace(nctx, c, opts.Namespace)
 	if nf := (*serviceerror.NamespaceNotFound)(nil); errors.As(err, &nf) {
 		c.Close()
 		return nil, fmt.Errorf("temporal at %s has no namespace %q: create it (temporal operator namespace create --namespace %s) or set TEMPORAL_NAMESPACE", opts.HostPort, opts.Namespace, opts.Namespace)
 	}
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		logger.Warn("could not check the temporal namespace; going on", "addr", opts.HostPort, "namespace", opts.Namespace, "error", err)
 	}
 	return c, nil
 }
+
+// namespaceCheckTimeout bounds Dial's namespace look-up, retries included:
+// long enough for a store that restarts (a database's restart, and the
+// server's reconnection, which it tries at most once a second).
+const namespaceCheckTimeout = 30 * time.Second
 
 // describeNamespace looks namespace up, again while the server answers
 // Unavailable, until ctx ends.

@@ -313,6 +313,7 @@ func TestReadyzFollowsPostgres(t *testing.T) {
 // persists to it and reconnects at most once a second, answering
 // Unavailable meanwhile) answering from its store again.
 func restorePostgres(t *testing.T, env *stacktest.Env) {
+	t.Helper()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -327,7 +328,7 @@ func restorePostgres(t *testing.T, env *stacktest.Env) {
 		}
 		var err error
 		for ctx.Err() == nil {
-			if _, err = env.Temporal.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err == nil {
+			if _, err = env.Temporal.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: client.DefaultNamespace}); err == nil {
 				return
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -467,16 +468,19 @@ func TestDialWaitsOutAStoreRestart(t *testing.T) {
 	}
 	restarted := make(chan error, 1)
 	go func() {
-		time.Sleep(2 * time.Second)
+		// Dial's first look-up comes within milliseconds: it finds the
+		// store down.
+		time.Sleep(300 * time.Millisecond)
 		restarted <- env.Stack.Postgres.Restart(ctx)
 	}()
+	began := time.Now()
 	c, err := temporal.Dial(ctx, client.Options{HostPort: env.Stack.TemporalAddr, Namespace: "no-such-namespace"}, slog.New(slog.DiscardHandler))
 	if rerr := <-restarted; rerr != nil {
 		t.Fatalf("restart postgres: %v", rerr)
 	}
 	if err == nil {
 		c.Close()
-		t.Fatal("dialled a namespace that does not exist while the store restarted")
+		t.Fatalf("dialled a namespace that does not exist while the store restarted (Dial returned after %s)", time.Since(began).Round(time.Millisecond))
 	}
 	if !strings.Contains(err.Error(), `has no namespace "no-such-namespace"`) {
 		t.Errorf("error %q does not name the missing namespace", err)

@@ -173,6 +173,10 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	select {
 	case <-ready:
 	case err := <-served:
+		if err == nil {
+			// Stopped (Ctrl-C) before every part had started.
+			return ctx.Err()
+		}
 		return fmt.Errorf("service parts: %w", err)
 	}
 	js, err := jetstream.New(d.nc)

@@ -56,6 +56,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		// `orderflow help api` is `orderflow api -h`; a command that reads
 		// arguments of its own answers its -h itself.
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "orderflow help: one command at a time (got %q after %q)\n\n", args[2], args[1])
+			usage(stderr)
+			return 2
+		}
+		if isHelp(args[1]) {
+			usage(stdout)
+			return 0
+		}
 		for _, c := range commands {
 			if c.name == args[1] {
 				return Main([]string{c.name, "-h"}, stdout, stderr)

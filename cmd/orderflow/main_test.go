@@ -75,6 +75,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{name: "no command", args: nil},
 		{name: "unknown command", args: []string{"frobnicate"}, wantStderr: `unknown command "frobnicate"`},
 		{name: "help for an unknown command", args: []string{"help", "frobnicate"}, wantStderr: `orderflow help: unknown command "frobnicate"`},
+		{name: "help for two commands", args: []string{"help", "api", "worker"}, wantStderr: `orderflow help: one command at a time (got "worker" after "api")`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,6 +280,7 @@ func TestCommandsRefuseAnUnmigratedDatabase(t *testing.T) {
 	}
 	u.Path = "/" + empty
 	t.Setenv("DATABASE_URL", u.String())
+	t.Setenv("NATS_URL", "") // the last step stops at it
 	t.Setenv("ORDERFLOW_COURIER_DELAY", "30s")
 	for _, command := range []string{"api", "worker", "relay", "promotions", "analytics", "inbound", "courier"} {
 		var stdout, stderr bytes.Buffer

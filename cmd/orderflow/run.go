@@ -71,7 +71,12 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger, useDB dbUse, 
 			return nil, err
 		}
 		if useDB == dbMigrated {
-			if err := d.store.CheckSchema(ctx); err != nil {
+			switch err := d.store.CheckSchema(ctx); {
+			case errors.Is(err, db.ErrSchemaUnchecked):
+				// A role kept to the application's tables: the check is
+				// a help, not a gate.
+				logger.Warn("could not check the database schema; going on", "err", err)
+			case err != nil:
 				d.Close()
 				return nil, err
 			}
@@ -287,7 +292,9 @@ func serve(ctx context.Context, cfg Config, logger *slog.Logger, d *deps, p part
 // part is one service part: run runs until its context is done, finishes
 // the work it has in hand, and returns an error only when it fails; started
 // is closed once the part has started (the worker polls, the consumer is
-// subscribed...), and never when run fails first.
+// subscribed...), and never when run fails at its start. A part that has
+// nothing to wait for (the API, whose listener is bound already) comes
+// with it closed.
 type part struct {
 	run     func(ctx context.Context) error
 	started <-chan struct{}

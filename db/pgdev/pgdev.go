@@ -170,6 +170,9 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 // server started meanwhile takes for another postmaster and refuses to run
 // beside; an initdb would write into the directory a new initdb writes in.
 // A pid file is not removed here: only the server knows when it may be.
+// (devstack's data-dir lock is flock(2) too, but orderflow's own, failing
+// at once where this one waits; devstack imports this package, not the
+// other way round.)
 func (s *Server) lock(ctx context.Context) (*os.File, error) {
 	path := s.cfg.Dir + ".lock"
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
@@ -300,7 +303,8 @@ func reachable(dir string) error {
 }
 
 // Restart starts the server if it is not running; Start calls it, and tests
-// call it after Stop.
+// call it after Stop. It first waits, up to a minute, for the processes of
+// an earlier run on the directory to exit (see lock).
 func (s *Server) Restart(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -316,9 +320,16 @@ func (s *Server) Restart(ctx context.Context) error {
 	case <-s.died:
 	default:
 	}
+	// The processes of an earlier run go first: the lines they write to
+	// the log while they exit must come before this start's (logStart).
+	lock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
 	host, port, _ := net.SplitHostPort(s.cfg.Addr)
 	logFile, err := os.OpenFile(filepath.Join(filepath.Dir(s.cfg.Dir), filepath.Base(s.cfg.Dir)+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
+		lock.Close()
 		return fmt.Errorf("open postgres log: %w", err)
 	}
 	var logStart int64 // where this start's lines begin
@@ -335,11 +346,6 @@ func (s *Server) Restart(ctx context.Context) error {
 	}
 	if !s.cfg.Durable {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
-	}
-	lock, err := s.lock(ctx)
-	if err != nil {
-		logFile.Close()
-		return err
 	}
 	// postgres runs as our child, not daemonised by pg_ctl: with a
 	// parent-death signal it stops (fast shutdown) even when we are killed.

@@ -536,11 +536,14 @@ func TestOneActiveRelayAndStandbyTakeover(t *testing.T) {
 	// Both started: one active, one standing by (orderflow dev says it
 	// is ready once its relay is either).
 	for name, r := range map[string]*relayRun{"active": active, "standby": standby} {
-		select {
-		case <-r.Started():
-		default:
-			t.Errorf("the %s relay has not reported it started", name)
-		}
+		waitFor(t, 5*time.Second, "the "+name+" relay to report it started", func() bool {
+			select {
+			case <-r.Started():
+				return true
+			default:
+				return false
+			}
+		})
 	}
 
 	want := map[string]int64{}

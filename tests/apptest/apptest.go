@@ -375,7 +375,7 @@ func StartWorker(tb testing.TB, workerCommand string) *App {
 		environ = append(environ, name+"="+strings.Trim(value, "'"))
 	}
 	a, err := launchUntil("worker", "", environ, func(a *App) bool {
-		return strings.Contains(a.logs.Tail(math.MaxInt), "worker polling")
+		return a.logs.Contains("worker polling")
 	})
 	if err != nil {
 		tb.Fatalf("apptest: %v", err)
