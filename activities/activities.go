@@ -112,9 +112,10 @@ type TransitionInput struct {
 	UnlessAccepted bool `json:"unless_accepted,omitempty"`
 }
 
-// CustomerNotice is one message to the customer; Kind (e.g. "accepted",
-// "rejected", "timed_out", "cancelled", "payment_declined", "failed",
-// "delivered") makes it unique per order.
+// CustomerNotice is one message to the customer; Kind makes it unique per
+// order: a notice of progress ("accepted", "delivery_late") or of the
+// order's end (a final status, "rejected", "timed_out", "cancelled",
+// "failed", or NoticePaymentDeclined).
 type CustomerNotice struct {
 	OrderID string `json:"order_id"`
 	Kind    string `json:"kind"`
@@ -527,6 +528,11 @@ func (a *Activities) movePayment(ctx context.Context, in PaymentInput, move func
 }
 
 // NotifyCustomer sends the customer a notice and emits order.user_notified.
+// A notice of the order's end (its final status, or payment_declined) goes
+// whenever it is asked for. A notice of progress (accepted, running late)
+// is refused once the order has ended, as a forward step is (ended): an
+// attempt the workflow stopped waiting for when it was cancelled would
+// otherwise reach the customer after the end's own notice.
 func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) error {
 	id, err := parseOrderID(in.OrderID)
 	if err != nil {
@@ -538,6 +544,11 @@ func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) erro
 	o, err := a.getOrder(ctx, id)
 	if err != nil {
 		return surface(err)
+	}
+	if !endNotice(in.Kind) {
+		if err := ended(o, "notify customer: "+in.Kind); err != nil {
+			return err
+		}
 	}
 	if err := a.Notifier.Notify(ctx, Notification{
 		Key:         id.String() + "/customer/" + in.Kind,
@@ -552,6 +563,16 @@ func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) erro
 	return surface(a.apply(ctx, step{
 		orderID: id, eventType: events.OrderUserNotified, discriminator: in.Kind, notificationKind: in.Kind,
 	}))
+}
+
+// NoticePaymentDeclined is the kind of the customer notice of an order
+// ended by a declined payment.
+const NoticePaymentDeclined = "payment_declined"
+
+// endNotice tells whether a customer notice of this kind tells of the
+// order's end.
+func endNotice(kind string) bool {
+	return kind == NoticePaymentDeclined || orderflow.OrderStatus(kind).Final()
 }
 
 // restaurantMessage is what the restaurant reads: the dishes, the total,

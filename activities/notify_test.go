@@ -478,3 +478,33 @@ func (f *fixture) wantCalledOff(t *testing.T, id string) {
 		t.Errorf("notifications %v; want the new order's, then the end's", kinds)
 	}
 }
+
+// TestNotifyCustomerAfterTheEnd: once the order has ended, a notice of
+// progress is refused as a forward step is (ErrTypeOrderEnded), sending
+// nothing: an attempt the workflow stopped waiting for when it was
+// cancelled reached the customer after the cancellation's notice. The
+// end's own notice still goes.
+func TestNotifyCustomerAfterTheEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	in := f.place(t)
+	if err := f.acts.Transition(t.Context(), activities.TransitionInput{
+		OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "cancelled by customer",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"accepted", "delivery_late"} {
+		err := f.acts.NotifyCustomer(t.Context(), activities.CustomerNotice{OrderID: in.OrderID, Kind: kind, Message: "about " + kind})
+		requireAppError(t, err, activities.ErrTypeOrderEnded)
+	}
+	if err := f.acts.NotifyCustomer(t.Context(), activities.CustomerNotice{OrderID: in.OrderID, Kind: "cancelled", Message: "Your order was cancelled."}); err != nil {
+		t.Fatalf("the end's notice: %v", err)
+	}
+	var kinds []string
+	for _, n := range f.notifications(t, in.OrderID) {
+		kinds = append(kinds, n.Kind)
+	}
+	if !slices.Equal(kinds, []string{"cancelled"}) {
+		t.Errorf("notifications %v; want only the cancellation's", kinds)
+	}
+}

@@ -552,7 +552,7 @@ func (o *order) compensate(ctx workflow.Context, status orderflow.OrderStatus, e
 	}
 	kind := string(status)
 	if declined {
-		kind = "payment_declined"
+		kind = activities.NoticePaymentDeclined
 	}
 	run("notify customer: "+kind, a.NotifyCustomer, activities.CustomerNotice{OrderID: id, Kind: kind, Message: customerMessage(status, reason)}, nil)
 	// A restaurant that has the order (and may be cooking it, when it
