@@ -113,9 +113,8 @@ type TransitionInput struct {
 }
 
 // CustomerNotice is one message to the customer; Kind makes it unique per
-// order: a notice of progress ("accepted", "delivery_late") or of the
-// order's end (a final status, "rejected", "timed_out", "cancelled",
-// "failed", or NoticePaymentDeclined).
+// order: a notice of progress (NoticeAccepted, NoticeDeliveryLate) or of
+// the order's end (the final status it ended in, or NoticePaymentDeclined).
 type CustomerNotice struct {
 	OrderID string `json:"order_id"`
 	Kind    string `json:"kind"`
@@ -528,11 +527,13 @@ func (a *Activities) movePayment(ctx context.Context, in PaymentInput, move func
 }
 
 // NotifyCustomer sends the customer a notice and emits order.user_notified.
-// A notice of the order's end (its final status, or payment_declined) goes
-// whenever it is asked for. A notice of progress (accepted, running late)
-// is refused once the order has ended, as a forward step is (ended): an
-// attempt the workflow stopped waiting for when it was cancelled would
-// otherwise reach the customer after the end's own notice.
+// A notice of progress (NoticeAccepted, NoticeDeliveryLate) that has not
+// gone yet is refused once the order has ended, as a forward step is
+// (ended, ErrTypeOrderEnded): an attempt that begins after the end (a
+// worker cut off from Temporal, a retry) would reach the customer after
+// the end's own notice. One already past this check when the order ends
+// still goes; the window is one notifier call. Any other notice, of the
+// end among them, goes whenever it is asked for.
 func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) error {
 	id, err := parseOrderID(in.OrderID)
 	if err != nil {
@@ -545,10 +546,16 @@ func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) erro
 	if err != nil {
 		return surface(err)
 	}
-	if !endNotice(in.Kind) {
-		if err := ended(o, "notify customer: "+in.Kind); err != nil {
-			return err
+	if progressNotice(in.Kind) && orderflow.OrderStatus(o.Status).Final() {
+		// A retry of a notice that went before the end is done, not late.
+		sent, err := a.Store.TimelineHasEvent(ctx, events.EventID(id.String(), events.OrderUserNotified, in.Kind))
+		if err != nil {
+			return fmt.Errorf("check timeline: %w", err)
 		}
+		if sent {
+			return nil
+		}
+		return ended(o, "notify customer: "+in.Kind)
 	}
 	if err := a.Notifier.Notify(ctx, Notification{
 		Key:         id.String() + "/customer/" + in.Kind,
@@ -565,14 +572,21 @@ func (a *Activities) NotifyCustomer(ctx context.Context, in CustomerNotice) erro
 	}))
 }
 
-// NoticePaymentDeclined is the kind of the customer notice of an order
-// ended by a declined payment.
-const NoticePaymentDeclined = "payment_declined"
+// Kinds of customer notices the workflow sends besides those named after a
+// final status.
+const (
+	// NoticeAccepted: the restaurant accepted the order.
+	NoticeAccepted = "accepted"
+	// NoticeDeliveryLate: the delivery is past its SLA.
+	NoticeDeliveryLate = "delivery_late"
+	// NoticePaymentDeclined: a declined payment ended the order.
+	NoticePaymentDeclined = "payment_declined"
+)
 
-// endNotice tells whether a customer notice of this kind tells of the
-// order's end.
-func endNotice(kind string) bool {
-	return kind == NoticePaymentDeclined || orderflow.OrderStatus(kind).Final()
+// progressNotice tells whether a customer notice of this kind tells of
+// the order's progress, which is stale once it has ended.
+func progressNotice(kind string) bool {
+	return kind == NoticeAccepted || kind == NoticeDeliveryLate
 }
 
 // restaurantMessage is what the restaurant reads: the dishes, the total,

@@ -480,20 +480,34 @@ func (f *fixture) wantCalledOff(t *testing.T, id string) {
 }
 
 // TestNotifyCustomerAfterTheEnd: once the order has ended, a notice of
-// progress is refused as a forward step is (ErrTypeOrderEnded), sending
-// nothing: an attempt the workflow stopped waiting for when it was
-// cancelled reached the customer after the cancellation's notice. The
-// end's own notice still goes.
+// progress that has not gone is refused as a forward step is
+// (ErrTypeOrderEnded), sending nothing: an attempt begun after the end
+// reached the customer after the cancellation's notice. A retry of one
+// that went before the end succeeds, sending nothing more; the end's own
+// notice goes.
 func TestNotifyCustomerAfterTheEnd(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	in := f.place(t)
-	if err := f.acts.Transition(t.Context(), activities.TransitionInput{
-		OrderID: in.OrderID, Status: "cancelled", EventType: events.OrderCancelled, Reason: "cancelled by customer",
-	}); err != nil {
+	in, other := f.place(t), f.place(t)
+	// other's acceptance notice goes before its end.
+	early := activities.CustomerNotice{OrderID: other.OrderID, Kind: activities.NoticeAccepted, Message: "about accepted"}
+	if err := f.acts.NotifyCustomer(t.Context(), early); err != nil {
 		t.Fatal(err)
 	}
-	for _, kind := range []string{"accepted", "delivery_late"} {
+	for _, id := range []string{in.OrderID, other.OrderID} {
+		if err := f.acts.Transition(t.Context(), activities.TransitionInput{
+			OrderID: id, Status: "cancelled", EventType: events.OrderCancelled, Reason: "cancelled by customer",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.acts.NotifyCustomer(t.Context(), early); err != nil {
+		t.Errorf("a retry of a notice sent before the end: %v; want nil", err)
+	}
+	if n := len(f.notifications(t, other.OrderID)); n != 1 {
+		t.Errorf("%d notifications after the retry; want the one sent before the end", n)
+	}
+	for _, kind := range []string{activities.NoticeAccepted, activities.NoticeDeliveryLate} {
 		err := f.acts.NotifyCustomer(t.Context(), activities.CustomerNotice{OrderID: in.OrderID, Kind: kind, Message: "about " + kind})
 		requireAppError(t, err, activities.ErrTypeOrderEnded)
 	}

@@ -114,8 +114,10 @@ var (
 	ErrSchemaUnchecked = errors.New("database schema not checked")
 )
 
-// appliedMigrations reads which versions goose's table holds as applied:
-// as goose reads it, the latest row of each version says.
+// appliedMigrations reads which versions goose's table holds: as goose's
+// Provider (which Migrate uses) reads it, a version with a row is applied,
+// whatever its is_applied says. The name is unqualified, as goose has it:
+// both find the table on the role's search_path.
 func (s *Store) appliedMigrations(ctx context.Context) (map[int64]bool, error) {
 	applied := map[int64]bool{}
 	var table sql.NullString
@@ -125,7 +127,7 @@ func (s *Store) appliedMigrations(ctx context.Context) (map[int64]bool, error) {
 	if !table.Valid {
 		return applied, nil
 	}
-	rows, err := s.DB.QueryContext(ctx, "SELECT DISTINCT ON (version_id) version_id, is_applied FROM goose_db_version ORDER BY version_id, id DESC")
+	rows, err := s.DB.QueryContext(ctx, "SELECT DISTINCT version_id FROM goose_db_version")
 	if err != nil {
 		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
 			return nil, fmt.Errorf("%w: %w (grant SELECT on goose_db_version to this role)", ErrSchemaUnchecked, err)
@@ -135,11 +137,10 @@ func (s *Store) appliedMigrations(ctx context.Context) (map[int64]bool, error) {
 	defer rows.Close()
 	for rows.Next() {
 		var v int64
-		var ok bool
-		if err := rows.Scan(&v, &ok); err != nil {
+		if err := rows.Scan(&v); err != nil {
 			return nil, fmt.Errorf("read the schema version: %w", err)
 		}
-		applied[v] = ok
+		applied[v] = true
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read the schema version: %w", err)

@@ -74,8 +74,12 @@ func Dial(ctx context.Context, opts client.Options, logger *slog.Logger) (client
 		c.Close()
 		return nil, fmt.Errorf("temporal at %s has no namespace %q: create it (temporal operator namespace create --namespace %s) or set TEMPORAL_NAMESPACE", opts.HostPort, opts.Namespace, opts.Namespace)
 	}
-	if err != nil && ctx.Err() == nil {
-		logger.Warn("could not check the temporal namespace; going on", "addr", opts.HostPort, "namespace", opts.Namespace, "error", err)
+	if ctx.Err() != nil {
+		c.Close()
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		logger.Warn("could not check the temporal namespace; going on", "addr", opts.HostPort, "namespace", opts.Namespace, "err", err)
 	}
 	return c, nil
 }

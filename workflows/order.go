@@ -416,7 +416,7 @@ func (o *order) fulfil(ctx workflow.Context) error {
 	// outage of the notifier or the database fails the order (and refunds
 	// it); the remaining steps are retried until they succeed.
 	if err := o.settle(ctx, "notify customer: accepted", a.NotifyCustomer, activities.CustomerNotice{
-		OrderID: id, Kind: "accepted", Message: "Your order was accepted and is being prepared.",
+		OrderID: id, Kind: activities.NoticeAccepted, Message: "Your order was accepted and is being prepared.",
 	}); err != nil {
 		return o.failed(ctx, err, "could not notify the customer")
 	}
@@ -462,7 +462,7 @@ func (o *order) escalate(ctx workflow.Context) error {
 		return nil
 	}
 	return o.settle(ctx, "notify customer: running late", a.NotifyCustomer, activities.CustomerNotice{
-		OrderID: id, Kind: "delivery_late", Message: "Your order is running late; we are on it.",
+		OrderID: id, Kind: activities.NoticeDeliveryLate, Message: "Your order is running late; we are on it.",
 	})
 }
 

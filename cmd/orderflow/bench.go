@@ -174,8 +174,10 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	case <-ready:
 	case err := <-served:
 		if err == nil {
-			// Stopped (Ctrl-C) before every part had started.
-			return ctx.Err()
+			if ctx.Err() != nil {
+				return ctx.Err() // Ctrl-C before every part had started
+			}
+			return errors.New("service parts: stopped before they had all started")
 		}
 		return fmt.Errorf("service parts: %w", err)
 	}

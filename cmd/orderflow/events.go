@@ -119,19 +119,20 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 	return err
 }
 
-// checkSubject tells what is wrong with a subject filter, as NATS reads
-// one: dot-separated tokens, none empty or holding white space, * a whole
-// token, > a whole token and the last one.
+// checkSubject tells what is wrong with a subject filter: NATS refuses
+// empty tokens, white space and a > before the last token; a * or > inside
+// a token is literal to NATS, but no orderflow subject has one, so it is
+// taken for a mistyped wildcard.
 func checkSubject(subject string) error {
 	if subject == "" {
-		return errors.New("empty")
+		return errors.New("empty (leave --subject out for every event)")
 	}
 	tokens := strings.Split(subject, ".")
 	for i, tok := range tokens {
 		switch {
 		case tok == "":
 			return errors.New("an empty token (two dots, or one at an end)")
-		case strings.ContainsAny(tok, " \t\r\n"):
+		case strings.ContainsAny(tok, " \t\n\f\r"):
 			return errors.New("white space")
 		case tok == ">" && i != len(tokens)-1:
 			return errors.New("> must be the last token")

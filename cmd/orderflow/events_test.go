@@ -99,6 +99,7 @@ func TestEventsUsageErrors(t *testing.T) {
 		{name: "subject with > inside", args: []string{"tail", "--subject", "orderflow.>.placed"}, want: []string{"> must be the last token"}},
 		{name: "subject with a partial wildcard", args: []string{"tail", "--subject", "orderflow.order*"}, want: []string{"* and > stand only as whole tokens"}},
 		{name: "subject with a space", args: []string{"tail", "--subject", "orderflow order"}, want: []string{"white space"}},
+		{name: "empty subject", args: []string{"tail", "--subject", ""}, want: []string{"leave --subject out for every event"}},
 		{name: "unknown flag", args: []string{"dlq", "list", "--bogus"}},
 		{name: "stray argument", args: []string{"dlq", "list", "nope"}, want: []string{`orderflow events dlq list: takes flags only, not "nope"`}},
 		{name: "replay without a consumer", args: []string{"replay", "--since", "1h"}, want: []string{"orderflow events replay: --consumer is required"}},

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"go.temporal.io/sdk/contrib/envconfig"
@@ -54,20 +55,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			usage(stdout)
 			return 0
 		}
-		// `orderflow help api` is `orderflow api -h`; a command that reads
-		// arguments of its own answers its -h itself.
-		if len(args) > 2 {
-			fmt.Fprintf(stderr, "orderflow help: one command at a time (got %q after %q)\n\n", args[2], args[1])
-			usage(stderr)
-			return 2
-		}
 		if isHelp(args[1]) {
 			usage(stdout)
 			return 0
 		}
+		// `orderflow help api` is `orderflow api -h`, and `orderflow help
+		// events tail` is `orderflow events tail -h`: a command that reads
+		// arguments of its own answers its -h itself.
 		for _, c := range commands {
 			if c.name == args[1] {
-				return Main([]string{c.name, "-h"}, stdout, stderr)
+				return Main(append(slices.Clone(args[1:]), "-h"), stdout, stderr)
 			}
 		}
 		fmt.Fprintf(stderr, "orderflow help: unknown command %q\n\n", args[1])
