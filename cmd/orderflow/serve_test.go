@@ -238,16 +238,7 @@ func TestRunStagesReadyOnceEveryPartStarted(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || (err != nil) != (tt.wantErr != nil) {
 				t.Fatalf("runStages returned %v, want %v", err, tt.wantErr)
 			}
-			select {
-			case <-ready:
-				if !tt.wantReady {
-					t.Fatal("ready called although a part never started")
-				}
-			default:
-				if tt.wantReady {
-					t.Fatal("ready not called")
-				}
-			}
+			requireReady(t, ready, tt.wantReady)
 		})
 	}
 }
@@ -360,16 +351,22 @@ func TestServeReadyOnceItsPartsStarted(t *testing.T) {
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("serve returned %v; want an error about %q", err, tt.wantErr)
 			}
-			select {
-			case <-ready:
-				if !tt.wantReady {
-					t.Fatal("ready called although a part never started")
-				}
-			default:
-				if tt.wantReady {
-					t.Fatal("ready not called")
-				}
-			}
+			requireReady(t, ready, tt.wantReady)
 		})
+	}
+}
+
+// requireReady fails t unless ready was closed exactly when want says.
+func requireReady(t *testing.T, ready <-chan struct{}, want bool) {
+	t.Helper()
+	select {
+	case <-ready:
+		if !want {
+			t.Fatal("ready called although a part never started")
+		}
+	default:
+		if want {
+			t.Fatal("ready not called")
+		}
 	}
 }
