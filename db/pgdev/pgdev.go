@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -500,22 +501,38 @@ const noSockets = "could not create any TCP/IP sockets"
 // process.
 const lockFileExists = `lock file "postmaster.pid" already exists`
 
+// refusals are the FATALs with which a server that is starting up or
+// shutting down turns a client away: the answers to waitReady's probes,
+// logged around the line that says why it stopped, never that line.
+var refusals = []string{
+	"the database system is starting up",
+	"the database system is in recovery mode",
+	"the database system is shutting down",
+	"the database system is not yet accepting connections",
+	"the database system is not accepting connections",
+}
+
 // logTail is the end of what this start wrote to the server's log (from
-// offset from on): from its last FATAL or PANIC line on, with the DETAIL
-// and HINT lines after it, else its last three lines; before a FATAL
-// noSockets, the last "could not bind" line, its cause (its port taken).
-// That says why the server stopped, and the log itself may be gone once
-// the caller cleans up.
+// offset from on): from its last FATAL or PANIC line on (a client's refusal
+// aside), with the DETAIL and HINT lines after it, else its last three
+// lines; before a FATAL noSockets, the last "could not bind" line, its
+// cause (its port taken). That says why the server stopped, and the log
+// itself may be gone once the caller cleans up.
 func logTail(path string, from int64) string {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "its log cannot be read: " + err.Error()
 	}
-	data = data[min(from, int64(len(data))):]
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return tailOf(string(data[min(from, int64(len(data))):]))
+}
+
+// tailOf is logTail's choice of lines from log.
+func tailOf(log string) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
 	first := max(0, len(lines)-3)
 	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "PANIC:") {
+		if (strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "PANIC:")) &&
+			!slices.ContainsFunc(refusals, func(r string) bool { return strings.Contains(lines[i], r) }) {
 			first = i
 			break
 		}
