@@ -51,11 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if isHelp(args[0]) {
-		if len(args) == 1 {
-			usage(stdout)
-			return 0
-		}
-		if isHelp(args[1]) {
+		if len(args) == 1 || isHelp(args[1]) {
 			usage(stdout)
 			return 0
 		}
