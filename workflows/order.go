@@ -591,7 +591,14 @@ func (o *order) failed(ctx workflow.Context, err error, what string) error {
 	if temporal.IsCanceledError(err) {
 		return err
 	}
-	o.logger.Error("order failed", "OrderID", o.in.Order.OrderID, "Step", what, "Error", err)
+	if final, ok := endedAs(err); ok {
+		// Not a failure: the order ended while the step waited (see
+		// NotifyCustomer), and the compensation below finds it so and
+		// takes its final status.
+		o.logger.Warn("order had ended before the step", "OrderID", o.in.Order.OrderID, "Step", what, "Status", final)
+	} else {
+		o.logger.Error("order failed", "OrderID", o.in.Order.OrderID, "Step", what, "Error", err)
+	}
 	return o.compensate(ctx, orderflow.StatusFailed, events.OrderFailed, what)
 }
 

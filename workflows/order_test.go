@@ -1,8 +1,10 @@
 package workflows_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -48,16 +51,40 @@ type harness struct {
 	captureErr, notifyErr error
 	// released, when set, is what ReleasePayment finds at the gateway.
 	released string
+	// notifyCustomer, when set, answers NotifyCustomer instead of success.
+	notifyCustomer func(activities.CustomerNotice) error
+	// log holds what the workflow logged, at info and above.
+	log syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for the test environment's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
+	h := &harness{t: t, after: map[string]time.Duration{}}
+	suite.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(&h.log, &slog.HandlerOptions{Level: slog.LevelInfo}))))
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetStartTime(start)
 	env.RegisterWorkflowWithOptions(workflows.Order, workflow.RegisterOptions{Name: workflows.OrderWorkflowName})
 	env.RegisterActivity(&activities.Activities{})
-	h := &harness{t: t, env: env, after: map[string]time.Duration{}}
+	h.env = env
 	h.authorize = func(activities.AuthorizeInput) (activities.Authorization, error) {
 		return activities.Authorization{AuthorizationID: "auth_1"}, nil
 	}
@@ -115,6 +142,9 @@ func (h *harness) mock() {
 	})
 	on("NotifyCustomer", acts.NotifyCustomer, func(_ context.Context, in activities.CustomerNotice) error {
 		h.record("NotifyCustomer:" + in.Kind)
+		if h.notifyCustomer != nil {
+			return h.notifyCustomer(in)
+		}
 		return nil
 	})
 	on("NotifyRestaurantOfEnd", acts.NotifyRestaurantOfEnd, func(_ context.Context, in activities.RestaurantNotice) error {
@@ -556,6 +586,46 @@ func TestCompensationFindsTheOrderEnded(t *testing.T) {
 	var q workflows.StatusView
 	if v, err := h.env.QueryWorkflow(workflows.QueryStatus); err != nil || v.Get(&q) != nil || q.Status != "completed" {
 		t.Errorf("status query = %+v (%v); want completed", q, err)
+	}
+}
+
+// TestProgressNoticeRefusedAfterTheEnd: NotifyCustomer refuses a notice
+// of progress once the database holds the order as ended (a worker that
+// had lost its workflow task, say, ran on after another ended it). The
+// workflow then takes the database's final status, as a compensation that
+// finds the order ended does: no payment released, no notice of an end it
+// did not make.
+func TestProgressNoticeRefusedAfterTheEnd(t *testing.T) {
+	h := newHarness(t)
+	h.update(time.Minute, workflows.UpdateAccept)
+	ended := func(what string) error {
+		return temporal.NewNonRetryableApplicationError(what+": order is cancelled", activities.ErrTypeOrderEnded, nil, "cancelled")
+	}
+	h.notifyCustomer = func(in activities.CustomerNotice) error {
+		if in.Kind != activities.NoticeAccepted {
+			t.Errorf("NotifyCustomer(%q) after the refused notice; want no other notice", in.Kind)
+			return nil
+		}
+		return ended("notify customer: accepted")
+	}
+	h.transition = func(in activities.TransitionInput) error {
+		if in.EventType == events.OrderAccepted {
+			return nil
+		}
+		return ended("record " + in.EventType)
+	}
+	res := h.run()
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error = %v", err)
+	}
+	h.wantCalls("RecordPlaced", "AuthorizePayment", "NotifyRestaurant", "Transition:order.accepted", "CapturePayment",
+		"NotifyCustomer:accepted", "Transition:order.failed")
+	if res.Status != "cancelled" {
+		t.Errorf("result status = %q; want the database's cancelled", res.Status)
+	}
+	// (The SDK's own "Activity error." line for the refused steps stays.)
+	if log := h.log.String(); strings.Contains(log, `msg="order failed"`) || !strings.Contains(log, `msg="order had ended before the step"`) {
+		t.Errorf("the workflow logged the order as failed, or not that it had ended:\n%s", log)
 	}
 }
 
