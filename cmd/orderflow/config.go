@@ -22,48 +22,60 @@ import (
 // envVar documents one environment variable; --help prints the table.
 type envVar struct {
 	name, def, help string
+	// only lists the commands that use the variable, when not all do: a
+	// command's -h lists just the variables it uses.
+	only []string
 }
 
+// The commands that use a group of variables.
+var (
+	embedded     = []string{"dev"}
+	temporalCmds = []string{"dev", "api", "worker", "inbound"}
+	natsCmds     = []string{"dev", "api", "relay", "promotions", "analytics", "inbound", "courier"}
+	relayCmds    = []string{"dev", "relay"}
+	apiCmds      = []string{"dev", "api"}
+)
+
 var envVars = []envVar{
-	{"ORDERFLOW_DATA_DIR", ".orderflow", "where the embedded components keep their data"},
-	{"ORDERFLOW_HTTP_ADDR", "127.0.0.1:8080", "HTTP API listen address"},
-	{"ORDERFLOW_LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"ORDERFLOW_LOG_FORMAT", "text", "text or json"},
-	{"ORDERFLOW_TASK_QUEUE", temporal.DefaultTaskQueue, "Temporal task queue of the order worker"},
-	{"ORDERFLOW_ACCEPT_TIMEOUT", "", "overrides every restaurant's accept timeout (a Go duration, e.g. 30s), for demos and tests; unset: per restaurant (10m)"},
-	{"ORDERFLOW_DELIVERY_SLA", "45m", "time from acceptance to delivery before an order is escalated"},
-	{"TEMPORAL_ADDRESS", "", "external Temporal frontend (host:port); unset: embedded server"},
-	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace"},
-	{"TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE", "", "Temporal Cloud / TLS settings, as every Temporal SDK reads them"},
-	{"ORDERFLOW_TEMPORAL_ADDR", "127.0.0.1:7233", "embedded Temporal frontend listen address"},
-	{"ORDERFLOW_UI_ADDR", "127.0.0.1:8233", "embedded Temporal Web UI listen address (\"off\" disables it)"},
+	{"ORDERFLOW_DATA_DIR", ".orderflow", "where the embedded components keep their data", embedded},
+	{"ORDERFLOW_HTTP_ADDR", "127.0.0.1:8080", "HTTP API listen address", apiCmds},
+	{"ORDERFLOW_LOG_LEVEL", "info", "debug, info, warn or error", nil},
+	{"ORDERFLOW_LOG_FORMAT", "text", "text or json", nil},
+	{"ORDERFLOW_TASK_QUEUE", temporal.DefaultTaskQueue, "Temporal task queue of the order worker", []string{"dev", "api", "worker"}},
+	{"ORDERFLOW_ACCEPT_TIMEOUT", "", "overrides every restaurant's accept timeout (a Go duration, e.g. 30s), for demos and tests; unset: per restaurant (10m)", apiCmds},
+	{"ORDERFLOW_DELIVERY_SLA", "45m", "time from acceptance to delivery before an order is escalated", apiCmds},
+	{"TEMPORAL_ADDRESS", "", "external Temporal frontend (host:port); unset: orderflow dev starts an embedded server, and the other commands dial ORDERFLOW_TEMPORAL_ADDR", temporalCmds},
+	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace", temporalCmds},
+	{"TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE", "", "Temporal Cloud / TLS settings, as every Temporal SDK reads them", temporalCmds},
+	{"ORDERFLOW_TEMPORAL_ADDR", "127.0.0.1:7233", "embedded Temporal frontend listen address (what the other commands dial when TEMPORAL_ADDRESS is unset)", temporalCmds},
+	{"ORDERFLOW_UI_ADDR", "127.0.0.1:8233", "embedded Temporal Web UI listen address (\"off\" disables it)", embedded},
 	{"ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.DefaultPersistence), "where the embedded Temporal server keeps workflows and histories. " +
 		"postgres: databases temporal and temporal_visibility on the stack's PostgreSQL (the private one, or DATABASE_URL's server, whose role then needs CREATEDB unless they exist), " +
 		"schema created and upgraded on start; with fsync and synchronous_commit on, as the private one runs, nothing acknowledged is lost, not even on power loss. " +
 		"sqlite: the file temporal/temporal.db in the data dir, durable as the two settings below say. " +
-		"Unset, a data dir that already holds temporal/temporal.db keeps using it"},
-	{"ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", devserver.DefaultSQLiteJournal, "journal mode of the SQLite file: wal or delete (SQLite's own default, slower)"},
+		"Unset, a data dir that already holds temporal/temporal.db keeps using it", embedded},
+	{"ORDERFLOW_TEMPORAL_SQLITE_JOURNAL", devserver.DefaultSQLiteJournal, "journal mode of the SQLite file: wal or delete (SQLite's own default, slower)", embedded},
 	{"ORDERFLOW_TEMPORAL_SQLITE_SYNC", devserver.DefaultSQLiteSync, "synchronous setting of the SQLite file. full: nothing acknowledged is lost. " +
-		"normal: faster, but an OS crash or power loss (not a crash of orderflow) loses the last commits; with journal delete it may even corrupt the file"},
+		"normal: faster, but an OS crash or power loss (not a crash of orderflow) loses the last commits; with journal delete it may even corrupt the file", embedded},
 	{"ORDERFLOW_TEMPORAL_SHARDS", strconv.Itoa(devserver.DefaultHistoryShards), "history shards of a new embedded Temporal store; " +
-		"an existing store keeps the count it was created with, and asking for another one fails"},
-	{"DATABASE_URL", "", "external PostgreSQL (postgres://...); unset: private cluster from the machine's binaries"},
-	{"ORDERFLOW_PG_ADDR", "127.0.0.1:15432", "private PostgreSQL listen address"},
-	{"NATS_URL", "", "external NATS with JetStream (nats://...); unset: embedded server"},
-	{"ORDERFLOW_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address"},
+		"an existing store keeps the count it was created with, and asking for another one fails", embedded},
+	{"DATABASE_URL", "", "external PostgreSQL (postgres://...); unset: orderflow dev starts a private cluster from the machine's binaries, and the other commands refuse to start", []string{"dev", "api", "worker", "relay", "promotions", "analytics", "inbound", "courier", "migrate"}},
+	{"ORDERFLOW_PG_ADDR", "127.0.0.1:15432", "private PostgreSQL listen address", embedded},
+	{"NATS_URL", "", "external NATS with JetStream (nats://...); unset: orderflow dev starts an embedded server, and the other commands refuse to start", natsCmds},
+	{"ORDERFLOW_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address", embedded},
 	{"ORDERFLOW_NATS_SYNC", natsdev.DefaultSyncInterval.String(), "when the NATS server syncs its JetStream file store to disk. " +
 		"A Go duration: that often; a crash of orderflow loses nothing acknowledged, a power loss or OS crash can lose the streams' last interval or so, " +
 		"which for ORDER_EVENTS the outbox relay restores from the outbox (when it becomes active or reconnects, it publishes again what the stream lacks of the events published in the last interval plus " +
 		relay.DefaultRepublishMargin.String() + "; the README says what the other streams risk). " +
 		"always: every message before it is acknowledged; nothing is lost even on power loss and nothing needs re-publishing, but the disk's flush rate bounds the streams (a few thousand messages a second). " +
-		"The embedded server runs with it; with NATS_URL, set it to that server's setting (unset: 2m, NATS's default sync_interval)"},
-	{"ORDERFLOW_RELAY_POLL", "250ms", "how often the outbox relay looks for rows no in-process commit woke it for"},
-	{"ORDERFLOW_RELAY_BATCH", "1000", "outbox rows the relay claims and publishes at a time"},
-	{"ORDERFLOW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the relay deletes them"},
+		"The embedded server runs with it; with NATS_URL, set it to that server's setting (unset: 2m, NATS's default sync_interval)", relayCmds},
+	{"ORDERFLOW_RELAY_POLL", "250ms", "how often the outbox relay looks for rows no in-process commit woke it for", relayCmds},
+	{"ORDERFLOW_RELAY_BATCH", "1000", "outbox rows the relay claims and publishes at a time", relayCmds},
+	{"ORDERFLOW_OUTBOX_RETENTION", "168h", "how long published outbox rows are kept before the relay deletes them", relayCmds},
 	{"ORDERFLOW_DEV_WORKER", "on", "off: orderflow dev runs no Temporal worker of its own, and its ready banner gives the command that runs one beside it (orderflow worker), " +
-		"which can then be stopped, killed and started again while orders run: their workflows wait for it and go on"},
-	{"ORDERFLOW_COURIER_DELAY", "", "orderflow dev runs a simulated courier that delivers every accepted order this long after acceptance (a Go duration, e.g. 30s); unset: no courier"},
-	{"ORDERFLOW_STREAM_MAX_AGE", "720h", "how long the ORDER_EVENTS and DELIVERY_EVENTS streams keep events (the event archive)"},
+		"which can then be stopped, killed and started again while orders run: their workflows wait for it and go on", embedded},
+	{"ORDERFLOW_COURIER_DELAY", "", "the simulated courier delivers every accepted order this long after acceptance (a Go duration, e.g. 30s): orderflow dev runs one when it is set, orderflow courier needs it", []string{"dev", "courier"}},
+	{"ORDERFLOW_STREAM_MAX_AGE", "720h", "how long the ORDER_EVENTS and DELIVERY_EVENTS streams keep events (the event archive)", relayCmds},
 }
 
 // Config is every setting, read once from the environment by FromEnv.

@@ -155,18 +155,28 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
-	envUsage(w)
+	envUsage(w, "")
 }
 
 // commandUsage is the help of a command that takes no arguments.
 func commandUsage(w io.Writer, c *command) {
 	fmt.Fprintf(w, "Usage: orderflow %s\n\n%s.\n", c.name, c.summary)
-	envUsage(w)
+	envUsage(w, c.name)
 }
 
-func envUsage(w io.Writer) {
-	fmt.Fprint(w, "\nEnvironment (each read once at start):\n")
+// envUsage lists the variables command uses, or every one for "".
+func envUsage(w io.Writer, command string) {
+	if command == "" {
+		fmt.Fprint(w, "\nEnvironment (each read once at start):\n")
+	} else {
+		// Every command checks every variable at start (a malformed one
+		// stops it), but lists only those it uses.
+		fmt.Fprintf(w, "\nEnvironment (each read once at start; those orderflow %s uses, orderflow help lists them all):\n", command)
+	}
 	for _, v := range envVars {
+		if command != "" && v.only != nil && !slices.Contains(v.only, command) {
+			continue
+		}
 		def := v.def
 		if def == "" {
 			def = "unset"

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -64,6 +65,53 @@ func TestHelpListsEveryCommandAndVariable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCommandHelpListsTheVariablesItUses: a command's -h lists the
+// variables it uses, not those of the embedded stack it does not start
+// (orderflow api -h listed ORDERFLOW_PG_ADDR).
+func TestCommandHelpListsTheVariablesItUses(t *testing.T) {
+	for _, v := range envVars {
+		for _, name := range v.only {
+			if !slices.ContainsFunc(commands, func(c command) bool { return c.name == name }) {
+				t.Errorf("%s: only names %q, which is no command", v.name, name)
+			}
+		}
+	}
+	uses := map[string][]string{ // some of each command's, and some it must not list
+		"dev":     {"ORDERFLOW_DATA_DIR", "ORDERFLOW_PG_ADDR", "DATABASE_URL", "NATS_URL", "TEMPORAL_ADDRESS", "ORDERFLOW_RELAY_BATCH"},
+		"api":     {"ORDERFLOW_HTTP_ADDR", "DATABASE_URL", "NATS_URL", "TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDR", "ORDERFLOW_ACCEPT_TIMEOUT", "-ORDERFLOW_PG_ADDR", "-ORDERFLOW_DATA_DIR", "-ORDERFLOW_RELAY_BATCH"},
+		"worker":  {"ORDERFLOW_TASK_QUEUE", "DATABASE_URL", "TEMPORAL_ADDRESS", "-NATS_URL", "-ORDERFLOW_HTTP_ADDR"},
+		"relay":   {"DATABASE_URL", "NATS_URL", "ORDERFLOW_NATS_SYNC", "ORDERFLOW_RELAY_BATCH", "ORDERFLOW_STREAM_MAX_AGE", "-TEMPORAL_ADDRESS", "-ORDERFLOW_NATS_ADDR"},
+		"courier": {"ORDERFLOW_COURIER_DELAY", "NATS_URL", "-TEMPORAL_ADDRESS"},
+		"migrate": {"DATABASE_URL", "ORDERFLOW_LOG_LEVEL", "-NATS_URL", "-TEMPORAL_ADDRESS", "-ORDERFLOW_TEMPORAL_PERSISTENCE"},
+	}
+	for _, c := range commands {
+		if c.args {
+			continue
+		}
+		var stdout, stderr bytes.Buffer
+		if code := Main([]string{c.name, "-h"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("orderflow %s -h exit code = %d; stderr %s", c.name, code, stderr.String())
+		}
+		listed := map[string]bool{}
+		for _, line := range strings.Split(stdout.String(), "\n") {
+			if name, ok := strings.CutPrefix(line, "  "); ok && !strings.HasPrefix(name, " ") {
+				listed[name] = true
+			}
+		}
+		for _, v := range envVars {
+			if want := v.only == nil || slices.Contains(v.only, c.name); listed[v.name] != want {
+				t.Errorf("orderflow %s -h lists %s: %v; want %v", c.name, v.name, listed[v.name], want)
+			}
+		}
+		for _, name := range uses[c.name] {
+			name, not := strings.CutPrefix(name, "-")
+			if listed[name] == not {
+				t.Errorf("orderflow %s -h lists %s: %v; want %v:\n%s", c.name, name, listed[name], !not, stdout.String())
+			}
+		}
 	}
 }
 
