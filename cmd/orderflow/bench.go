@@ -58,16 +58,16 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	case *warmup < 0 || *drain < 0:
 		return usagef(fs, "-warmup and -drain must not be negative")
 	}
-	// Where the results go is checked before minutes of measuring, not
-	// after.
-	if err := writableDir(*out); err != nil {
-		return fmt.Errorf("-out %s: %w", *out, err)
-	}
 	// The parts log every order at info (a notification each step sends,
 	// for one): thousands of lines a round would bury the progress bar.
 	partsCfg := cfg
 	if err := partsCfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return usagef(fs, "-log-level %q is not debug, info, warn or error", *logLevel)
+	}
+	// Where the results go is checked before minutes of measuring, not
+	// after.
+	if err := writableDir(*out); err != nil {
+		return fmt.Errorf("-out %s: %w", *out, err)
 	}
 	partsLogger := newLogger(partsCfg, os.Stderr)
 	began := time.Now()

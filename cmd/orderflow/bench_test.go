@@ -17,7 +17,8 @@ import (
 func TestBenchChecksItsArgumentsFirst(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{DataDir: filepath.Join(t.TempDir(), "data")}
-	for _, args := range [][]string{{"-n", "-5"}, {"-c", "0"}, {"-rounds", "0"}, {"-drain", "-1"}, {"--bogus"}, {"extra"}} {
+	for _, args := range [][]string{{"-n", "-5"}, {"-c", "0"}, {"-rounds", "0"}, {"-drain", "-1"}, {"--bogus"}, {"extra"},
+		{"-log-level", "loud", "-out", t.TempDir()}} {
 		err := runBench(context.Background(), cfg, logger, args)
 		var usage *usageError
 		if !errors.As(err, &usage) {
