@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -216,9 +217,13 @@ func FromEnv(env envconfig.EnvLookup) (Config, error) {
 			return cfg, fmt.Errorf("%s: %s is less than %s, %s", d.name, *d.dst, d.min, d.why)
 		}
 	}
-	if cfg.RelayBatch, err = strconv.Atoi(or("ORDERFLOW_RELAY_BATCH")); err != nil || cfg.RelayBatch <= 0 {
-		return cfg, fmt.Errorf("ORDERFLOW_RELAY_BATCH: %q is not a positive integer", or("ORDERFLOW_RELAY_BATCH"))
+	// The batch is a query's LIMIT, an int4: a larger value would wrap
+	// around (4294967296 to 0, a relay that claims nothing, silently).
+	batch, err := strconv.ParseInt(or("ORDERFLOW_RELAY_BATCH"), 10, 32)
+	if err != nil || batch <= 0 {
+		return cfg, fmt.Errorf("ORDERFLOW_RELAY_BATCH: %q is not a positive integer of at most %d", or("ORDERFLOW_RELAY_BATCH"), math.MaxInt32)
 	}
+	cfg.RelayBatch = int(batch)
 	opts, err := temporal.LoadClientOptions(env)
 	if err != nil {
 		return cfg, err

@@ -308,6 +308,10 @@ func TestFromEnvRejectsInvalidValues(t *testing.T) {
 		{"ORDERFLOW_LOG_LEVEL", "loud"},
 		{"ORDERFLOW_LOG_FORMAT", "xml"},
 		{"ORDERFLOW_DEV_WORKER", "no"},
+		{"ORDERFLOW_RELAY_BATCH", "0"},
+		// Beyond the int4 of the claim's LIMIT: 2^32 wrapped to 0, a
+		// relay that claimed nothing.
+		{"ORDERFLOW_RELAY_BATCH", "4294967296"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
