@@ -172,7 +172,11 @@ func eventsTail(ctx context.Context, connect connector, logger *slog.Logger, arg
 	if err != nil {
 		return err
 	}
-	return consumer.Tail(ctx, js, opts, out)
+	err = consumer.Tail(ctx, js, opts, out)
+	if notHeld, ok := errors.AsType[*consumer.SubjectNotHeldError](err); ok {
+		return usagef(fs, "--subject %q: %w", *subject, notHeld)
+	}
+	return err
 }
 
 func eventsReplay(ctx context.Context, connect connector, args []string, out io.Writer) error {
@@ -195,6 +199,11 @@ func eventsReplay(ctx context.Context, connect connector, args []string, out io.
 	}
 	if (*since == "") == (*from == 0) {
 		return usagef(fs, "give --since or --from-seq, one of them")
+	}
+	// NATS's rule for stream names: a subject typed for a stream
+	// (orderflow.order) names none, a mistake of the arguments.
+	if strings.ContainsAny(*stream, ">*. /\\\t\r\n") {
+		return usagef(fs, "--stream %q is not a stream name (%s)", *stream, strings.Join(consumer.SourceStreams, ", "))
 	}
 	opts := consumer.ReplayOptions{Consumer: *name, Stream: *stream, FromSeq: *from}
 	if *since != "" {

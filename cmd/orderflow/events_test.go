@@ -253,12 +253,35 @@ func TestEventsCommands(t *testing.T) {
 		{name: "replay to an unknown consumer", args: []string{"replay", "--consumer", "nope", "--since", "1h"}, want: `no consumer "nope"`},
 		{name: "dlq list of an unknown consumer", args: []string{"dlq", "list", "--consumer", "nope"}, want: `no consumer "nope"`},
 		{name: "dlq redrive of an unknown consumer", args: []string{"dlq", "redrive", "--consumer", "nope"}, want: `no consumer "nope"`},
+		// A name NATS refuses was a failure of the server's (exit 1)
+		// where an unknown one is a usage error.
+		{name: "replay to a consumer name NATS refuses", args: []string{"replay", "--consumer", "cli.x", "--since", "1h"}, want: `no consumer "cli.x"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			code := Main(append([]string{"events"}, tt.args...), &stdout, &stderr)
 			if code != 2 || !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "consumers: audit, cli") {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q, naming audit and cli", code, stdout.String(), stderr.String(), tt.want)
+			}
+		})
+	}
+	// Other arguments the server shows to be wrong are usage errors too,
+	// not failures logged with exit 1.
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "replay on a subject given as the stream", args: []string{"replay", "--consumer", "cli", "--since", "1h", "--stream", "orderflow.order"},
+			want: `orderflow events replay: --stream "orderflow.order" is not a stream name (ORDER_EVENTS, DELIVERY_EVENTS)`},
+		{name: "tail of a subject no stream holds", args: []string{"tail", "--subject", "orderflow.orders.>"},
+			want: `orderflow events tail: --subject "orderflow.orders.>": no stream of ORDER_EVENTS, DELIVERY_EVENTS holds subject orderflow.orders.> (they hold orderflow.order.>, orderflow.delivery.>)`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := Main(append([]string{"events"}, tt.args...), &stdout, &stderr)
+			if code != 2 || !strings.Contains(stderr.String(), tt.want) || strings.Contains(stderr.String(), "level=ERROR") {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q as a plain line", code, stdout.String(), stderr.String(), tt.want)
 			}
 		})
 	}

@@ -56,7 +56,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 	var info *jetstream.ConsumerInfo
 	for _, name := range candidates {
 		cons, err := js.Consumer(ctx, name, opts.Consumer)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		// A name NATS refuses (a.b, "my consumer") names no consumer either.
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+			errors.Is(err, jetstream.ErrInvalidConsumerName) || errors.Is(err, jetstream.ErrInvalidStreamName) {
 			continue
 		}
 		if err != nil {

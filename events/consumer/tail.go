@@ -70,7 +70,11 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.
 			_, _ = out.Write(append(line, '\n'))
 		}
 	}
-	var stops []jetstream.ConsumeContext
+	var (
+		stops   []jetstream.ConsumeContext
+		missing bool
+		held    []string // the subjects of the streams there are
+	)
 	defer func() {
 		for _, s := range stops {
 			s.Stop()
@@ -83,11 +87,13 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.
 		st, err := js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			opts.Logger.Warn("no such stream (yet)", "stream", name)
+			missing = true
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", name, err)
 		}
+		held = append(held, st.CachedInfo().Config.Subjects...)
 		filter, ok := streamFilter(st.CachedInfo().Config.Subjects, opts.Subject)
 		if !ok {
 			continue
@@ -113,11 +119,28 @@ func Tail(ctx context.Context, js jetstream.JetStream, opts TailOptions, out io.
 		}
 		stops = append(stops, cc)
 	}
-	if len(stops) == 0 {
+	switch {
+	case len(stops) == 0 && !missing:
+		return &SubjectNotHeldError{Subject: opts.Subject, Streams: opts.Streams, Held: held}
+	case len(stops) == 0:
 		return fmt.Errorf("no stream of %v holds subject %s", opts.Streams, opts.Subject)
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// SubjectNotHeldError is what Tail returns when every stream it reads
+// exists and none holds a subject matching the one asked for: a mistyped
+// subject, most likely (orderflow.orders.>), not a failure of the server.
+type SubjectNotHeldError struct {
+	Subject string
+	// Streams are the streams read, Held their subjects.
+	Streams, Held []string
+}
+
+// Error names the subjects the streams hold.
+func (e *SubjectNotHeldError) Error() string {
+	return fmt.Sprintf("no stream of %s holds subject %s (they hold %s)", strings.Join(e.Streams, ", "), e.Subject, strings.Join(e.Held, ", "))
 }
 
 // streamFilter is the consumer filter for reading subject from a stream
