@@ -929,3 +929,33 @@ func TestReplayGoesOnAfterAnEmptyFetch(t *testing.T) {
 		t.Fatalf("replay from #200 of a reader that delivers nothing = %+v, %v; want the error that says so, naming #200 to resume from", res, err)
 	}
 }
+
+// TestReplayOfAPurgedRangeFails: events removed from the stream while a
+// replay reads it (a purge here; a max age passing alike) end the replay
+// with an error naming them, not with the count of those read as if that
+// were the range.
+func TestReplayOfAPurgedRangeFails(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "purged", false, nil))
+	const n = 300 // more than one fetch of 256
+	for i := range n {
+		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
+	}
+	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == n })
+	st, err := f.bus.JS.Stream(context.Background(), events.OrderStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer.OnReplayFetch(t, func(call int) {
+		if call == 2 {
+			if err := st.Purge(context.Background()); err != nil {
+				t.Errorf("purge: %v", err)
+			}
+		}
+	})
+	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "purged", FromSeq: 1})
+	if err == nil || !strings.Contains(err.Error(), "were removed (purged or aged out) before the replay read them") {
+		t.Fatalf("replay of a stream purged after its first fetch = %+v, %v; want the error that says events were removed", res, err)
+	}
+	t.Log(err)
+}

@@ -32,3 +32,16 @@ func (emptyBatch) Messages() <-chan jetstream.Msg {
 }
 
 func (emptyBatch) Error() error { return nil }
+
+// OnReplayFetch calls before with the number of each fetch of Replay
+// before it is made; until the test ends.
+func OnReplayFetch(tb testing.TB, before func(call int)) {
+	fetch := replayFetch
+	call := 0
+	replayFetch = func(reader jetstream.Consumer) (jetstream.MessageBatch, error) {
+		call++
+		before(call)
+		return fetch(reader)
+	}
+	tb.Cleanup(func() { replayFetch = fetch })
+}

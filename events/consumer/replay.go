@@ -167,6 +167,9 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
+	if err := checkNoneRemoved(ctx, st, res, opts, end); err != nil {
+		return res, err
+	}
 	for _, a := range acks {
 		select {
 		case err := <-a.Err():
@@ -175,6 +178,35 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 		}
 	}
 	return res, nil
+}
+
+// checkNoneRemoved fails a replay that ended short of end because the
+// stream lost events before the replay read them (a purge, or its max age
+// passing during a long replay): a count of what was read must not pass
+// for a replay of the range asked for. The replay's next sequence is
+// known once it replayed one event, or when it started from a sequence.
+func checkNoneRemoved(ctx context.Context, st jetstream.Stream, res ReplayResult, opts ReplayOptions, end uint64) error {
+	next := opts.FromSeq
+	if res.Count > 0 {
+		next = res.Last + 1
+	}
+	if next == 0 || next > end {
+		return nil
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s after the replay: %w", res.Stream, err)
+	}
+	first := info.State.FirstSeq
+	if first <= next {
+		return nil
+	}
+	replayed := "none replayed"
+	if res.Count > 0 {
+		replayed = fmt.Sprintf("%d replayed (#%d to #%d)", res.Count, res.First, res.Last)
+	}
+	return fmt.Errorf("replay: events #%d to #%d of %s were removed (purged or aged out) before the replay read them, so those the consumer takes were not replayed; %s",
+		next, min(first-1, end), res.Stream, replayed)
 }
 
 // How long one fetch of a replay waits for events, and how many empty
