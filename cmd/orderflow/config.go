@@ -45,10 +45,10 @@ var envVars = []envVar{
 	{"ORDERFLOW_TASK_QUEUE", temporal.DefaultTaskQueue, "Temporal task queue of the order worker", []string{"dev", "api", "worker"}},
 	{"ORDERFLOW_ACCEPT_TIMEOUT", "", "overrides every restaurant's accept timeout (a Go duration, e.g. 30s), for demos and tests; unset: per restaurant (10m)", apiCmds},
 	{"ORDERFLOW_DELIVERY_SLA", "45m", "time from acceptance to delivery before an order is escalated", apiCmds},
-	{"TEMPORAL_ADDRESS", "", "external Temporal frontend (host:port); unset: orderflow dev starts an embedded server, and the other commands dial ORDERFLOW_TEMPORAL_ADDR", temporalCmds},
+	{"TEMPORAL_ADDRESS", "", "external Temporal frontend (host:port); unset: orderflow dev (and orderflow bench) starts an embedded server, and api, worker and inbound dial ORDERFLOW_TEMPORAL_ADDR", temporalCmds},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace", temporalCmds},
 	{"TEMPORAL_API_KEY, TEMPORAL_TLS_*, TEMPORAL_PROFILE", "", "Temporal Cloud / TLS settings, as every Temporal SDK reads them", temporalCmds},
-	{"ORDERFLOW_TEMPORAL_ADDR", "127.0.0.1:7233", "embedded Temporal frontend listen address (what the other commands dial when TEMPORAL_ADDRESS is unset)", temporalCmds},
+	{"ORDERFLOW_TEMPORAL_ADDR", "127.0.0.1:7233", "embedded Temporal frontend listen address (what api, worker and inbound dial when TEMPORAL_ADDRESS is unset)", temporalCmds},
 	{"ORDERFLOW_UI_ADDR", "127.0.0.1:8233", "embedded Temporal Web UI listen address (\"off\" disables it)", embedded},
 	{"ORDERFLOW_TEMPORAL_PERSISTENCE", string(devserver.DefaultPersistence), "where the embedded Temporal server keeps workflows and histories. " +
 		"postgres: databases temporal and temporal_visibility on the stack's PostgreSQL (the private one, or DATABASE_URL's server, whose role then needs CREATEDB unless they exist), " +
@@ -60,10 +60,10 @@ var envVars = []envVar{
 		"normal: faster, but an OS crash or power loss (not a crash of orderflow) loses the last commits; with journal delete it may even corrupt the file", embedded},
 	{"ORDERFLOW_TEMPORAL_SHARDS", strconv.Itoa(devserver.DefaultHistoryShards), "history shards of a new embedded Temporal store; " +
 		"an existing store keeps the count it was created with, and asking for another one fails", embedded},
-	{"DATABASE_URL", "", "external PostgreSQL (postgres://...); unset: orderflow dev starts a private cluster from the machine's binaries, and the other commands refuse to start", []string{"dev", "api", "worker", "relay", "promotions", "analytics", "inbound", "courier", "migrate"}},
+	{"DATABASE_URL", "", "external PostgreSQL (postgres://...); unset: orderflow dev (and orderflow bench) starts a private cluster from the machine's binaries, and the other commands that use it refuse to start", []string{"dev", "api", "worker", "relay", "promotions", "analytics", "inbound", "courier", "migrate"}},
 	{"ORDERFLOW_PG_ADDR", "127.0.0.1:15432", "private PostgreSQL listen address", embedded},
-	{"NATS_URL", "", "external NATS with JetStream (nats://...); unset: orderflow dev starts an embedded server, and the other commands refuse to start", natsCmds},
-	{"ORDERFLOW_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address", embedded},
+	{"NATS_URL", "", "external NATS with JetStream (nats://...); unset: orderflow dev (and orderflow bench) starts an embedded server, orderflow events dials dev's at ORDERFLOW_NATS_ADDR, and the other commands refuse to start", natsCmds},
+	{"ORDERFLOW_NATS_ADDR", "127.0.0.1:4222", "embedded NATS listen address (and where orderflow events dials it when NATS_URL is unset)", embedded},
 	{"ORDERFLOW_NATS_SYNC", natsdev.DefaultSyncInterval.String(), "when the NATS server syncs its JetStream file store to disk. " +
 		"A Go duration: that often; a crash of orderflow loses nothing acknowledged, a power loss or OS crash can lose the streams' last interval or so, " +
 		"which for ORDER_EVENTS the outbox relay restores from the outbox (when it becomes active or reconnects, it publishes again what the stream lacks of the events published in the last interval plus " +

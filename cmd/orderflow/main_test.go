@@ -115,6 +115,30 @@ func TestCommandHelpListsTheVariablesItUses(t *testing.T) {
 	}
 }
 
+// TestHelpOfTheURLsNamesTheCommandsThatDoNotRefuse: unset, DATABASE_URL,
+// NATS_URL and TEMPORAL_ADDRESS do not make every command but dev refuse
+// to start or dial ORDERFLOW_TEMPORAL_ADDR: bench starts its own embedded
+// stack (devStackConfig, on free ports), and events dials
+// nats://ORDERFLOW_NATS_ADDR, dev's server. orderflow help must not say
+// otherwise.
+func TestHelpOfTheURLsNamesTheCommandsThatDoNotRefuse(t *testing.T) {
+	help := map[string]string{}
+	for _, v := range envVars {
+		help[v.name] = v.help
+	}
+	for _, tt := range []struct{ name, want string }{
+		{"DATABASE_URL", "orderflow bench"},
+		{"NATS_URL", "orderflow bench"},
+		{"NATS_URL", "orderflow events"},
+		{"ORDERFLOW_NATS_ADDR", "orderflow events"},
+		{"TEMPORAL_ADDRESS", "orderflow bench"},
+	} {
+		if !strings.Contains(help[tt.name], tt.want) {
+			t.Errorf("help of %s = %q; want it to say what %s does when it is unset", tt.name, help[tt.name], tt.want)
+		}
+	}
+}
+
 func TestUsageErrorsExit2(t *testing.T) {
 	tests := []struct {
 		name       string
