@@ -959,3 +959,31 @@ func TestReplayOfAPurgedRangeFails(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestReplayFromBeforeAPurgeBeforeTheReplay: events the stream had lost
+// before the replay began (a purge here; its max age, on any stream older
+// than 30 days, alike) are not events the replay failed to read: replay
+// --from-seq 1 of a stream whose first events are gone passes when it
+// finds events of the consumer's after them, and so it must when it
+// finds none (nothing to replay), not fail saying they were removed
+// before the replay read them.
+func TestReplayFromBeforeAPurgeBeforeTheReplay(t *testing.T) {
+	f := newFixture(t)
+	c := run(t, f.config(t, "purged-before", false, nil))
+	const n = 10
+	for i := range n {
+		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
+	}
+	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == n })
+	st, err := f.bus.JS.Stream(context.Background(), events.OrderStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "purged-before", FromSeq: 1})
+	if err != nil || res.Count != 0 {
+		t.Fatalf("replay from #1 of a stream purged before the replay = %+v, %v; want nothing replayed, no error", res, err)
+	}
+}

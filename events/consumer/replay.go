@@ -167,7 +167,7 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 	case <-ctx.Done():
 		return res, ctx.Err()
 	}
-	if err := checkNoneRemoved(ctx, st, res, opts, end); err != nil {
+	if err := checkNoneRemoved(ctx, st, res, opts, sinfo.State.FirstSeq, end); err != nil {
 		return res, err
 	}
 	for _, a := range acks {
@@ -184,9 +184,15 @@ func Replay(ctx context.Context, js jetstream.JetStream, opts ReplayOptions) (Re
 // stream lost events before the replay read them (a purge, or its max age
 // passing during a long replay): a count of what was read must not pass
 // for a replay of the range asked for. The replay's next sequence is
-// known once it replayed one event, or when it started from a sequence.
-func checkNoneRemoved(ctx context.Context, st jetstream.Stream, res ReplayResult, opts ReplayOptions, end uint64) error {
+// known once it replayed one event, or when it started from a sequence:
+// from the stream's first one at the start (firstSeq) if that is later,
+// events gone before the replay began being none it failed to read, as
+// when it replays one.
+func checkNoneRemoved(ctx context.Context, st jetstream.Stream, res ReplayResult, opts ReplayOptions, firstSeq, end uint64) error {
 	next := opts.FromSeq
+	if next > 0 {
+		next = max(next, firstSeq)
+	}
 	if res.Count > 0 {
 		next = res.Last + 1
 	}
