@@ -211,7 +211,7 @@ func checkNoneRemoved(ctx context.Context, st jetstream.Stream, res ReplayResult
 	if res.Count > 0 {
 		replayed = fmt.Sprintf("%d replayed (#%d to #%d)", res.Count, res.First, res.Last)
 	}
-	return fmt.Errorf("replay: events #%d to #%d of %s were removed (purged or aged out) before the replay read them, so those the consumer takes were not replayed; %s",
+	return fmt.Errorf("replay: events #%d to #%d of %s were removed (purged or aged out) before the replay read them, so any of them the consumer takes were not replayed; %s",
 		next, min(first-1, end), res.Stream, replayed)
 }
 
