@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,6 +26,14 @@ func TestBenchChecksItsArgumentsFirst(t *testing.T) {
 		if !errors.As(err, &usage) {
 			t.Errorf("bench %v = %v; want a usage error", args, err)
 		}
+	}
+	// A bad -log-level is found before -out is made.
+	out := filepath.Join(t.TempDir(), "results")
+	if err := runBench(context.Background(), cfg, logger, []string{"-log-level", "loud", "-out", out}); err == nil {
+		t.Error("bench -log-level loud succeeded")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("bench -log-level loud made -out %s (%v); want it checked before", out, err)
 	}
 	err := runBench(context.Background(), cfg, logger, []string{"-out", "/proc/orderflow-bench-nowhere"})
 	if err == nil || !strings.Contains(err.Error(), "-out /proc/orderflow-bench-nowhere") {
