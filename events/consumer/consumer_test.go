@@ -901,17 +901,24 @@ func (f *fixture) deadUntilFixed(t *testing.T, name string) (c *consumer.Consume
 	return c, fixed, ev, seq
 }
 
+// applied runs the consumer name and has it apply n new order events.
+func (f *fixture) applied(t *testing.T, name string, n int) *consumer.Consumer {
+	t.Helper()
+	c := run(t, f.config(t, name, false, nil))
+	for i := range n {
+		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
+	}
+	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == int64(n) })
+	return c
+}
+
 // TestReplayGoesOnAfterAnEmptyFetch: a fetch that comes back empty while
 // events remain (a busy server) does not end a replay short; a reader that
 // delivers nothing at all ends it with an error, not with a short count.
 func TestReplayGoesOnAfterAnEmptyFetch(t *testing.T) {
 	f := newFixture(t)
-	c := run(t, f.config(t, "patient", false, nil))
 	const n = 300 // more than one fetch of 256
-	for i := range n {
-		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
-	}
-	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == n })
+	c := f.applied(t, "patient", n)
 
 	consumer.EmptyReplayFetches(t, 5, func(call int) bool { return call == 1 || call == 3 })
 	res, err := consumer.Replay(context.Background(), f.bus.JS, consumer.ReplayOptions{Consumer: "patient", FromSeq: 1})
@@ -936,12 +943,7 @@ func TestReplayGoesOnAfterAnEmptyFetch(t *testing.T) {
 // were the range.
 func TestReplayOfAPurgedRangeFails(t *testing.T) {
 	f := newFixture(t)
-	c := run(t, f.config(t, "purged", false, nil))
-	const n = 300 // more than one fetch of 256
-	for i := range n {
-		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
-	}
-	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == n })
+	f.applied(t, "purged", 300) // more than one fetch of 256
 	st, err := f.bus.JS.Stream(context.Background(), events.OrderStream)
 	if err != nil {
 		t.Fatal(err)
@@ -969,12 +971,7 @@ func TestReplayOfAPurgedRangeFails(t *testing.T) {
 // before the replay read them.
 func TestReplayFromBeforeAPurgeBeforeTheReplay(t *testing.T) {
 	f := newFixture(t)
-	c := run(t, f.config(t, "purged-before", false, nil))
-	const n = 10
-	for i := range n {
-		f.bus.Publish(t, orderEvent(newOrderID(), events.OrderPlaced, 1, fmt.Sprint(i)))
-	}
-	eventtest.Eventually(t, "the events applied", func() bool { return c.Stats().Applied == n })
+	f.applied(t, "purged-before", 10)
 	st, err := f.bus.JS.Stream(context.Background(), events.OrderStream)
 	if err != nil {
 		t.Fatal(err)
