@@ -58,6 +58,9 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	case *warmup < 0 || *drain < 0:
 		return usagef(fs, "-warmup and -drain must not be negative")
 	}
+	if err := cfg.Valid(); err != nil {
+		return err
+	}
 	// The parts log every order at info (a notification each step sends,
 	// for one): thousands of lines a round would bury the progress bar.
 	partsCfg := cfg

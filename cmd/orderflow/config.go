@@ -131,7 +131,21 @@ type Config struct {
 	// DevWorker is whether orderflow dev runs the worker itself
 	// (ORDERFLOW_DEV_WORKER).
 	DevWorker bool
+
+	// invalid is what FromEnv found wrong, for a command that reads
+	// arguments of its own: it answers -h without a configuration, and
+	// returns Valid's error once it needs one.
+	invalid error
 }
+
+// Valid returns the configuration's mistake, as a *configError, or nil.
+func (c Config) Valid() error { return c.invalid }
+
+// configError is a mistake in the environment: Main prints it as a plain
+// line and exits 2, as for a mistake in the arguments.
+type configError struct{ err error }
+
+func (e *configError) Error() string { return "configuration: " + e.err.Error() }
 
 // FromEnv reads the configuration from env, applying defaults.
 func FromEnv(env envconfig.EnvLookup) (Config, error) {

@@ -71,6 +71,9 @@ func eventsCommand(ctx context.Context, cfg Config, logger *slog.Logger, args []
 		}
 	}()
 	connect := func() (jetstream.JetStream, error) {
+		if err := cfg.Valid(); err != nil {
+			return nil, err
+		}
 		url := cfg.NATSURL
 		if url == "" {
 			url = "nats://" + cfg.NATSAddr

@@ -91,8 +91,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := FromEnv(envconfig.EnvLookupOS)
 	if err != nil {
-		fmt.Fprintf(stderr, "orderflow: configuration: %v\n", err)
-		return 2
+		if !cmd.args {
+			fmt.Fprintf(stderr, "orderflow: %v\n", &configError{err})
+			return 2
+		}
+		// Its -h (orderflow events tail -h, say) is answered all the
+		// same; it returns the mistake once it needs the configuration.
+		cfg.invalid = &configError{err}
 	}
 	logger := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -105,7 +110,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}()
 	err = cmd.run(ctx, cfg, logger, args[1:])
 	var uerr *usageError
+	var cerr *configError
 	switch {
+	case errors.As(err, &cerr):
+		fmt.Fprintf(stderr, "orderflow: %v\n", cerr)
+		return 2
 	case errors.As(err, &uerr):
 		if !uerr.printed {
 			fmt.Fprintln(stderr, uerr.err)

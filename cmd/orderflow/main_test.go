@@ -231,13 +231,19 @@ func TestHelpCommand(t *testing.T) {
 // osStderr returns what fn wrote to os.Stderr.
 func osStderr(t *testing.T, fn func()) string {
 	t.Helper()
+	return osFile(t, &os.Stderr, fn)
+}
+
+// osFile returns what fn wrote to *f, os.Stdout or os.Stderr.
+func osFile(t *testing.T, f **os.File, fn func()) string {
+	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	saved := os.Stderr
-	os.Stderr = w
-	defer func() { os.Stderr = saved }()
+	saved := *f
+	*f = w
+	defer func() { *f = saved }()
 	read := make(chan string)
 	go func() {
 		b, _ := io.ReadAll(r)
@@ -256,6 +262,37 @@ func TestInvalidConfigurationExits2NamingTheVariable(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "ORDERFLOW_LOG_LEVEL") {
 		t.Errorf("stderr %q does not name ORDERFLOW_LOG_LEVEL", stderr.String())
+	}
+}
+
+// TestCommandsWithArgumentsAnswerHelpDespiteABadConfiguration: events and
+// bench read arguments of their own; a malformed variable did not let
+// them answer -h (exit 2 with the configuration error), where the other
+// commands do. Once they need the configuration, the mistake is the same
+// plain line with exit 2 as for the others, and nothing runs.
+func TestCommandsWithArgumentsAnswerHelpDespiteABadConfiguration(t *testing.T) {
+	t.Setenv("ORDERFLOW_LOG_LEVEL", "loud")
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1") // events would fail to connect otherwise: exit 1
+	t.Chdir(t.TempDir())                       // bench would make bench/results here
+	for _, args := range [][]string{{"events", "-h"}, {"help", "events"}, {"events", "dlq", "-h"}, {"events", "tail", "-h"}, {"bench", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		var code int
+		// events prints its usage to the process's stdout, a subcommand's
+		// flag set and bench's to its stderr.
+		var flagOut string
+		cmdOut := osFile(t, &os.Stdout, func() { flagOut = osStderr(t, func() { code = Main(args, &stdout, &stderr) }) })
+		if out := stdout.String() + cmdOut + flagOut; code != 0 || !strings.Contains(out, "Usage") || strings.Contains(out+stderr.String(), "configuration") {
+			t.Errorf("orderflow %v with a bad ORDERFLOW_LOG_LEVEL = exit %d, output %q, stderr %q; want 0 and the usage", args, code, out, stderr.String())
+		}
+	}
+	for _, args := range [][]string{{"events", "dlq", "list"}, {"events", "tail"}, {"bench", "-n", "5"}} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "orderflow: configuration: ORDERFLOW_LOG_LEVEL") {
+			t.Errorf("orderflow %v with a bad ORDERFLOW_LOG_LEVEL = exit %d, stderr %q; want 2 and the line naming it", args, code, stderr.String())
+		}
+	}
+	if entries, err := os.ReadDir("."); err != nil || len(entries) > 0 {
+		t.Errorf("the commands left %v (%v) in the working directory; want nothing", entries, err)
 	}
 }
 
