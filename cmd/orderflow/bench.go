@@ -58,14 +58,16 @@ func runBench(ctx context.Context, cfg Config, logger *slog.Logger, args []strin
 	case *warmup < 0 || *drain < 0:
 		return usagef(fs, "-warmup and -drain must not be negative")
 	}
-	if err := cfg.Valid(); err != nil {
-		return err
-	}
 	// The parts log every order at info (a notification each step sends,
 	// for one): thousands of lines a round would bury the progress bar.
 	partsCfg := cfg
 	if err := partsCfg.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usagef(fs, "-log-level %q is not debug, info, warn or error", *logLevel)
+	}
+	// A mistake in the environment, once the flags are known good: before
+	// anything is made, connected or started.
+	if err := cfg.Valid(); err != nil {
+		return err
 	}
 	// Where the results go is checked before minutes of measuring, not
 	// after.

@@ -19,12 +19,18 @@ import (
 func TestBenchChecksItsArgumentsFirst(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{DataDir: filepath.Join(t.TempDir(), "data")}
+	// Every mistake in the flags is found before one in the environment
+	// too, as orderflow events finds its own.
+	bad := cfg
+	bad.invalid = &configError{errors.New(`ORDERFLOW_LOG_FORMAT: "xml" is neither text nor json`)}
 	for _, args := range [][]string{{"-n", "-5"}, {"-c", "0"}, {"-rounds", "0"}, {"-drain", "-1"}, {"--bogus"}, {"extra"},
 		{"-log-level", "loud", "-out", t.TempDir()}} {
-		err := runBench(context.Background(), cfg, logger, args)
-		var usage *usageError
-		if !errors.As(err, &usage) {
-			t.Errorf("bench %v = %v; want a usage error", args, err)
+		for _, cfg := range []Config{cfg, bad} {
+			err := runBench(context.Background(), cfg, logger, args)
+			var usage *usageError
+			if !errors.As(err, &usage) {
+				t.Errorf("bench %v (configuration error %v) = %v; want a usage error", args, cfg.Valid(), err)
+			}
 		}
 	}
 	// A bad -log-level is found before -out is made.
