@@ -178,9 +178,7 @@ func envUsage(w io.Writer, command string) {
 	if command == "" {
 		fmt.Fprint(w, "\nEnvironment (each read once at start):\n")
 	} else {
-		// Every command checks every variable at start (a malformed one
-		// stops it), but lists only those it uses.
-		fmt.Fprintf(w, "\nEnvironment (each read once at start; those orderflow %s uses, orderflow help lists them all):\n", command)
+		fmt.Fprintf(w, "\nEnvironment (each read once at start): those orderflow %s uses. It checks the others too, and stops on a malformed one; orderflow help lists them all.\n", command)
 	}
 	for _, v := range envVars {
 		if command != "" && v.only != nil && !slices.Contains(v.only, command) {

@@ -98,6 +98,9 @@ func TestCommandHelpListsTheVariablesItUses(t *testing.T) {
 		if code := Main([]string{c.name, "-h"}, &stdout, &stderr); code != 0 {
 			t.Fatalf("orderflow %s -h exit code = %d; stderr %s", c.name, code, stderr.String())
 		}
+		if !strings.Contains(stdout.String(), "stops on a malformed one; orderflow help lists them all") {
+			t.Errorf("orderflow %s -h does not say that it checks the variables it does not list, nor where they are:\n%s", c.name, stdout.String())
+		}
 		listed := map[string]bool{}
 		for _, line := range strings.Split(stdout.String(), "\n") {
 			if name, ok := strings.CutPrefix(line, "  "); ok && !strings.HasPrefix(name, " ") {
