@@ -10,17 +10,15 @@ import (
 // come back with nothing, as a fetch on a busy server can, and every
 // replay give up after stall empty fetches in a row; until the test ends.
 func EmptyReplayFetches(tb testing.TB, stall int, empty func(call int) bool) {
-	fetch, limit := replayFetch, replayStallFetches
-	call := 0
-	replayFetch = func(reader jetstream.Consumer) (jetstream.MessageBatch, error) {
-		call++
+	limit := replayStallFetches
+	interceptReplayFetches(tb, func(call int, fetch func() (jetstream.MessageBatch, error)) (jetstream.MessageBatch, error) {
 		if empty(call) {
 			return emptyBatch{}, nil
 		}
-		return fetch(reader)
-	}
+		return fetch()
+	})
 	replayStallFetches = stall
-	tb.Cleanup(func() { replayFetch, replayStallFetches = fetch, limit })
+	tb.Cleanup(func() { replayStallFetches = limit })
 }
 
 type emptyBatch struct{}
@@ -36,12 +34,20 @@ func (emptyBatch) Error() error { return nil }
 // OnReplayFetch calls before with the number of each fetch of Replay
 // before it is made; until the test ends.
 func OnReplayFetch(tb testing.TB, before func(call int)) {
-	fetch := replayFetch
+	interceptReplayFetches(tb, func(call int, fetch func() (jetstream.MessageBatch, error)) (jetstream.MessageBatch, error) {
+		before(call)
+		return fetch()
+	})
+}
+
+// interceptReplayFetches has each fetch of Replay answered by do, given
+// the fetch's number and the fetch itself; until the test ends.
+func interceptReplayFetches(tb testing.TB, do func(call int, fetch func() (jetstream.MessageBatch, error)) (jetstream.MessageBatch, error)) {
+	saved := replayFetch
 	call := 0
 	replayFetch = func(reader jetstream.Consumer) (jetstream.MessageBatch, error) {
 		call++
-		before(call)
-		return fetch(reader)
+		return do(call, func() (jetstream.MessageBatch, error) { return saved(reader) })
 	}
-	tb.Cleanup(func() { replayFetch = fetch })
+	tb.Cleanup(func() { replayFetch = saved })
 }
